@@ -1,0 +1,1 @@
+"""Attacks: callables that return the Byzantine rows of a round."""

@@ -1,0 +1,82 @@
+"""Selections as pure functions of the ``(n, n)`` squared-distance matrix.
+
+These are the single implementation of distance-based selection in fedsec. Plaintext rules
+(``robust.Krum``, ``robust.MultiKrum``, ...) call them on distances computed from the stack; the
+encrypted-domain protocols (``protocols``) call them on distances a key holder decrypts.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from robust.errors import ByzantineBoundError
+
+
+def pairwise_sq_distances(stack: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between the rows of ``stack``.
+
+    Computed through one Gram matrix, ``D_ij = |x_i|^2 + |x_j|^2 - 2 <x_i, x_j>`` (no ``(n, n, d)``
+    intermediate). The Gram is taken in the input dtype; the result is clamped at 0 and its diagonal
+    set to exactly 0.
+
+    Args:
+        stack: ``(n, d)`` tensor.
+
+    Returns:
+        ``(n, n)`` tensor of the same dtype, symmetric, zero diagonal, non-negative.
+    """
+    if stack.ndim != 2:
+        raise ValueError(f"stack must be 2-D (n, d); got shape {tuple(stack.shape)}")
+    gram = stack @ stack.T
+    sq = torch.diagonal(gram)
+    dist = (sq[:, None] + sq[None, :] - 2.0 * gram).clamp_min_(0.0)
+    dist.fill_diagonal_(0.0)
+    return dist
+
+
+def _check_square(dist: torch.Tensor) -> int:
+    if dist.ndim != 2 or dist.shape[0] != dist.shape[1]:
+        raise ValueError(f"dist must be a square (n, n) matrix; got shape {tuple(dist.shape)}")
+    return int(dist.shape[0])
+
+
+def krum_scores(dist: torch.Tensor, f: int) -> torch.Tensor:
+    """Krum scores (Blanchard et al., NeurIPS 2017).
+
+    ``score_i = sum of D_ij over the n - f - 2 nearest j != i``. Requires ``n > 2f + 2``.
+    ByzFL uses the ``n - f - 1`` nearest others instead; fedsec follows the paper.
+
+    Args:
+        dist: ``(n, n)`` squared distances (zero diagonal).
+        f: number of Byzantine rows tolerated.
+
+    Returns:
+        ``(n,)`` scores; lower is more central.
+    """
+    n = _check_square(dist)
+    if f < 0:
+        raise ValueError(f"f must be >= 0; got f={f}")
+    if n <= 2 * f + 2:
+        raise ByzantineBoundError(f"got f={f}, n={n}; Krum needs n > 2f + 2")
+    k = n - f - 2
+    # Exclude self by pushing the diagonal to +inf before taking the k smallest.
+    masked = dist.clone()
+    masked.fill_diagonal_(float("inf"))
+    nearest = torch.topk(masked, k, dim=1, largest=False).values
+    return nearest.sum(dim=1)
+
+
+def krum_select(dist: torch.Tensor, f: int, m: int = 1) -> torch.Tensor:
+    """Indices of the ``m`` rows with the lowest Krum scores (Multi-Krum when ``m > 1``).
+
+    Ties are broken by the lower index (stable sort), so plaintext and encrypted callers agree.
+
+    Returns:
+        ``(m,)`` int64 tensor of row indices, sorted by score.
+    """
+    n = _check_square(dist)
+    if not 1 <= m <= n:
+        raise ValueError(f"m must be in [1, n]; got m={m}, n={n}")
+    scores = krum_scores(dist, f)
+    order = torch.sort(scores, stable=True).indices
+    return order[:m]
