@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol as TypingProtocol
+from typing import Any
+from typing import Protocol as TypingProtocol
 
 import numpy as np
 import torch
@@ -92,8 +93,13 @@ class Meter:
     def rows(self) -> list[dict[str, Any]]:
         """Flat records, one per (party, phase), for tables and JSON."""
         return [
-            {"party": p, "phase": ph, "seconds": c.seconds, "bytes_sent": c.bytes_sent,
-             "bytes_received": c.bytes_received}
+            {
+                "party": p,
+                "phase": ph,
+                "seconds": c.seconds,
+                "bytes_sent": c.bytes_sent,
+                "bytes_received": c.bytes_received,
+            }
             for (p, ph), c in self.costs.items()
         ]
 
