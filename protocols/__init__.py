@@ -1,6 +1,12 @@
-"""Aggregation rounds across parties, each with a leakage profile and an overhead meter."""
+"""Aggregation rounds across parties, each with a leakage profile and an overhead meter.
 
-from protocols import plain as plain
+Every module of this package registers its protocols in :data:`PROTOCOLS` when imported; importing
+the package imports them all, so ``protocols.make(name, ...)`` knows every protocol.
+"""
+
+import importlib
+import pkgutil
+
 from protocols.base import (
     PROTOCOLS,
     AggregationProtocol,
@@ -10,5 +16,9 @@ from protocols.base import (
     RoundResult,
     make,
 )
+
+for _mod in pkgutil.iter_modules(__path__):
+    if not _mod.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_mod.name}")
 
 __all__ = ["PROTOCOLS", "AggregationProtocol", "Leakage", "Meter", "PhaseCost", "RoundResult", "make"]

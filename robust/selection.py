@@ -80,3 +80,46 @@ def krum_select(dist: torch.Tensor, f: int, m: int = 1) -> torch.Tensor:
     scores = krum_scores(dist, f)
     order = torch.sort(scores, stable=True).indices
     return order[:m]
+
+
+def coordinate_ranks(stack: torch.Tensor) -> torch.Tensor:
+    """Per-coordinate ranks of the rows: ``R[i, j]`` is the position of ``x_ij`` in column ``j`` sorted
+    ascending (0 = smallest), ties broken by row index. Shape ``(n, d)``, int64."""
+    if stack.ndim != 2:
+        raise ValueError(f"stack must be 2-D (n, d); got shape {tuple(stack.shape)}")
+    order = torch.sort(stack, dim=0, stable=True).indices
+    ranks = torch.empty_like(order)
+    ar = torch.arange(stack.shape[0], device=stack.device).unsqueeze(1).expand_as(order)
+    ranks.scatter_(0, order, ar)
+    return ranks
+
+
+def trimmed_mean_weights(ranks: torch.Tensor, f: int) -> torch.Tensor:
+    """Selection weights of the coordinate-wise trimmed mean from ranks.
+
+    ``W[i, j] = 1 / (n - 2f)`` if ``f <= R[i, j] < n - f`` else 0, so ``(W * X).sum(0)`` is the mean of
+    each column without its f largest and f smallest entries. Requires ``n > 2f``.
+    """
+    n = int(ranks.shape[0])
+    if f < 0:
+        raise ValueError(f"f must be >= 0; got f={f}")
+    if n <= 2 * f:
+        raise ByzantineBoundError(f"got f={f}, n={n}; trimmed mean needs n > 2f")
+    keep = (ranks >= f) & (ranks < n - f)
+    return keep.to(torch.float32) / float(n - 2 * f)
+
+
+def median_weights(ranks: torch.Tensor) -> torch.Tensor:
+    """Selection weights of the coordinate-wise median from ranks.
+
+    Odd n: weight 1 on rank ``(n - 1) / 2``. Even n: weight 1/2 on each of ranks ``n/2 - 1`` and
+    ``n/2`` (the average of the two middle values, as ``numpy.median``; ``torch.median`` would return
+    the lower one).
+    """
+    n = int(ranks.shape[0])
+    if n < 1:
+        raise ValueError("ranks must have at least one row")
+    if n % 2 == 1:
+        return (ranks == (n - 1) // 2).to(torch.float32)
+    mid = (ranks == n // 2 - 1) | (ranks == n // 2)
+    return mid.to(torch.float32) * 0.5
