@@ -1,5 +1,6 @@
 """Confidentiality: cryptographic primitives and secure-sum protocols."""
 
+from secagg.encoding import FixedPoint
 from secagg.errors import (
     AuthenticationError,
     EncodingError,
@@ -9,13 +10,18 @@ from secagg.errors import (
     StageError,
     TooFewSurvivors,
 )
+from secagg.prg import expand
+from secagg.shamir import ShamirError
 
 __all__ = [
     "AuthenticationError",
     "EncodingError",
+    "FixedPoint",
     "MalformedMessage",
     "ProtocolAbort",
     "SecAggError",
+    "ShamirError",
     "StageError",
     "TooFewSurvivors",
+    "expand",
 ]
