@@ -21,6 +21,7 @@ from robust.attacks.base import (
     KnowledgeError,
     make,
 )
+from robust.attacks.calibrated import Calibrated, simulated_honest
 from robust.attacks.faults import LargeNorm, NonFinite
 from robust.attacks.optimize import MinMax, MinSum, ndss_search, perturbation
 from robust.attacks.stats import (
@@ -42,6 +43,7 @@ __all__ = [
     "Attack",
     "AttackContext",
     "AttackError",
+    "Calibrated",
     "Gaussian",
     "KnowledgeError",
     "LargeNorm",
@@ -57,4 +59,5 @@ __all__ = [
     "mimic_target",
     "ndss_search",
     "perturbation",
+    "simulated_honest",
 ]
