@@ -123,3 +123,62 @@ def median_weights(ranks: torch.Tensor) -> torch.Tensor:
         return (ranks == (n - 1) // 2).to(torch.float32)
     mid = (ranks == n // 2 - 1) | (ranks == n // 2)
     return mid.to(torch.float32) * 0.5
+
+
+def _nearest_sum(dist: torch.Tensor, k: int) -> torch.Tensor:
+    """``sum`` of the ``k`` smallest off-diagonal entries of every row (``k = 0`` -> zeros)."""
+    n = int(dist.shape[0])
+    if k <= 0:
+        return torch.zeros(n, dtype=dist.dtype, device=dist.device)
+    masked = dist.clone()
+    masked.fill_diagonal_(float("inf"))
+    return torch.topk(masked, k, dim=1, largest=False).values.sum(dim=1)
+
+
+def bulyan_select(dist: torch.Tensor, f: int) -> torch.Tensor:
+    """Selection phase of Bulyan (El Mhamdi et al., ICML 2018) with Krum as the base rule.
+
+    ``theta = n - 2f`` times: compute Krum scores on the rows not yet selected (each with the
+    ``n_k - f - 2`` nearest others among those ``n_k`` rows, at least 0) and move the lowest-scoring
+    row (ties: lower index) to the selection. Requires ``n >= 4f + 3``.
+
+    Returns:
+        ``(theta,)`` int64 row indices in the order they were selected.
+    """
+    n = _check_square(dist)
+    if f < 0:
+        raise ValueError(f"f must be >= 0; got f={f}")
+    if n < 4 * f + 3:
+        raise ByzantineBoundError(f"got f={f}, n={n}; Bulyan needs n >= 4f + 3")
+    theta = n - 2 * f
+    remaining = list(range(n))
+    chosen: list[int] = []
+    for _ in range(theta):
+        idx = torch.tensor(remaining, device=dist.device)
+        sub = dist.index_select(0, idx).index_select(1, idx)
+        scores = _nearest_sum(sub, len(remaining) - f - 2)
+        best = int(torch.sort(scores, stable=True).indices[0])
+        chosen.append(remaining.pop(best))
+    return torch.tensor(chosen, dtype=torch.int64, device=dist.device)
+
+
+def nnm_mixing(dist: torch.Tensor, f: int) -> torch.Tensor:
+    """Mixing matrix of Nearest-Neighbour Mixing (Allouah et al., AISTATS 2023).
+
+    ``M[i, j] = 1 / (n - f)`` if ``j`` is among the ``n - f`` rows nearest to row ``i`` (itself
+    included, distance 0; ties: lower index), else 0; the mixed stack is ``M @ X``. Requires
+    ``n > f``.
+    """
+    n = _check_square(dist)
+    if f < 0:
+        raise ValueError(f"f must be >= 0; got f={f}")
+    if n <= f:
+        raise ByzantineBoundError(f"got f={f}, n={n}; NNM needs n > f")
+    k = n - f
+    # Make self the nearest for sure (distance -1), then a stable sort keeps ties by index.
+    key = dist.clone()
+    key.fill_diagonal_(-1.0)
+    nearest = torch.sort(key, dim=1, stable=True).indices[:, :k]
+    mix = torch.zeros_like(dist)
+    mix.scatter_(1, nearest, 1.0 / k)
+    return mix

@@ -1,0 +1,134 @@
+"""Distance-based rules: Krum, Multi-Krum and Bulyan.
+
+Each rule is two steps: a selection computed by the pure functions of :mod:`robust.selection` from the
+``(n, n)`` squared-distance matrix (the same functions the encrypted-domain protocols call on
+decrypted distances), then its application to the stack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from robust.base import AGGREGATORS, Aggregator, Selection, bound_error, check_f
+from robust.coordinate import _np_median, _numpy_ok, columnwise, coordinate_median
+from robust.selection import bulyan_select, krum_select, pairwise_sq_distances
+
+__all__ = ["Bulyan", "Krum", "MultiKrum", "bulyan_coordinate_phase", "mean_of_rows"]
+
+
+def mean_of_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Mean of the given rows as one ``(n,) @ (n, d)`` product (no copy of the selected rows)."""
+    w = torch.zeros(int(x.shape[0]), dtype=x.dtype, device=x.device)
+    w[rows.to(x.device)] = 1.0 / int(rows.numel())
+    return w @ x
+
+
+@AGGREGATORS.register("krum")
+class Krum(Aggregator):
+    """Krum (Blanchard et al., NeurIPS 2017): output the row with the lowest score
+    ``s_i = sum_{j in N_i} ||x_i - x_j||^2``, ``N_i`` the ``n - f - 2`` nearest other rows.
+
+    Bound: ``n > 2f + 2``. ByzFL scores with the ``n - f - 1`` nearest others; fedsec follows the paper.
+    Selection: :func:`robust.selection.krum_select`.
+    """
+
+    name = "krum"
+
+    def __init__(self, f: int) -> None:
+        super().__init__(f)
+
+    def check_bound(self, n: int, f: int | None) -> None:
+        assert f is not None
+        if n <= 2 * f + 2:
+            raise bound_error(type(self).__name__, f, n, "n > 2f + 2")
+
+    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+        assert f is not None
+        sel = krum_select(pairwise_sq_distances(x), f, 1)
+        return x[int(sel[0])].clone(), sel
+
+
+@AGGREGATORS.register("multi_krum")
+class MultiKrum(Krum):
+    """Multi-Krum (Blanchard et al., NeurIPS 2017): the mean of the ``m`` rows with the lowest Krum
+    scores (``m = n - f`` by default, ``1 <= m <= n - f``). Bound: ``n > 2f + 2``."""
+
+    name = "multi_krum"
+
+    def __init__(self, f: int, m: int | None = None) -> None:
+        super().__init__(f)
+        if m is not None:
+            m = check_f(m, "m")
+            if m < 1:
+                raise ValueError(f"m must be >= 1 or None; got m={m}")
+        self.m = m
+
+    def check_bound(self, n: int, f: int | None) -> None:
+        super().check_bound(n, f)
+        assert f is not None
+        if self.m is not None and self.m > n - f:
+            raise ValueError(f"m must be <= n - f; got m={self.m}, n={n}, f={f}")
+
+    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+        assert f is not None
+        n = int(x.shape[0])
+        m = n - f if self.m is None else min(self.m, n - f)
+        sel = krum_select(pairwise_sq_distances(x), f, m)
+        return mean_of_rows(x, sel), torch.sort(sel).values
+
+    def __repr__(self) -> str:
+        return f"MultiKrum(f={self.f}, m={self.m})"
+
+
+def _np_bulyan(beta: int) -> Any:
+    def kernel(block: np.ndarray) -> np.ndarray:
+        med = _np_median(block)
+        dev = np.abs(block - med)
+        idx = np.argpartition(dev, beta - 1, axis=0)[:beta]
+        return np.take_along_axis(block, idx, axis=0).mean(axis=0)
+
+    return kernel
+
+
+def bulyan_coordinate_phase(sel: torch.Tensor, beta: int) -> torch.Tensor:
+    """Second phase of Bulyan: per coordinate, the mean of the ``beta`` values closest to the
+    coordinate-wise median of the selected rows ``sel`` (``(theta, d)``)."""
+    theta = int(sel.shape[0])
+    if not 1 <= beta <= theta:
+        raise ValueError(f"beta must be in [1, theta]; got beta={beta}, theta={theta}")
+    if _numpy_ok(sel):
+        return columnwise(sel, _np_bulyan(beta))
+    med = coordinate_median(sel)
+    idx = (sel - med).abs().topk(beta, dim=0, largest=False).indices
+    return sel.gather(0, idx).mean(dim=0)
+
+
+@AGGREGATORS.register("bulyan")
+class Bulyan(Aggregator):
+    """Bulyan (El Mhamdi et al., ICML 2018) on top of Krum. Bound: ``n >= 4f + 3``.
+
+    1. Selection (:func:`robust.selection.bulyan_select`): ``theta = n - 2f`` rows by recursive Krum.
+    2. Per coordinate, the mean of the ``beta = theta - 2f`` selected values closest to the
+       coordinate-wise median of the selection.
+    """
+
+    name = "bulyan"
+
+    def __init__(self, f: int) -> None:
+        super().__init__(f)
+
+    def check_bound(self, n: int, f: int | None) -> None:
+        assert f is not None
+        if n < 4 * f + 3:
+            raise bound_error("Bulyan", f, n, "n >= 4f + 3")
+
+    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+        assert f is not None
+        n = int(x.shape[0])
+        sel = bulyan_select(pairwise_sq_distances(x), f)
+        rows = x.index_select(0, sel.to(x.device))
+        out = bulyan_coordinate_phase(rows, n - 4 * f)
+        return out.to(x.device), torch.sort(sel).values

@@ -1,0 +1,146 @@
+"""Pre-aggregators ``(n, d) -> (m, d)``: NNM, Bucketing, Clip and ARC."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from robust._rng import make_generator, resolve_seed
+from robust.base import PRE_AGGREGATORS, PreAggregator, bound_error, check_f, identity_sources
+from robust.coordinate import row_distances
+from robust.selection import nnm_mixing, pairwise_sq_distances
+
+__all__ = ["ARC", "NNM", "Bucketing", "Clip", "arc_threshold", "clip_rows"]
+
+
+def clip_rows(x: torch.Tensor, norms: torch.Tensor, c: float) -> torch.Tensor:
+    """``x_i * min(1, c / ||x_i||)`` for every row, given the row norms (float64)."""
+    scale = torch.where(norms > c, c / norms.clamp_min(1e-300), torch.ones_like(norms))
+    return x * scale.to(x.dtype).unsqueeze(1)
+
+
+@PRE_AGGREGATORS.register("nnm")
+class NNM(PreAggregator):
+    """Nearest-Neighbour Mixing (Allouah et al., AISTATS 2023): row ``i`` becomes the mean of its
+    ``n - f`` nearest rows (itself included) -- ``M @ X`` with ``M`` from
+    :func:`robust.selection.nnm_mixing`. Bound: ``n > 2f``. Rows keep their identity."""
+
+    name = "nnm"
+
+    def __init__(self, f: int) -> None:
+        super().__init__(f)
+
+    def check_bound(self, n: int, f: int | None) -> None:
+        assert f is not None
+        if n <= 2 * f:
+            raise bound_error("NNM", f, n, "n > 2f")
+
+    def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
+        assert f is not None
+        mix = nnm_mixing(pairwise_sq_distances(x), f)
+        return mix.to(x.dtype) @ x, identity_sources(int(x.shape[0]))
+
+
+@PRE_AGGREGATORS.register("bucketing")
+class Bucketing(PreAggregator):
+    """Bucketing (Karimireddy, He & Jaggi, ICLR 2022): shuffle the rows with a random permutation and
+    output the means of consecutive buckets of ``s`` rows (``ceil(n / s)`` buckets, the last one
+    smaller when ``s`` does not divide ``n``). With f Byzantine rows at most f buckets are affected.
+
+    The permutation comes from a ``torch.Generator`` the object keeps (``seed=None``: seeded from
+    libsodium so clients cannot predict it). ``last_sources`` lists each bucket's rows.
+    """
+
+    name = "bucketing"
+
+    def __init__(self, s: int = 2, seed: int | None = None) -> None:
+        super().__init__(None)
+        self.s = check_f(s, "s")
+        if self.s < 1:
+            raise ValueError(f"s must be >= 1; got s={s}")
+        self.seed = resolve_seed(seed)
+        self.generator = make_generator(self.seed)
+
+    def out_rows(self, n: int) -> int:
+        return math.ceil(n / self.s)
+
+    def tolerated(self, n: int) -> int | None:
+        return None
+
+    def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
+        n = int(x.shape[0])
+        perm = torch.randperm(n, generator=self.generator).tolist()
+        buckets = [sorted(perm[i : i + self.s]) for i in range(0, n, self.s)]
+        avg = torch.zeros(len(buckets), n, dtype=x.dtype)
+        for b, rows in enumerate(buckets):
+            avg[b, rows] = 1.0 / len(rows)
+        return avg.to(x.device) @ x, buckets
+
+    def reset(self) -> None:
+        super().reset()
+        self.generator = make_generator(self.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def __repr__(self) -> str:
+        return f"Bucketing(s={self.s})"
+
+
+@PRE_AGGREGATORS.register("clip")
+class Clip(PreAggregator):
+    """Static L2 clipping: ``x_i <- x_i * min(1, c / ||x_i||)``. Rows keep their identity."""
+
+    name = "clip"
+
+    def __init__(self, c: float) -> None:
+        super().__init__(None)
+        if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c) or c <= 0:
+            raise ValueError(f"c must be a finite number > 0; got c={c!r}")
+        self.c = float(c)
+
+    def tolerated(self, n: int) -> int | None:
+        return None
+
+    def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
+        norms = row_distances(x, torch.zeros(int(x.shape[1]), dtype=x.dtype, device=x.device))
+        return clip_rows(x, norms, self.c), identity_sources(int(x.shape[0]))
+
+    def __repr__(self) -> str:
+        return f"Clip(c={self.c})"
+
+
+def arc_threshold(norms: torch.Tensor, f: int) -> float | None:
+    """ARC's clipping threshold: with ``k = floor(2 (f / n) (n - f))``, the ``(k + 1)``-th largest norm
+    (``None`` when ``k = 0``: nothing is clipped)."""
+    n = int(norms.numel())
+    k = math.floor(2 * f * (n - f) / n)
+    if k == 0:
+        return None
+    return float(torch.sort(norms, descending=True).values[min(k, n - 1)])
+
+
+@PRE_AGGREGATORS.register("arc")
+class ARC(PreAggregator):
+    """Adaptive Robust Clipping (Allouah et al., NeurIPS 2024): clip every row to the ``(k + 1)``-th
+    largest norm, ``k = floor(2 (f / n) (n - f))`` -- the k largest rows are clipped, no norm
+    threshold is tuned. Bound: ``n > 2f``. Rows keep their identity."""
+
+    name = "arc"
+
+    def __init__(self, f: int) -> None:
+        super().__init__(f)
+
+    def check_bound(self, n: int, f: int | None) -> None:
+        assert f is not None
+        if n <= 2 * f:
+            raise bound_error("ARC", f, n, "n > 2f")
+
+    def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
+        assert f is not None
+        norms = row_distances(x, torch.zeros(int(x.shape[1]), dtype=x.dtype, device=x.device))
+        c = arc_threshold(norms, f)
+        out = x.clone() if c is None else clip_rows(x, norms, c)
+        return out, identity_sources(int(x.shape[0]))
