@@ -1,0 +1,166 @@
+"""The round driver shared by the CKKS protocols: party setup, uploads, the final decryption.
+
+A driver wires parties together and holds no algorithm code (STYLE.md, thin orchestrators). Every
+message goes through :meth:`CKKSRound.send`, which accounts it in the round's :class:`Meter` and
+appends it to :attr:`CKKSRound.transcript` (so tests can inspect exactly what each party received).
+Parties and keys persist across rounds of one protocol object; the ``"setup"`` phase (key generation
+and distribution) is metered in the round that performs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from protocols.base import Meter
+from protocols.ckks.messages import Identity, Kind
+from protocols.ckks.params import CKKSParameterError, CKKSParams
+from protocols.ckks.parties import CKKSClient, CKKSKeyHolder, CKKSServer, Update, read_plaintext
+
+
+@dataclass(frozen=True)
+class Message:
+    """One transcript entry: who sent which bytes to whom, in which phase."""
+
+    sender: str
+    receiver: str
+    phase: str
+    payload: bytes
+
+
+def as_params(params: CKKSParams | dict[str, Any] | None) -> CKKSParams:
+    """Accept a :class:`CKKSParams`, a dict of its fields (from a TOML config) or ``None`` (defaults)."""
+    if params is None:
+        return CKKSParams()
+    if isinstance(params, CKKSParams):
+        return params
+    if isinstance(params, dict):
+        kw = dict(params)
+        if "coeff_mod_bit_sizes" in kw:
+            kw["coeff_mod_bit_sizes"] = tuple(kw["coeff_mod_bit_sizes"])
+        try:
+            return CKKSParams(**kw)
+        except TypeError as e:
+            raise CKKSParameterError(f"got params keys {sorted(kw)}; want fields of CKKSParams ({e})") from e
+    raise CKKSParameterError(f"got params of type {type(params).__name__}; want CKKSParams, dict or None")
+
+
+def as_stack(stack: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The ``(n, d)`` stack as float64 numpy on the CPU (the clients' plaintexts)."""
+    if isinstance(stack, torch.Tensor):
+        x = stack.detach().to("cpu", torch.float64).numpy()
+    else:
+        x = np.asarray(stack, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"got a stack of shape {x.shape}; want (n, d) with n, d >= 1")
+    return x
+
+
+def as_weights(weights: torch.Tensor | np.ndarray | None, n: int) -> np.ndarray | None:
+    """Normalized client weights ``w / sum(w)``, or ``None`` for the plain mean."""
+    if weights is None:
+        return None
+    w = np.asarray(torch.as_tensor(weights).detach().cpu().to(torch.float64).numpy(), dtype=np.float64)
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"got weights of shape {w.shape}; want ({n},) finite, >= 0, positive sum")
+    return w / w.sum()
+
+
+class CKKSRound:
+    """Base of the CKKS protocols: holds the parties and the transcript of the last round.
+
+    Subclasses set ``name``, ``rotations`` (whether the server needs Galois keys), ``depth`` and
+    implement ``_round``.
+    """
+
+    name = "ckks"
+    rotations = False
+    depth = 1
+
+    def __init__(self, params: CKKSParams | dict[str, Any] | None = None) -> None:
+        self.params = as_params(params)
+        self.key_holder: CKKSKeyHolder | None = None
+        self.server: CKKSServer | None = None
+        self.clients: dict[int, CKKSClient] = {}
+        self.transcript: list[Message] = []
+        self.meter = Meter()
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    def send(self, sender: str, receiver: str, phase: str, payload: bytes) -> bytes:
+        self.transcript.append(Message(sender, receiver, phase, bytes(payload)))
+        return self.meter.send(sender, receiver, phase, payload)
+
+    def received_by(self, party: str) -> list[Message]:
+        """Messages of the last round whose receiver is ``party``."""
+        return [m for m in self.transcript if m.receiver == party]
+
+    def _setup(self, n: int) -> tuple[CKKSKeyHolder, CKKSServer]:
+        meter = self.meter
+        if self.key_holder is None or self.server is None:
+            with meter.time("key_holder", "setup"):
+                kh = CKKSKeyHolder(self.params, Identity.generate("key_holder"), rotations=self.rotations)
+                server_ctx = kh.server_context()
+            server_id = Identity.generate("server")
+            kh.server_vk = self.send("server", "key_holder", "setup", server_id.verify_key)
+            ctx_msg = self.send("key_holder", "server", "setup", server_ctx)
+            kh_vk = self.send("key_holder", "server", "setup", kh.identity.verify_key)
+            with meter.time("server", "setup"):
+                self.server = CKKSServer(self.params, ctx_msg, server_id, kh_vk)
+            self.key_holder = kh
+            self._client_ctx = kh.client_context()
+        kh, server = self.key_holder, self.server
+        for i in range(n):
+            if i in self.clients:
+                continue
+            name = f"client[{i}]"
+            ctx_msg = self.send("key_holder", name, "setup", self._client_ctx)
+            with meter.time(name, "setup"):
+                client = CKKSClient(i, self.params, ctx_msg, Identity.generate(name))
+            server.client_vks[i] = self.send(name, "server", "setup", client.identity.verify_key)
+            self.clients[i] = client
+        return kh, server
+
+    def _upload(self, server: CKKSServer, x: np.ndarray) -> list[Update]:
+        n, d = x.shape
+        updates = []
+        for i in range(n):
+            name = f"client[{i}]"
+            with self.meter.time(name, "upload"):
+                msg = self.clients[i].encrypt(x[i])
+            msg = self.send(name, "server", "upload", msg)
+            with self.meter.time("server", "upload"):
+                updates.append(server.load_update(i, msg, d))
+        return updates
+
+    def _decrypt_aggregate(self, kh: CKKSKeyHolder, server: CKKSServer, agg: Update, d: int) -> np.ndarray:
+        """Server -> key holder: the aggregate ciphertexts; key holder -> server: their plaintext."""
+        levels = agg[0].ciphertext()[0].coeff_modulus_size()
+        with self.meter.time("server", "decrypt"):
+            msg = server.seal(Kind.AGGREGATE, agg)
+        msg = self.send("server", "key_holder", "decrypt", msg)
+        with self.meter.time("key_holder", "decrypt"):
+            flat = kh.decrypt_chunks(msg, Kind.AGGREGATE, len(agg), levels)[:d]
+            reply = kh.plaintext(flat)
+        reply = self.send("key_holder", "server", "decrypt", reply)
+        with self.meter.time("server", "decrypt"):
+            return read_plaintext(server, reply, d)
+
+    def _begin(self, stack: torch.Tensor | np.ndarray) -> tuple[np.ndarray, CKKSKeyHolder, CKKSServer]:
+        x = as_stack(stack)
+        self.transcript = []
+        self.meter = Meter()
+        self._check_params(x)
+        kh, server = self._setup(x.shape[0])
+        return x, kh, server
+
+    def _check_params(self, x: np.ndarray) -> None:
+        """Depth and range check for this protocol at this ``(n, d)``; see :meth:`max_magnitude`."""
+        n, d = x.shape
+        self.params.require(depth=self.depth, max_magnitude=self.max_magnitude(n, d), what=self.name)
+
+    def max_magnitude(self, n: int, d: int) -> float:
+        """Largest value any ciphertext of this protocol may hold, for honest inputs in range."""
+        return float(n) * self.params.value_range

@@ -1,0 +1,59 @@
+"""``ckks_mean``: the encrypted (weighted) mean, as in NVIDIA FLARE's HE aggregation.
+
+Round: clients encrypt (upload) -> the server adds the ciphertexts, each multiplied by its weight when
+weights are given (aggregate) -> the key holder decrypts the sum only (decrypt) -> the server divides
+by ``n`` (unweighted) and releases the mean.
+
+Leakage:
+    server: the aggregate (the released mean).
+    key_holder: the aggregate (the unweighted sum, or the weighted mean).
+No party sees an individual update; the key holder receives exactly one ciphertext per chunk, that of
+the aggregate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from protocols.base import PROTOCOLS, Leakage, RoundResult
+from protocols.ckks.driver import CKKSRound, as_weights
+from protocols.ckks.params import CKKSParams
+
+
+@PROTOCOLS.register("ckks_mean")
+class CKKSMean(CKKSRound):
+    """Encrypted weighted mean ``sum_i w_i x_i`` (``w_i = 1/n`` by default). Depth 1 (0 unweighted).
+
+    Args:
+        params: a :class:`CKKSParams` (or a dict of its fields); default N = 8192, [60, 40, 60], 2^40.
+    """
+
+    name = "ckks_mean"
+    rotations = False
+    depth = 1
+
+    def __init__(self, params: CKKSParams | dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+
+    def run(
+        self,
+        stack: torch.Tensor | np.ndarray,
+        *,
+        weights: torch.Tensor | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> RoundResult:
+        x, kh, server = self._begin(stack)
+        n, d = x.shape
+        w = as_weights(weights, n)
+        updates = self._upload(server, x)
+        with self.meter.time("server", "aggregate"):
+            agg = server.weighted_sum(updates, None if w is None else w.tolist())
+        out = self._decrypt_aggregate(kh, server, agg, d)
+        if w is None:
+            out = out / n
+        mean = torch.as_tensor(out, dtype=torch.float32)
+        leak = Leakage({"server": {"aggregate": mean}, "key_holder": {"aggregate": mean}})
+        return RoundResult(aggregate=mean, accepted=list(range(n)), meter=self.meter, leakage=leak)

@@ -1,0 +1,94 @@
+"""``ckks_norm_clip``: an L2 bound enforced on encrypted updates, then the (weighted) mean.
+
+Round:
+1. upload: clients encrypt their updates.
+2. norms: the server computes ``E(||x_i||^2)`` (squares summed over chunks, one rotation-sum) and sends
+   the ``n`` ciphertexts to the key holder.
+3. factors: the key holder decrypts the squared norms only and returns *encrypted* factors
+   ``c_i = w_i * min(1, C / ||x_i||)`` (``w_i = 1/n`` unless weights are given).
+4. aggregate: the server computes ``sum_i E(c_i) * E(x_i)`` (one ciphertext product per chunk).
+5. decrypt: the key holder decrypts the aggregate only.
+
+Result: ``sum_i w_i * x_i * min(1, C / ||x_i||)`` -- the mean of the clipped updates (Flower's
+server-side fixed clipping / DP-FedAvg's clip, without the server seeing any update).
+
+Leakage:
+    key_holder: every client's squared L2 norm ``||x_i||^2`` and the aggregate.
+    server: the aggregate only (the factors reach it encrypted).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from protocols.base import PROTOCOLS, Leakage, RoundResult
+from protocols.ckks.driver import CKKSRound, as_weights
+from protocols.ckks.messages import Kind
+from protocols.ckks.params import CKKSParameterError, CKKSParams
+from protocols.ckks.parties import sq_norm
+
+
+def clip_factors(sq_norms: np.ndarray, clip: float) -> np.ndarray:
+    """``min(1, C / ||x||)`` from squared norms (negative CKKS noise on a zero norm reads as 0)."""
+    norms = np.sqrt(np.maximum(sq_norms, 0.0))
+    with np.errstate(divide="ignore"):
+        return np.where(norms > clip, clip / np.maximum(norms, 1e-300), 1.0)
+
+
+@PROTOCOLS.register("ckks_norm_clip")
+class CKKSNormClip(CKKSRound):
+    """Encrypted norm clipping to ``clip`` then the weighted mean (see the module docstring).
+
+    Args:
+        clip: the L2 bound ``C > 0``.
+        params: a :class:`CKKSParams` (or dict); the default has the depth 1 this protocol needs.
+    """
+
+    name = "ckks_norm_clip"
+    rotations = True
+    depth = 1
+
+    def __init__(self, clip: float, params: CKKSParams | dict[str, Any] | None = None) -> None:
+        if not isinstance(clip, int | float) or not math.isfinite(clip) or clip <= 0:
+            raise CKKSParameterError(f"got clip={clip!r}; want a finite number > 0")
+        super().__init__(params)
+        self.clip = float(clip)
+
+    def max_magnitude(self, n: int, d: int) -> float:
+        return max(float(n), float(d)) * self.params.value_range**2 + float(n) * self.params.value_range
+
+    def run(
+        self,
+        stack: torch.Tensor | np.ndarray,
+        *,
+        weights: torch.Tensor | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> RoundResult:
+        x, kh, server = self._begin(stack)
+        n, d = x.shape
+        w = as_weights(weights, n)
+        w = np.full(n, 1.0 / n) if w is None else w
+        updates = self._upload(server, x)
+        with self.meter.time("server", "norms"):
+            msg = server.seal(Kind.SQ_NORMS, [sq_norm(u) for u in updates])
+        msg = self.send("server", "key_holder", "norms", msg)
+        with self.meter.time("key_holder", "factors"):
+            sq = kh.decrypt_scalars(msg, Kind.SQ_NORMS, n)
+            factors = clip_factors(sq, self.clip)
+            reply = kh.seal(Kind.FACTORS, kh.encrypt_replicated((factors * w).tolist()))
+        reply = self.send("key_holder", "server", "factors", reply)
+        with self.meter.time("server", "aggregate"):
+            enc_f = server.load_from_key_holder(reply, Kind.FACTORS, n)
+            agg = server.encrypted_weighted_sum(updates, [[f] * len(updates[0]) for f in enc_f])
+        out = torch.as_tensor(self._decrypt_aggregate(kh, server, agg, d), dtype=torch.float32)
+        leak = Leakage(
+            {
+                "server": {"aggregate": out},
+                "key_holder": {"sq_norms": torch.as_tensor(sq), "aggregate": out},
+            }
+        )
+        return RoundResult(aggregate=out, accepted=list(range(n)), meter=self.meter, leakage=leak)

@@ -1,0 +1,150 @@
+"""``ckks_median`` and ``ckks_trimmed_mean``: coordinate-wise order statistics on encrypted updates.
+
+Round:
+1. upload: clients encrypt their updates.
+2. blind: the server draws, for every coordinate ``j``, a fresh positive affine map
+   ``t_j(v) = a_j v + b_j`` (``a_j = 2^(8u)``, ``b_j = a_j B (2v' - 1)``, ``u, v' ~ U[0, 1)`` from
+   libsodium; fresh per coordinate and per round, the same for all clients of that coordinate) and
+   sends ``E(t_j(x_ij))`` for every client and coordinate to the key holder (one plaintext product and
+   one plaintext addition per ciphertext).
+3. weights: the key holder decrypts the blinded values ``Y``, computes ranks with
+   :func:`robust.selection.coordinate_ranks` and the selection weights with
+   :func:`robust.selection.median_weights` / :func:`robust.selection.trimmed_mean_weights` -- the
+   functions the plaintext rules use -- and returns the weights *encrypted*, one ciphertext per client
+   and chunk.
+4. aggregate: the server computes ``sum_i E(W_i) * E(x_i)`` chunkwise (one ciphertext product each).
+5. decrypt: the key holder decrypts the aggregate only.
+
+Leakage (stated plainly):
+    key_holder: the blinded matrix ``Y = a x + b`` (per column an unknown positive affine image of that
+        coordinate across clients). From it the key holder learns, for every coordinate, the full rank
+        pattern (which client holds which rank -- so who is extreme where) and every ratio of gaps
+        ``(x_ij - x_kj) / (x_lj - x_kj)``; it learns the location and scale of a column only through
+        the blinding distribution (scale hidden up to a factor in [1, 256), offset up to +-a_j B). It
+        also learns the aggregate; with ``Y`` this fixes one point of each column's map, not its scale.
+    server: the aggregate only (the weights reach it encrypted).
+Masks are never reused: a reused ``(a_j, b_j)`` across rounds would let the key holder relate two
+rounds' columns (the PEFL / ShieldFL failure NOTES.md recalls), so every call draws new ones. If the
+server and key holder collude, everything is revealed (the stated non-collusion assumption).
+
+CKKS noise can swap the ranks of values closer than about ``2^-(s-14)`` (``s`` = scale bits); the
+selected value then differs from the plaintext one by at most that gap, so the aggregate still matches
+the plaintext rule within the stated tolerance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from protocols.base import PROTOCOLS, Leakage, RoundResult
+from protocols.ckks.driver import CKKSRound
+from protocols.ckks.messages import Kind
+from protocols.ckks.params import CKKSParameterError, CKKSParams
+from robust.errors import ByzantineBoundError
+from robust.selection import coordinate_ranks, median_weights, trimmed_mean_weights
+
+
+class _OrderStatBase(CKKSRound):
+    rotations = False
+    depth = 1
+
+    def max_magnitude(self, n: int, d: int) -> float:
+        # |a x + b| <= 2^8 B + 2^8 B; the aggregate is a convex combination of the inputs.
+        return 512.0 * self.params.value_range + float(n) * self.params.value_range
+
+    def _weights(self, ranks: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check_bound(self, n: int) -> None:
+        return None
+
+    def run(
+        self,
+        stack: torch.Tensor | np.ndarray,
+        *,
+        weights: torch.Tensor | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> RoundResult:
+        if weights is not None:
+            raise ValueError(f"{self.name}: got weights; want None (an unweighted order statistic)")
+        x, kh, server = self._begin(stack)
+        n, d = x.shape
+        self._check_bound(n)
+        k = self.params.n_chunks(d)
+        lower = len(self.params.coeff_mod_bit_sizes) - 2
+        updates = self._upload(server, x)
+        with self.meter.time("server", "blind"):
+            blinded, _a, _b = server.blind(updates, d)
+            msg = server.seal(Kind.BLINDED, blinded)
+        del blinded, _a, _b  # the server's masks die with the round
+        msg = self.send("server", "key_holder", "blind", msg)
+        with self.meter.time("key_holder", "weights"):
+            y = kh.decrypt_chunks(msg, Kind.BLINDED, n * k, lower).reshape(n, k * self.params.slots)
+            ranks = coordinate_ranks(torch.as_tensor(y))
+            w = self._weights(ranks).to(torch.float64).numpy()
+            reply = kh.seal(Kind.WEIGHTS, kh.encrypt_rows(w))
+        reply = self.send("key_holder", "server", "weights", reply)
+        with self.meter.time("server", "aggregate"):
+            enc_w = server.load_from_key_holder(reply, Kind.WEIGHTS, n * k)
+            agg = server.encrypted_weighted_sum(updates, [enc_w[i * k : (i + 1) * k] for i in range(n)])
+        out = torch.as_tensor(self._decrypt_aggregate(kh, server, agg, d), dtype=torch.float32)
+        # Evaluation only (computed by the harness from the key holder's state, never sent to the server):
+        accepted = sorted(int(i) for i in np.flatnonzero((w[:, :d] > 0).any(axis=1)))
+        leak = Leakage(
+            {
+                "server": {"aggregate": out},
+                "key_holder": {
+                    "blinded_updates": torch.as_tensor(y[:, :d]),
+                    "ranks": ranks[:, :d],
+                    "aggregate": out,
+                },
+            }
+        )
+        return RoundResult(aggregate=out, accepted=accepted, meter=self.meter, leakage=leak)
+
+
+@PROTOCOLS.register("ckks_median")
+class CKKSMedian(_OrderStatBase):
+    """Coordinate-wise median (Yin et al., ICML 2018) on encrypted updates; even ``n`` averages the two
+    middle values (as ``robust.Median``). See the module docstring for the round and its leakage.
+
+    Args:
+        params: a :class:`CKKSParams` (or dict).
+    """
+
+    name = "ckks_median"
+
+    def __init__(self, params: CKKSParams | dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+
+    def _weights(self, ranks: torch.Tensor) -> torch.Tensor:
+        return median_weights(ranks)
+
+
+@PROTOCOLS.register("ckks_trimmed_mean")
+class CKKSTrimmedMean(_OrderStatBase):
+    """Coordinate-wise trimmed mean dropping the ``f`` largest and ``f`` smallest values of every
+    coordinate (requires ``n > 2f``). See the module docstring for the round and its leakage.
+
+    Args:
+        f: values trimmed on each side.
+        params: a :class:`CKKSParams` (or dict).
+    """
+
+    name = "ckks_trimmed_mean"
+
+    def __init__(self, f: int, params: CKKSParams | dict[str, Any] | None = None) -> None:
+        if not isinstance(f, int) or isinstance(f, bool) or f < 0:
+            raise CKKSParameterError(f"got f={f!r}; want an integer >= 0")
+        super().__init__(params)
+        self.f = f
+
+    def _check_bound(self, n: int) -> None:
+        if n <= 2 * self.f:
+            raise ByzantineBoundError(f"got f={self.f}, n={n}; want n > 2f")
+
+    def _weights(self, ranks: torch.Tensor) -> torch.Tensor:
+        return trimmed_mean_weights(ranks, self.f)
