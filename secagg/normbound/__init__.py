@@ -1,0 +1,30 @@
+"""Client-side norm-bound proofs: Pedersen vector commitments on Ed25519 and a zero-knowledge proof that
+the committed integer vector has bounded entries and squared L2 norm at most B (see :mod:`normproof`)."""
+
+from secagg.normbound.errors import MalformedProof, ParameterError, ProofRejected, WitnessError
+from secagg.normbound.normproof import (
+    NormBoundParams,
+    NormProof,
+    ProofContext,
+    check_witness,
+    commit_and_prove,
+    prove,
+    verify,
+)
+from secagg.normbound.pedersen import CommitmentKey, combine
+
+__all__ = [
+    "CommitmentKey",
+    "MalformedProof",
+    "NormBoundParams",
+    "NormProof",
+    "ParameterError",
+    "ProofContext",
+    "ProofRejected",
+    "WitnessError",
+    "check_witness",
+    "combine",
+    "commit_and_prove",
+    "prove",
+    "verify",
+]
