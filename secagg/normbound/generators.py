@@ -22,8 +22,8 @@ import threading
 
 import nacl.bindings as nb
 
-from secagg.normbound.group import IDENTITY
 from secagg.normbound.errors import ParameterError
+from secagg.normbound.group import IDENTITY
 
 DOMAIN = b"fedsec/normbound/generators/v1"
 DEFAULT_LABEL = "fedsec-normbound-v1"

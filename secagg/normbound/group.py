@@ -149,7 +149,7 @@ def _bucket_sum(values: np.ndarray, points: Sequence[bytes]) -> bytes:
     buckets: list[bytes] = [IDENTITY] * (top + 1)
     for i in np.flatnonzero(values):
         v = int(values[i])
-        buckets[v] = add(buckets[v], points[i])
+        buckets[v] = add(buckets[v], points[int(i)])
     running = IDENTITY
     total = IDENTITY
     for v in range(top, 0, -1):

@@ -239,7 +239,7 @@ class NormProof:
             for i in range(3)
         ]
         proof = ipa.IPAProof.from_bytes(bytes(data[225:]), params.n)
-        return cls(*pts, *sc, proof)
+        return cls(A=pts[0], S=pts[1], T1=pts[2], T2=pts[3], tau_x=sc[0], mu=sc[1], t_hat=sc[2], ipa=proof)
 
 
 @dataclass(frozen=True)
@@ -459,7 +459,7 @@ def verify(params: NormBoundParams, C: bytes, proof: NormProof | bytes, context:
     if not isinstance(pf, NormProof):
         raise MalformedProof(f"norm proof: got {type(proof).__name__}; want NormProof or bytes")
     gens = _gens(params)
-    n_bits, d = params.n_bits, params.d
+    n_bits = params.n_bits
     t = _transcript(params, context, C)
     t.append(b"A", pf.A)
     t.append(b"S", pf.S)
@@ -517,8 +517,8 @@ def verify(params: NormBoundParams, C: bytes, proof: NormProof | bytes, context:
     ]
     if msm(scalars, points) != IDENTITY:
         raise ProofRejected(
-            f"norm proof for client {context.client}, round {context.round}: got a failing check; want "
-            f"a proof that C opens to x with entries in {params.entry_bits} bits and ||x||^2 <= {params.bound}"
+            f"norm proof for client {context.client}, round {context.round}: got a failing check; want a "
+            f"proof that C opens to x with {params.entry_bits}-bit entries and ||x||^2 <= {params.bound}"
         )
 
 
