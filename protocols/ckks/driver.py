@@ -9,6 +9,7 @@ and distribution) is metered in the round that performs it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,11 +88,19 @@ class CKKSRound:
         self.clients: dict[int, CKKSClient] = {}
         self.transcript: list[Message] = []
         self.meter = Meter()
+        #: Transport hook: ``intercept(message) -> bytes`` may rewrite, replay or corrupt a message in
+        #: flight (fault injection in tests); ``None`` delivers messages unchanged.
+        self.intercept: Callable[[Message], bytes] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------------------
     def send(self, sender: str, receiver: str, phase: str, payload: bytes) -> bytes:
-        self.transcript.append(Message(sender, receiver, phase, bytes(payload)))
-        return self.meter.send(sender, receiver, phase, payload)
+        """Deliver one message: meter it, pass it through :attr:`intercept`, record what arrived."""
+        self.meter.send(sender, receiver, phase, payload)
+        delivered = bytes(payload)
+        if self.intercept is not None:
+            delivered = bytes(self.intercept(Message(sender, receiver, phase, delivered)))
+        self.transcript.append(Message(sender, receiver, phase, delivered))
+        return delivered
 
     def received_by(self, party: str) -> list[Message]:
         """Messages of the last round whose receiver is ``party``."""

@@ -16,10 +16,11 @@ Leakage:
         ``m = 1``, the aggregate *is* the selected client's update, as Krum's output always is).
     server: the selection (which clients entered), and the aggregate.
 
-Selection equality: the key holder sees ``D~ = D + E`` with ``|E_ij| <= distance_error_bound(...)``.
-A Krum score sums ``n - f - 2`` distances, so whenever the gap between consecutive sorted plaintext
-scores around the cut exceeds ``2 (n - f - 2) * bound`` (and nearest-neighbour sets are not decided by
-gaps below ``2 * bound``), the encrypted selection equals the plaintext one.
+Selection equality: the key holder sees ``D~ = D + E`` with ``|E_ij| <= e(D_ij)``,
+``e = distance_error_bound`` (``2^(21-s) D + 2^(24-s)``). A Krum score sums ``n - f - 2`` distances, so
+whenever (a) every gap between distances that decides a nearest-neighbour set exceeds ``2 e(D_max)`` and
+(b) the gap between the sorted plaintext scores at the selection cut exceeds
+``2 (n - f - 2) e(D_max)``, the encrypted selection equals the plaintext one.
 
 Byzantine clients can encrypt values outside ``value_range`` (a range proof is another protocol); the
 key holder aborts (:class:`secagg.ProtocolAbort`) when a decrypted distance is outside
@@ -43,18 +44,20 @@ from robust.selection import krum_select
 from secagg.errors import MalformedMessage, ProtocolAbort
 
 
-def distance_error_bound(params: CKKSParams, d: int) -> float:
-    """Bound on ``|D~_ij - D_ij|`` for a decrypted squared distance of two in-range updates.
+def distance_error_bound(params: CKKSParams, dist: float) -> float:
+    """Bound on ``|D~ - D|`` for a decrypted squared distance ``D`` of two in-range updates.
 
-    ``E <= 2^-(s - 14) * (1 + 4 d B^2) ...`` stated as ``eps * (1 + 4 d B^2)`` with
-    ``eps = 2^(14 - s)`` (``s`` = scale bits): fresh-encryption noise per slot is about
-    ``2^(-s + 13)`` for ``N = 8192`` (``~ N sigma / Delta``), relinearization, rescaling and the
-    rotation-sum each add noise of the same order relative to the result's magnitude, and the final
-    value is read at precision ``2^-s`` times its magnitude. The factor leaves a margin of ~10x over the
-    errors measured in ``tests/protocols/test_ckks_krum.py`` (which checks the bound).
+    ``|D~ - D| <= 2^(21 - s) * D + 2^(24 - s)`` with ``s`` the scale bits (``~1.9e-6 D + 1.5e-5`` at
+    ``s = 40``). Two terms: (i) a relative error, because rescaling divides by the prime ``q_1`` while
+    TenSEAL keeps the nominal scale ``2^s`` (SEAL picks ``q_1 = 1 mod 2N`` near ``2^s``, so
+    ``|q_1 / 2^s - 1|`` is about ``2^-(s - 20)`` at most); it multiplies every distance of a round by the
+    same factor and cannot change a selection; (ii) an absolute floor from encryption, relinearization
+    and rotation noise read at precision ``2^-s``. Measured at N = 8192, s = 40: ``1.34e-7 D`` and a
+    floor of ``~5e-7`` for d up to 61,706 (margins ~14x and ~30x); ``tests/protocols/test_ckks_krum.py``
+    checks the bound.
     """
-    eps = 2.0 ** (14 - params.global_scale_bits)
-    return eps * (1.0 + 4.0 * d * params.value_range**2)
+    s = params.global_scale_bits
+    return 2.0 ** (21 - s) * dist + 2.0 ** (24 - s)
 
 
 def pair_index(n: int) -> list[tuple[int, int]]:
@@ -100,8 +103,9 @@ class _KrumBase(CKKSRound):
     def _select(self, kh: CKKSKeyHolder, msg: bytes, n: int, d: int, m: int) -> tuple[bytes, np.ndarray]:
         """Key holder: decrypt the distances, sanity-check them, run the shared selection."""
         vals = kh.decrypt_scalars(msg, Kind.DISTANCES, n * (n - 1) // 2)
-        tol = distance_error_bound(self.params, d)
-        hi = 4.0 * d * self.params.value_range**2 + tol
+        top = 4.0 * d * self.params.value_range**2
+        tol = distance_error_bound(self.params, top)
+        hi = top + tol
         bad = ~np.isfinite(vals) | (vals < -tol) | (vals > hi)
         if bad.any():
             i, j = pair_index(n)[int(np.flatnonzero(bad)[0])]
