@@ -97,7 +97,7 @@ class NormBoundParams:
 
     Attributes:
         d: vector length (>= 1).
-        entry_bits: b; every entry must lie in [-2^(b-1), 2^(b-1)); 2 <= b <= 64.
+        entry_bits: b; every entry must lie in [-2^(b-1), 2^(b-1)); 2 <= b <= 32.
         bound: B, the bound on the integer squared L2 norm (>= 0).
         label: generator setup label (shared by every client and the server).
 
@@ -117,8 +117,8 @@ class NormBoundParams:
                 raise ParameterError(f"NormBoundParams.{name}: got {v!r}; want an int")
         if self.d < 1:
             raise ParameterError(f"NormBoundParams.d: got {self.d}; want >= 1")
-        if not 2 <= self.entry_bits <= 64:
-            raise ParameterError(f"NormBoundParams.entry_bits: got {self.entry_bits}; want in [2, 64]")
+        if not 2 <= self.entry_bits <= 32:
+            raise ParameterError(f"NormBoundParams.entry_bits: got {self.entry_bits}; want in [2, 32]")
         if self.bound < 0:
             raise ParameterError(f"NormBoundParams.bound: got {self.bound}; want >= 0")
         worst = self.d * 4 ** (self.entry_bits - 1) + 2**self.slack_bits
@@ -161,22 +161,23 @@ class NormBoundParams:
         return 1 + 4 * POINT_BYTES + 3 * SCALAR_BYTES + ipa.IPAProof.size(self.n)
 
     def scalar_mults(self) -> dict[str, int]:
-        """Scalar multiplications each party makes (the cost floor the benchmark compares with)."""
-        n, d = self.n, self.d
+        """Scalar multiplications each step makes at most (the floor the benchmark compares with; a zero
+        or unit scalar, probability ~1/l, is skipped). ``commit`` uses additions for the small entries."""
+        n = self.n
         k = ipa.rounds(n)
         fold = 0
-        m = n
-        for r in range(k - 1):
-            half = (m + 1) // 2
-            fold += 2 * (m - half) + (half if r == 0 else 0) + (m - half if r == 0 else 0)
-            m = half
         lr = 0
         m = n
-        for _ in range(k):
+        for r in range(k):
             half = (m + 1) // 2
-            lr += 4 * (m - half) + 2
+            hi = m - half
+            lr += 2 * (2 * hi + 1)  # L and R: <a, G>, <b, H'> and the U term
+            if half > 1:  # G' = G_lo + x G_hi; H' likewise, with the y^-i scaling applied in round 0
+                fold += hi + (2 * hi + (half - hi) if r == 0 else hi)
             m = half
-        return {"commit": d + 1, "prove": 2 * n + 1 + d + 1 + 4 + 1 + fold + lr, "verify": 2 * n + 2 * k + 10}
+        # prove: S (2n + 1), alpha h, T1 and T2 (4), w_U U, then the inner-product argument; the x part
+        # of A and the bits use additions only. verify: one MSM over every generator and proof point.
+        return {"commit": 1, "prove": 2 * n + 1 + 1 + 4 + 1 + fold + lr, "verify": 2 * n + 2 * k + 10}
 
 
 @dataclass(frozen=True)
@@ -379,18 +380,20 @@ def commit_and_prove(
 
 
 def _prove_unchecked(
-    params: NormBoundParams, x: np.ndarray, r: int, C: bytes, context: ProofContext
+    params: NormBoundParams, x: np.ndarray | Sequence[int], r: int, C: bytes, context: ProofContext
 ) -> NormProof:
     """The prover's computation without the witness check (a cheating prover in the tests uses it: with
     a false statement the bits it commits cannot satisfy every constraint and the proof is rejected)."""
     d, b, bs = params.d, params.entry_bits, params.slack_bits
     gens = _gens(params)
-    xs = [int(t) for t in x]
+    xs = [int(t) for t in x]  # an object array of huge Python ints is allowed here (cheating tests)
+    small = all(-(2**40) < t < 2**40 for t in xs)
     # Bits of v_i = x_i + 2^(b-1) (low b bits) and of sigma = B - s (low bs bits, mod l).
-    v = (x.astype(np.int64) + params.offset) & ((1 << b) - 1) if b < 63 else x.astype(object) + params.offset
-    bits_x = (
-        (np.asarray(v, dtype=np.uint64)[:, None] >> np.arange(b, dtype=np.uint64)) & np.uint64(1)
-    ).ravel()
+    if small:
+        v = (np.asarray(xs, dtype=np.int64) + params.offset) & ((1 << b) - 1)
+        bits_x = ((v.astype(np.uint64)[:, None] >> np.arange(b, dtype=np.uint64)) & np.uint64(1)).ravel()
+    else:
+        bits_x = np.array([((t + params.offset) >> k) & 1 for t in xs for k in range(b)], dtype=np.uint64)
     sigma = (int(params.bound) - sum(t * t for t in xs)) % L
     bits_s = np.array([(sigma >> k) & 1 for k in range(bs)], dtype=np.uint64)
     a_l = np.concatenate([bits_x, bits_s]).astype(np.int64)
@@ -404,7 +407,7 @@ def _prove_unchecked(
     ones = np.flatnonzero(a_l == 1)
     zeros = np.flatnonzero(a_l == 0)
     A = sub(sum_points(gens.G_N[i] for i in ones), sum_points(gens.H_N[i] for i in zeros))
-    A = add(A, msm_small(x, gens.H_d))
+    A = add(A, msm_small(np.asarray(xs, dtype=np.int64), gens.H_d) if small else msm(xs, gens.H_d))
     A = add(A, smul(alpha, gens.h))
     S = msm([*s_l, *s_r, *rho, *rho_p, rho_s], [*gens.G_N, *gens.H_N, *gens.G, *gens.H_d, gens.h])
 
