@@ -13,6 +13,7 @@ grid neighbours (no extrapolation beyond the grid).
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from collections.abc import Sequence
@@ -57,6 +58,9 @@ class Calibrated(Attack):
     ``last_trace`` every ``(strength, deviation)`` evaluated, in order. Ties go to the largest strength: a
     plateau usually means the rule saturated on the attacker's stand-in rows, and real honest rows, which
     spread more, saturate it later.
+
+    Stateful rules: every candidate is evaluated on a deep copy of the rule, so calibration leaves the
+    rule's state (e.g. centered clipping's center) untouched and every candidate starts from it.
 
     Stochastic attacks: when ``ctx.generator`` is given, its state is restored before every candidate, so
     all candidates see the same noise (common random numbers) and the result is reproducible.
@@ -138,11 +142,13 @@ class Calibrated(Attack):
             if gen is not None and gen_state is not None:
                 gen.set_state(gen_state)
             byz = base.with_strength(s)(own, inner_honest, ctx=inner_ctx)
-            out = rule(torch.cat([others, byz], dim=0))
+            # a stateful rule (centered clipping's center, reputation) is probed on a copy, so the
+            # search neither advances the server's state nor lets one candidate influence the next
+            out = copy.deepcopy(rule)(torch.cat([others, byz], dim=0))
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != (d,):
                 got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 raise ValueError(f"rule must map (n, d) to (d,) = ({d},); got {got}")
-            dev = float(torch.linalg.vector_norm((out - target).double()))
+            dev = float(torch.linalg.vector_norm(out - target, dtype=torch.float64))
             if not math.isfinite(dev):
                 dev = math.inf
             evaluated[s] = dev

@@ -156,3 +156,32 @@ def test_omniscient_inner_attack_gets_honest_rows() -> None:
     atk = A.Calibrated(A.IPM(omniscient=True), rule=median, omniscient=True, grid=[1.0], refine=0)
     out = atk(own, honest, ctx=A.AttackContext(n=N, f=F))
     torch.testing.assert_close(out[0], -honest.mean(0))
+
+
+class _CountingCenter:
+    """A stateful rule: moves a center toward each round's mean and counts its calls."""
+
+    def __init__(self, d: int) -> None:
+        self.center = torch.zeros(d)
+        self.calls = 0
+
+    def __call__(self, stack: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.center = 0.5 * self.center + 0.5 * stack.mean(0)
+        return self.center
+
+
+def test_calibration_leaves_a_stateful_rule_untouched() -> None:
+    own, _ = _round()
+    rule = _CountingCenter(D)
+    rule.center += 1.0
+    atk = A.Calibrated("ipm", rule=rule)
+    atk(own, ctx=A.AttackContext(n=N, f=F))
+    assert rule.calls == 0 and torch.equal(rule.center, torch.ones(D))
+    # and each candidate started from the same state: the recorded deviation is reproducible on a copy
+    probe = _CountingCenter(D)
+    probe.center += 1.0
+    assert atk.last_strength is not None
+    byz = A.IPM(eps=atk.last_strength)(own, ctx=A.AttackContext(n=N, f=F))
+    stack = torch.cat([A.simulated_honest(own, N - F), byz])
+    assert atk.last_deviation == pytest.approx(float((probe(stack) - own.mean(0)).norm()), rel=1e-6)
