@@ -6,11 +6,14 @@ Public names:
     AdaptiveClipping      geometric clip update with a noised count (Andrew et al. 2021).
     LocalNoise            clip + Gaussian noise on each update, before a robust rule.
     PrivateClient         one client training with DP-SGD on its own private copy (Opacus).
+    DDGConfig, DDGClient, DDGServer
+                          distributed discrete Gaussian under secure aggregation (Kairouz et al. 2021).
 """
 
 from dp.accounting import Accountant, compose, statement
 from dp.central import AdaptiveClipping, DPFedAvg, LocalNoise, clip_rows, mean_rule
 from dp.client import PrivateClient
+from dp.distributed import DDGClient, DDGConfig, DDGServer
 from dp.errors import (
     AlreadyAttachedError,
     BudgetExceededError,
@@ -27,6 +30,9 @@ __all__ = [
     "AdaptiveClipping",
     "AlreadyAttachedError",
     "BudgetExceededError",
+    "DDGClient",
+    "DDGConfig",
+    "DDGServer",
     "DPError",
     "DPFedAvg",
     "LocalNoise",
