@@ -52,7 +52,7 @@ def test_require_checks_depth_and_range() -> None:
     p.require(depth=1, max_magnitude=2.0**19 - 1, what="x")
     with pytest.raises(CKKSParameterError, match="want depth >= 2"):
         p.require(depth=2, max_magnitude=1.0, what="x")
-    with pytest.raises(CKKSParameterError, match="want < 5.243e"):
+    with pytest.raises(CKKSParameterError, match=r"want < 5\.243e"):
         p.require(depth=1, max_magnitude=2.0**19, what="x")
 
 
