@@ -380,10 +380,16 @@ def commit_and_prove(
 
 
 def _prove_unchecked(
-    params: NormBoundParams, x: np.ndarray | Sequence[int], r: int, C: bytes, context: ProofContext
+    params: NormBoundParams,
+    x: np.ndarray | Sequence[int],
+    r: int,
+    C: bytes,
+    context: ProofContext,
+    x_right: Sequence[int] | None = None,
 ) -> NormProof:
-    """The prover's computation without the witness check (a cheating prover in the tests uses it: with
-    a false statement the bits it commits cannot satisfy every constraint and the proof is rejected)."""
+    """The prover's computation without the witness check. Tests use it as a cheating prover: with a
+    false statement the bits it commits cannot satisfy every constraint and the proof is rejected.
+    ``x_right`` replaces x in the right-hand x block (a cheater proving <x, x'> <= B for some x' != x)."""
     d, b, bs = params.d, params.entry_bits, params.slack_bits
     gens = _gens(params)
     xs = [int(t) for t in x]  # an object array of huge Python ints is allowed here (cheating tests)
@@ -394,7 +400,8 @@ def _prove_unchecked(
         bits_x = ((v.astype(np.uint64)[:, None] >> np.arange(b, dtype=np.uint64)) & np.uint64(1)).ravel()
     else:
         bits_x = np.array([((t + params.offset) >> k) & 1 for t in xs for k in range(b)], dtype=np.uint64)
-    sigma = (int(params.bound) - sum(t * t for t in xs)) % L
+    xr = xs if x_right is None else [int(t) for t in x_right]
+    sigma = (int(params.bound) - sum(t * u for t, u in zip(xs, xr))) % L
     bits_s = np.array([(sigma >> k) & 1 for k in range(bs)], dtype=np.uint64)
     a_l = np.concatenate([bits_x, bits_s]).astype(np.int64)
     n_bits = params.n_bits
@@ -407,7 +414,7 @@ def _prove_unchecked(
     ones = np.flatnonzero(a_l == 1)
     zeros = np.flatnonzero(a_l == 0)
     A = sub(sum_points(gens.G_N[i] for i in ones), sum_points(gens.H_N[i] for i in zeros))
-    A = add(A, msm_small(np.asarray(xs, dtype=np.int64), gens.H_d) if small else msm(xs, gens.H_d))
+    A = add(A, msm(xr, gens.H_d) if x_right is not None or not small else msm_small(np.asarray(xs), gens.H_d))
     A = add(A, smul(alpha, gens.h))
     S = msm([*s_l, *s_r, *rho, *rho_p, rho_s], [*gens.G_N, *gens.H_N, *gens.G, *gens.H_d, gens.h])
 
@@ -422,7 +429,7 @@ def _prove_unchecked(
     l0 = [(a - z) % L for a in al] + [(u * xi + pi) % L for xi, pi in zip(xs, pub["p"])]
     l1 = [*s_l, *rho]
     r0 = [(yp * (a - 1 + z) + ex) % L for yp, a, ex in zip(ypow, al, pub["extra"])] + [
-        (xi + qi) % L for xi, qi in zip(xs, pub["q"])
+        (xi + qi) % L for xi, qi in zip(xr, pub["q"])
     ]
     r1 = [yp * sr % L for yp, sr in zip(ypow, s_r)] + rho_p
     t1 = (_ip(l0, r1) + _ip(l1, r0)) % L
