@@ -13,7 +13,9 @@ from secagg.normbound.errors import MalformedProof
 from secagg.normbound.transcript import Transcript
 
 
-def _instance(n: int, scaled: bool) -> tuple[list[bytes], list[bytes], bytes, list[int], list[int], list[int] | None]:
+def _instance(
+    n: int, scaled: bool
+) -> tuple[list[bytes], list[bytes], bytes, list[int], list[int], list[int] | None]:
     G = gg.generators("ipa-test", "G", n)
     H = gg.generators("ipa-test", "H", n)
     U = gg.generators("ipa-test", "U", 1)[0]
@@ -23,7 +25,9 @@ def _instance(n: int, scaled: bool) -> tuple[list[bytes], list[bytes], bytes, li
     return G, H, U, a, b, s
 
 
-def _commit(G, H, U, a, b, s) -> bytes:  # type: ignore[no-untyped-def]
+def _commit(
+    G: list[bytes], H: list[bytes], U: bytes, a: list[int], b: list[int], s: list[int] | None
+) -> bytes:
     sv = s or [1] * len(a)
     ip = sum(x * y for x, y in zip(a, b)) % g.L
     return g.msm([*a, *(x * y for x, y in zip(b, sv)), ip], [*G, *H, U])
