@@ -1,13 +1,20 @@
 """Client-side norm-bound proofs: Pedersen vector commitments on Ed25519 and a zero-knowledge proof that
 the committed integer vector has bounded entries and squared L2 norm at most B (see :mod:`normproof`)."""
 
-from secagg.normbound.errors import MalformedProof, ParameterError, ProofRejected, WitnessError
+from secagg.normbound.errors import (
+    LinkCheckFailed,
+    MalformedProof,
+    ParameterError,
+    ProofRejected,
+    WitnessError,
+)
 from secagg.normbound.normproof import (
     NormBoundParams,
     NormProof,
     ProofContext,
     check_witness,
     commit_and_prove,
+    forge_proof,
     prove,
     verify,
 )
@@ -15,6 +22,7 @@ from secagg.normbound.pedersen import CommitmentKey, combine
 
 __all__ = [
     "CommitmentKey",
+    "LinkCheckFailed",
     "MalformedProof",
     "NormBoundParams",
     "NormProof",
@@ -25,6 +33,7 @@ __all__ = [
     "check_witness",
     "combine",
     "commit_and_prove",
+    "forge_proof",
     "prove",
     "verify",
 ]

@@ -20,3 +20,8 @@ class WitnessError(SecAggError, ValueError):
 
 class ParameterError(SecAggError, ValueError):
     """Proof parameters are out of range (e.g. the squared norm could wrap modulo the group order)."""
+
+
+class LinkCheckFailed(AuthenticationError):
+    """The unmasked aggregate and blinding sum do not open the sum of the survivors' commitments: some
+    survivor masked a vector other than the one it committed to (and proved bounded)."""

@@ -454,6 +454,15 @@ def _prove_unchecked(
     return NormProof(A=A, S=S, T1=T1, T2=T2, tau_x=tau_x, mu=mu, t_hat=t_hat, ipa=proof)
 
 
+def forge_proof(
+    params: NormBoundParams, x: np.ndarray | Sequence[int], r: int, C: bytes, context: ProofContext
+) -> NormProof:
+    """What a client whose vector violates the statement can still send: the prover's computation on its
+    actual ``(x, r)`` without the witness check. Simulations use it for Byzantine clients (a scaled or
+    large-norm update); :func:`verify` rejects the result whenever the statement is false (soundness)."""
+    return _prove_unchecked(params, x, r, C, context)
+
+
 def verify(params: NormBoundParams, C: bytes, proof: NormProof | bytes, context: ProofContext) -> None:
     """Verify a proof for commitment ``C`` in ``context``; return ``None`` or raise.
 
@@ -538,6 +547,7 @@ __all__ = [
     "ProofContext",
     "check_witness",
     "commit_and_prove",
+    "forge_proof",
     "prove",
     "verify",
 ]

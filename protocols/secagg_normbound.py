@@ -1,0 +1,418 @@
+"""Secure aggregation with client-side L2 norm-bound proofs: ``"secagg_normbound"``.
+
+Secure aggregation hides every update, so the server cannot clip them. Here each client proves, in zero
+knowledge, that the update it is about to mask is bounded, and the server checks after unmasking that the
+aggregate is the sum of exactly the committed (hence proven) vectors. In the spirit of RoFL (Lycklama et
+al., IEEE S&P 2023); the proof is :mod:`secagg.normbound`.
+
+One round (every arrow is serialized bytes, metered per party and phase):
+
+1. ``commit_prove`` (client i): encode the float update with :class:`secagg.FixedPoint` (scale
+   ``s = 2^frac_bits``, per-coordinate clip ``clip``) into integers ``q_i`` with ``|q_ij| <= ceil(clip s)``,
+   stochastic rounding redrawn (at most 4 times, then rounding toward zero, which never increases the
+   norm) so that an update with ``||u|| <= bound`` always satisfies ``||q_i||^2 <= B = floor((bound s)^2)``;
+   draw ``r_i`` uniform mod l; send ``C_i = <q_i, G> + r_i h`` and a proof that ``C_i`` opens to a vector
+   with entries in ``b = bitlen(ceil(clip s)) + 1`` bits and ``||q_i||^2 <= B``, bound to
+   (session, round, client). A client whose update exceeds the bound cannot make such a proof; the
+   simulation lets it send what a cheater can compute (:func:`secagg.normbound.forge_proof`).
+2. ``verify`` (server): decode (every point validated) and verify each proof -- all of them, or a random
+   ``verify_fraction`` of the clients chosen with libsodium randomness after every commitment arrived
+   (probabilistic checking; :func:`detection_probability` gives the chance to catch k cheaters). Clients
+   whose proof fails are excluded before masking; the typed rejection is recorded in
+   ``leakage.learns["server"]["rejected"]`` and in :attr:`SecAggNormBound.last_rejected`.
+3. The accepted clients run the Bonawitz double-masking protocol (:func:`secagg.driver.run_round`) on the
+   ring vector ``[q_i mod 2^bits ; limbs(r_i)]``: ``r_i < 2^253`` is split into ``ceil(253 / w)`` limbs
+   of ``w = min(32, bits - 2 - bitlen(n))`` bits. Every limb sum is below ``n 2^w < 2^(bits-1)``, so the
+   ring sums are exact integers and ``R = sum_k limbsum_k 2^(w k) = sum_i r_i`` exactly; the server
+   reduces it mod l.
+4. ``link_check`` (server): with survivors U, check ``sum_{i in U} C_i == <sum_i q_i, G> + R h``. By the
+   binding of Pedersen commitments this holds only if the masked vectors sum to the committed ones, so a
+   client that masks a different vector than it committed to makes it fail: the round aborts with
+   :class:`secagg.normbound.LinkCheckFailed` (a ``ProtocolAbort``); no fallback round is attempted.
+
+Output: the mean over the survivors, ``sum_i q_i / (s |U|)`` (with ``weights``: each client scales its
+update by ``w_i / max w`` before encoding -- this only shrinks the norm -- and the server divides by the
+survivors' total weight).
+
+Leakage (server): the sum of the survivors' updates (hence the mean), the survivors, the dropped
+clients, which clients were rejected and why, and, for every verified client, the single bit that its
+update is within the bound; commitments and proofs are hiding / zero-knowledge, and ``R`` is uniform mod l
+given the inputs. With ``verify_fraction < 1`` the server also learns which clients went unverified, and
+an unverified cheater's update can enter the aggregate (the link check still forces it to be the
+committed one). Clients learn nothing beyond their own input. Assumptions: discrete log in the Ed25519
+prime-order group, SHA-512 as a random oracle, an honest-but-curious server for confidentiality (the
+masking protocol's threat model); soundness of the bound holds against any client.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import nacl.utils
+import numpy as np
+import torch
+
+from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
+from secagg import FixedPoint, SecAggError, TooFewSurvivors
+from secagg.driver import PHASES, run_round
+from secagg.errors import ProtocolAbort
+from secagg.normbound import (
+    LinkCheckFailed,
+    MalformedProof,
+    NormBoundParams,
+    ProofContext,
+    WitnessError,
+    combine,
+    forge_proof,
+    prove,
+    verify,
+)
+from secagg.normbound.generators import DEFAULT_LABEL
+from secagg.normbound.group import L, decode_point, random_scalar
+
+BLIND_BITS = 253  # r < l < 2^253
+
+
+@dataclass(frozen=True)
+class NormBoundConfig:
+    """Configuration of :class:`SecAggNormBound` (validated on construction).
+
+    Attributes:
+        bound: L2 bound on a client's float update (> 0); proven on the encoding as ``floor((bound s)^2)``.
+        clip: per-coordinate clip of the encoding (default ``bound``: no update within the L2 bound is
+            changed by it); it fixes the entry bits ``b = bitlen(ceil(clip s)) + 1`` of the range proof.
+        frac_bits: fixed-point fractional bits f, ``s = 2^f``.
+        bits: ring Z_{2^bits} of the masking protocol (<= 62).
+        t: Shamir threshold; ``None``: ``n // 2 + 1`` (passive) or ``2n // 3 + 1`` (active) of the
+            accepted clients.
+        active: consistency check with signatures on the survivor list.
+        dropout: probability that an accepted client drops during masking (simulated with ``rng``).
+        verify_fraction: fraction of clients whose proof the server checks, in (0, 1].
+        label: generator setup label.
+    """
+
+    bound: float
+    clip: float | None = None
+    frac_bits: int = 8
+    bits: int = 48
+    t: int | None = None
+    active: bool = False
+    dropout: float = 0.0
+    verify_fraction: float = 1.0
+    label: str = DEFAULT_LABEL
+
+    def __post_init__(self) -> None:
+        for name in ("bound", "clip"):
+            v = getattr(self, name)
+            if v is None and name == "clip":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+                raise SecAggError(f"{name}: got {v!r}; want a finite float > 0")
+        if (
+            isinstance(self.frac_bits, bool)
+            or not isinstance(self.frac_bits, int)
+            or not 0 <= self.frac_bits <= 24
+        ):
+            raise SecAggError(f"frac_bits: got {self.frac_bits!r}; want an int in [0, 24]")
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 16 <= self.bits <= 62:
+            raise SecAggError(f"bits: got {self.bits!r}; want an int in [16, 62]")
+        if self.t is not None and (isinstance(self.t, bool) or not isinstance(self.t, int) or self.t < 1):
+            raise SecAggError(f"t: got {self.t!r}; want None or an int >= 1")
+        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
+            raise SecAggError(f"dropout: got {self.dropout!r}; want a probability in [0, 1)")
+        vf = self.verify_fraction
+        if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0.0 < vf <= 1.0:
+            raise SecAggError(f"verify_fraction: got {vf!r}; want a float in (0, 1]")
+        if self.entry_bits > 32:
+            raise SecAggError(
+                f"entry bits: got {self.entry_bits} from clip={self.entry_clip}, "
+                f"frac_bits={self.frac_bits}; want <= 32 (lower frac_bits or clip)"
+            )
+
+    @property
+    def entry_clip(self) -> float:
+        return float(self.bound if self.clip is None else self.clip)
+
+    @property
+    def encoding(self) -> FixedPoint:
+        return FixedPoint(bits=self.bits, clip=self.entry_clip, frac_bits=self.frac_bits)
+
+    @property
+    def scale(self) -> float:
+        return 2.0**self.frac_bits
+
+    @property
+    def entry_bits(self) -> int:
+        """b = bitlen(ceil(clip 2^f)) + 1: every encoded entry lies in [-2^(b-1), 2^(b-1))."""
+        return math.ceil(self.entry_clip * self.scale).bit_length() + 1
+
+    @property
+    def int_bound(self) -> int:
+        """B = floor((bound 2^f)^2), the proven bound on the encoded squared norm."""
+        return math.floor((self.bound * self.scale) ** 2)
+
+    def params(self, d: int) -> NormBoundParams:
+        return NormBoundParams(d=d, entry_bits=self.entry_bits, bound=self.int_bound, label=self.label)
+
+    def limb_bits(self, n: int) -> int:
+        """w: bits per limb of the blinding factor, so that n limbs sum below 2^(bits-1)."""
+        w = min(32, self.bits - 2 - int(n).bit_length())
+        if w < 8:
+            raise SecAggError(f"bits: got {self.bits} for n={n}; want >= {10 + int(n).bit_length()}")
+        return w
+
+
+def detection_probability(clients: int, checked: int, cheaters: int) -> float:
+    """P(at least one of ``cheaters`` is among ``checked`` clients drawn uniformly without replacement
+    from ``clients``) = 1 - C(clients - cheaters, checked) / C(clients, checked)."""
+    if not 0 <= cheaters <= clients or not 0 <= checked <= clients:
+        raise SecAggError(
+            f"detection_probability: got clients={clients}, checked={checked}, cheaters={cheaters}; "
+            "want 0 <= checked, cheaters <= clients"
+        )
+    return 1.0 - math.comb(clients - cheaters, checked) / math.comb(clients, checked)
+
+
+def blinding_limbs(r: int, w: int) -> np.ndarray:
+    """r (< 2^253) as ceil(253 / w) little-endian limbs of w bits (uint64)."""
+    k = -(-BLIND_BITS // w)
+    return np.array([(r >> (w * j)) & ((1 << w) - 1) for j in range(k)], dtype=np.uint64)
+
+
+def blinding_from_limb_sums(sums: np.ndarray, w: int) -> int:
+    """sum_j sums_j 2^(w j) mod l (exact: the limb sums are integers, not ring residues)."""
+    return sum(int(s) << (w * j) for j, s in enumerate(sums)) % L
+
+
+def encode_within_bound(cfg: NormBoundConfig, u: np.ndarray, n: int, tries: int = 4) -> np.ndarray:
+    """Integer encoding ``q`` of ``u`` (see step 1 of the module docstring); ``||q||^2 <= B`` whenever
+    ``||u|| <= bound``."""
+    fp = cfg.encoding
+    B = cfg.int_bound
+    for _ in range(tries):
+        q = fp.to_signed(fp.encode(u, n_summands=n))
+        if int(np.dot(q, q)) <= B:
+            return q
+    m = fp.max_abs(cfg.frac_bits)
+    return np.clip(np.trunc(np.clip(u, -cfg.entry_clip, cfg.entry_clip) * cfg.scale), -m, m).astype(np.int64)
+
+
+class NormBoundClient:
+    """Client side: commitment and proof, then the ring vector it masks."""
+
+    def __init__(self, cid: int, params: NormBoundParams, context: ProofContext) -> None:
+        self.cid, self.params, self.context = cid, params, context
+        self._q: np.ndarray | None = None
+        self._r = 0
+
+    def commit_message(self, q: np.ndarray) -> bytes:
+        """``C || proof``; a client whose ``q`` violates the statement sends a forged proof instead."""
+        self._q = np.asarray(q, dtype=np.int64)
+        self._r = random_scalar()
+        C = self.params.key.commit(self._q, self._r)
+        try:
+            proof = prove(self.params, self._q, self._r, C, self.context)
+        except WitnessError:
+            proof = forge_proof(self.params, self._q, self._r, C, self.context)
+        return C + proof.to_bytes()
+
+    def masked_input(self, fp: FixedPoint, w: int, substitute: np.ndarray | None = None) -> np.ndarray:
+        """Ring vector ``[q mod 2^bits ; limbs(r)]``; ``substitute`` masks another vector (fault)."""
+        if self._q is None:
+            raise SecAggError("masked_input: got no commitment yet; want commit_message first")
+        q = self._q if substitute is None else np.asarray(substitute, dtype=np.int64)
+        return np.concatenate([q.astype(np.uint64) & fp.mask, blinding_limbs(self._r, w)])
+
+
+@dataclass
+class NormBoundServer:
+    """Server side: proof verification before masking, link check after unmasking."""
+
+    params: NormBoundParams
+    session: bytes
+    round: int
+    commitments: dict[int, bytes] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
+
+    def receive(self, cid: int, message: bytes, check: bool) -> bool:
+        """Decode ``C || proof`` and, if ``check``, verify it; record a rejection and return False."""
+        ctx = ProofContext(session=self.session, round=self.round, client=cid)
+        try:
+            if len(message) != 32 + self.params.proof_size:
+                raise MalformedProof(
+                    f"commitment message: got {len(message)} bytes; want {32 + self.params.proof_size}"
+                )
+            C = decode_point(message[:32], "commitment C")
+            if check:
+                verify(self.params, C, message[32:], ctx)
+        except ProtocolAbort as e:
+            self.rejected[cid] = f"{type(e).__name__}: {e}"
+            return False
+        self.commitments[cid] = C
+        return True
+
+    def link_check(self, survivors: list[int], q_sum: np.ndarray, blind_sums: np.ndarray, w: int) -> None:
+        """Raise :class:`LinkCheckFailed` unless ``sum C_i = <q_sum, G> + R h`` over ``survivors``."""
+        R = blinding_from_limb_sums(blind_sums, w)
+        lhs = combine([self.commitments[i] for i in survivors])
+        if lhs != self.params.key.commit(np.asarray(q_sum, dtype=np.int64), R):
+            raise LinkCheckFailed(
+                f"link check over survivors {survivors}: got an unmasked sum that does not open the sum of "
+                "their commitments; want sum_i C_i = <sum_i q_i, G> + (sum_i r_i) h (a client masked a "
+                "vector other than the one it committed to)"
+            )
+
+
+class _RemapMeter:
+    """Presents the masking driver's ``client[j]`` (index among the accepted) as ``client[ids[j]]``."""
+
+    def __init__(self, meter: Meter, ids: list[int]) -> None:
+        self.meter, self.ids = meter, ids
+
+    def _name(self, party: str) -> str:
+        if party.startswith("client["):
+            return f"client[{self.ids[int(party[7:-1])]}]"
+        return party
+
+    def send(self, sender: str, receiver: str, phase: str, message: bytes) -> bytes:
+        return self.meter.send(self._name(sender), self._name(receiver), phase, message)
+
+    def time(self, party: str, phase: str) -> AbstractContextManager[None]:
+        return self.meter.time(self._name(party), phase)
+
+
+@PROTOCOLS.register("secagg_normbound")
+class SecAggNormBound:
+    """Secure aggregation where every client proves ``||update||_2 <= bound`` (module docstring).
+
+    Args: the fields of :class:`NormBoundConfig` (``bound`` is required).
+    """
+
+    name = "secagg_normbound"
+
+    def __init__(self, bound: float, **kwargs: Any) -> None:
+        self.config = NormBoundConfig(bound=bound, **kwargs)
+        self.rounds = 0
+        self.last_rejected: dict[int, str] = {}
+
+    def run(
+        self,
+        stack: torch.Tensor | np.ndarray,
+        *,
+        weights: torch.Tensor | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> RoundResult:
+        return self.run_round(stack, weights=weights, rng=rng)
+
+    def run_round(
+        self,
+        stack: torch.Tensor | np.ndarray,
+        *,
+        weights: torch.Tensor | None = None,
+        rng: np.random.Generator | None = None,
+        mask_instead: Mapping[int, np.ndarray] | None = None,
+    ) -> RoundResult:
+        """One round; ``mask_instead`` (fault injection) makes client i mask the integer vector given
+        instead of the one it committed to -- the link check then aborts the round."""
+        cfg = self.config
+        xt = torch.as_tensor(stack)
+        if xt.ndim != 2 or xt.shape[0] < 2:
+            raise SecAggError(f"stack: got shape {tuple(xt.shape)}; want (n, d) with n >= 2")
+        x = np.nan_to_num(xt.detach().to("cpu", torch.float32).numpy().astype(np.float64), nan=0.0)
+        n, d = x.shape
+        w = self._weights(weights, n)
+        params = cfg.params(d)
+        fp = cfg.encoding
+        limb = cfg.limb_bits(n)
+        session = nacl.utils.random(16)
+        rnd = self.rounds
+        self.rounds += 1
+        meter = Meter()
+        server = NormBoundServer(params, session, rnd)
+        clients = [NormBoundClient(i, params, ProofContext(session, rnd, i)) for i in range(n)]
+
+        messages: dict[int, bytes] = {}
+        for i in range(n):
+            with meter.time(f"client[{i}]", "commit_prove"):
+                q = encode_within_bound(cfg, w[i] * x[i], n)
+                messages[i] = clients[i].commit_message(q)
+        checked = self._audit_sample(n)
+        accepted: list[int] = []
+        for i in range(n):
+            msg = meter.send(f"client[{i}]", "server", "commit_prove", messages[i])
+            with meter.time("server", "verify"):
+                if server.receive(i, msg, check=i in checked):
+                    accepted.append(i)
+        self.last_rejected = dict(server.rejected)
+        if len(accepted) < 2:
+            raise TooFewSurvivors(
+                f"accepted clients: got {len(accepted)} ({sorted(server.rejected)} rejected); "
+                "want >= 2 to mask"
+            )
+
+        inputs = np.stack([clients[i].masked_input(fp, limb, (mask_instead or {}).get(i)) for i in accepted])
+        m = len(accepted)
+        t = cfg.t if cfg.t is not None else (2 * m // 3 + 1 if cfg.active else m // 2 + 1)
+        drops = self._dropouts(m, rng)
+        out = run_round(
+            inputs,
+            t=min(t, m),
+            bits=cfg.bits,
+            active=cfg.active,
+            dropouts=drops,
+            meter=_RemapMeter(meter, accepted),
+            session=session,
+        )
+        survivors = [accepted[j] for j in out.survivors]
+        dropped = [accepted[j] for j in out.dropped]
+        with meter.time("server", "link_check"):
+            signed = fp.to_signed(out.sum)
+            q_sum = signed[:d]
+            server.link_check(survivors, q_sum, out.sum[d:], limb)
+        total = q_sum.astype(np.float64) / cfg.scale
+        denom = float(w[survivors].sum())
+        if denom <= 0:
+            raise SecAggError("weights: got zero total weight over the survivors; want > 0")
+        agg = torch.from_numpy((total / denom).astype(np.float32)).to(xt.device)
+        leak = Leakage(
+            {
+                "server": {
+                    "sum_of_survivors": total,
+                    "survivors": survivors,
+                    "dropped": dropped,
+                    "rejected": dict(server.rejected),
+                    "within_bound": sorted(i for i in checked if i not in server.rejected),
+                    "unverified": sorted(set(range(n)) - checked),
+                },
+                "client": {},
+            }
+        )
+        return RoundResult(aggregate=agg, accepted=survivors, meter=meter, leakage=leak)
+
+    def _weights(self, weights: torch.Tensor | None, n: int) -> np.ndarray:
+        if weights is None:
+            return np.ones(n)
+        w = torch.as_tensor(weights).detach().cpu().numpy().astype(np.float64).reshape(-1)
+        if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.max() <= 0:
+            raise SecAggError(f"weights: got shape {w.shape} / values; want ({n},) finite, >= 0, not all 0")
+        return w / w.max()
+
+    def _audit_sample(self, n: int) -> set[int]:
+        """Clients whose proofs are checked: all, or ceil(fraction n) drawn with libsodium randomness."""
+        k = math.ceil(self.config.verify_fraction * n)
+        if k >= n:
+            return set(range(n))
+        order = sorted(range(n), key=lambda _: nacl.utils.random(16))
+        return set(order[:k])
+
+    def _dropouts(self, m: int, rng: np.random.Generator | None) -> dict[int, str]:
+        if self.config.dropout == 0.0:
+            return {}
+        g = rng if rng is not None else np.random.default_rng()
+        phases = [p for p in PHASES if self.config.active or p != "consistency_check"]
+        hit = np.flatnonzero(g.random(m) < self.config.dropout)
+        return {int(i): phases[int(g.integers(len(phases)))] for i in hit}
