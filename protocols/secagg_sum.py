@@ -1,0 +1,169 @@
+"""Secure aggregation by double masking: ``"secagg"`` (Bonawitz et al., CCS 2017) and ``"secagg_plus"``
+(Bell et al., CCS 2020), as aggregation protocols for the simulation (e.g. FedAvg with
+``protocol = "secagg"``).
+
+One round: each client clips its float32 update to ``[-clip, clip]``, encodes it in Z_{2^bits} with
+:class:`secagg.FixedPoint` (stochastic rounding, wrap check for n summands), and the parties run
+:func:`secagg.driver.run_round` over serialized bytes. The server decodes the ring sum and releases the
+**mean over the survivors** (``sum / |U3|``, or with ``weights`` the weighted mean
+``sum_u w_u x_u / sum_u w_u`` over survivors; weights are public, each client encodes ``(w_u / max w) x_u``).
+
+Leakage (server): the sum of the survivors' (weighted) inputs, hence the released mean, the survivor set
+and the set of dropped clients. Clients learn nothing beyond their own input. ``rng`` only chooses the
+simulated dropouts; every key, mask and share comes from libsodium.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
+from secagg import FixedPoint, SecAggError
+from secagg.driver import PHASES, run_round
+from secagg.graph import choose_degree
+
+
+def _check_threshold(t: int | None) -> None:
+    if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 1):
+        raise SecAggError(f"t: got {t!r}; want None or an int >= 1")
+
+
+def default_threshold(n: int, active: bool) -> int:
+    """t > n/2 (passive) or t > 2n/3 (active), the bounds of Bonawitz et al."""
+    return 2 * n // 3 + 1 if active else n // 2 + 1
+
+
+@PROTOCOLS.register("secagg")
+class SecAggSum:
+    """Bonawitz secure aggregation over the complete graph.
+
+    Args:
+        t: Shamir threshold and minimum number of survivors; ``None``: :func:`default_threshold`.
+        clip: per-coordinate clip of client updates (and the encoding range).
+        bits: ring Z_{2^bits} (<= 62).
+        active: run the consistency check (signatures on the survivor list).
+        dropout: probability that a client drops, each at a uniformly chosen phase (simulated with ``rng``).
+        frac_bits: fixed-point fraction bits; ``None`` derives the largest safe scale for n clients.
+    """
+
+    name = "secagg"
+
+    def __init__(
+        self,
+        t: int | None = None,
+        clip: float = 1.0,
+        bits: int = 32,
+        active: bool = False,
+        dropout: float = 0.0,
+        frac_bits: int | None = None,
+    ) -> None:
+        _check_threshold(t)
+        if not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+            raise SecAggError(f"dropout: got {dropout!r}; want a probability in [0, 1)")
+        self.t = t
+        self.encoding = FixedPoint(bits=bits, clip=float(clip), frac_bits=frac_bits)
+        self.active = bool(active)
+        self.dropout = float(dropout)
+
+    def _graph(self, n: int) -> tuple[int | None, int]:
+        return None, self.t if self.t is not None else default_threshold(n, self.active)
+
+    def run(
+        self,
+        stack: torch.Tensor | np.ndarray,
+        *,
+        weights: torch.Tensor | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> RoundResult:
+        xt = torch.as_tensor(stack)
+        if xt.ndim != 2 or xt.shape[0] < 2:
+            raise SecAggError(f"stack: got shape {tuple(xt.shape)}; want (n, d) with n >= 2")
+        x = xt.detach().to("cpu", torch.float32).numpy().astype(np.float64)
+        n = x.shape[0]
+        if weights is None:
+            w = np.ones(n)
+        else:
+            w = torch.as_tensor(weights).detach().cpu().numpy().astype(np.float64).reshape(-1)
+            if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.max() <= 0:
+                raise SecAggError(
+                    f"weights: got shape {w.shape} / values; want ({n},) finite, >= 0, not all 0"
+                )
+        w = w / w.max()
+        clipped = np.clip(np.nan_to_num(x, nan=0.0), -self.encoding.clip, self.encoding.clip)
+        enc = np.stack([self.encoding.encode(w[i] * clipped[i], n_summands=n) for i in range(n)])
+        k, t = self._graph(n)
+        drops = self._dropouts(n, rng)
+        meter = Meter()
+        out = run_round(
+            enc, t=t, bits=self.encoding.bits, k=k, active=self.active, dropouts=drops, meter=meter
+        )
+        total = self.encoding.decode_sum(out.sum, n)
+        denom = float(w[out.survivors].sum())
+        if denom <= 0:
+            raise SecAggError("weights: got zero total weight over the survivors; want > 0")
+        agg = torch.from_numpy((total / denom).astype(np.float32)).to(xt.device)
+        leak = Leakage(
+            {
+                "server": {"sum_of_survivors": total, "survivors": out.survivors, "dropped": out.dropped},
+                "client": {},
+            }
+        )
+        return RoundResult(aggregate=agg, accepted=list(out.survivors), meter=meter, leakage=leak)
+
+    def _dropouts(self, n: int, rng: np.random.Generator | None) -> dict[int, str]:
+        if self.dropout == 0.0:
+            return {}
+        g = rng if rng is not None else np.random.default_rng()
+        phases = [p for p in PHASES if self.active or p != "consistency_check"]
+        hit = np.flatnonzero(g.random(n) < self.dropout)
+        return {int(i): phases[int(g.integers(len(phases)))] for i in hit}
+
+
+@PROTOCOLS.register("secagg_plus")
+class SecAggPlusSum(SecAggSum):
+    """SecAgg+ (Bell et al., CCS 2020): masks and shares only among k neighbours of a random k-regular graph.
+
+    Args (in addition to :class:`SecAggSum`'s):
+        k: even degree; ``None`` chooses (k, t) with :func:`secagg.graph.choose_degree` from ``n``,
+            ``dropout``, ``corrupt``, ``sigma`` and ``eta``. ``t`` is then the threshold within each
+            neighbourhood of k + 1 clients.
+        corrupt: assumed fraction of corrupted clients for the choice of k.
+        sigma, eta: statistical security and correctness parameters (failure probabilities 2^-sigma, 2^-eta).
+    """
+
+    name = "secagg_plus"
+
+    def __init__(
+        self,
+        t: int | None = None,
+        clip: float = 1.0,
+        bits: int = 32,
+        active: bool = False,
+        dropout: float = 0.0,
+        frac_bits: int | None = None,
+        k: int | None = None,
+        corrupt: float = 0.2,
+        sigma: int = 40,
+        eta: int = 30,
+    ) -> None:
+        super().__init__(t=t, clip=clip, bits=bits, active=active, dropout=dropout, frac_bits=frac_bits)
+        if k is not None and (not isinstance(k, int) or k < 2 or k % 2):
+            raise SecAggError(f"k: got {k!r}; want None or an even int >= 2")
+        self.k, self.corrupt, self.sigma, self.eta = k, float(corrupt), int(sigma), int(eta)
+
+    def _graph(self, n: int) -> tuple[int | None, int]:
+        if self.k is None:
+            ch = choose_degree(n, dropout=self.dropout, corrupt=self.corrupt, sigma=self.sigma, eta=self.eta)
+            k = None if ch.complete else ch.k
+            return k, self.t if self.t is not None else ch.t
+        if self.k >= n - 1:
+            return None, self.t if self.t is not None else default_threshold(n, self.active)
+        return self.k, self.t if self.t is not None else default_threshold(self.k + 1, self.active)
+
+    def describe(self, n: int) -> dict[str, Any]:
+        """The (k, t) this protocol uses for n clients."""
+        k, t = self._graph(n)
+        return {"k": n - 1 if k is None else k, "t": t}
