@@ -271,13 +271,28 @@ class CMLS(Aggregator):
         self.last_weights = None
 
 
-def row_distances(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``||x_i - z||`` for every row, in float64, computed block-wise (no ``(n, d)`` temporary; no
-    overflow for float32 entries up to ~1e150)."""
-    n, d = x.shape
-    acc = torch.zeros(n, dtype=torch.float64, device=x.device)
-    step = CHUNK * 4
-    for j in range(0, int(d), step):
-        diff = (x[:, j : j + step] - z[j : j + step]).to(torch.float64)
-        acc += (diff * diff).sum(dim=1)
+def row_distances(x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+    """``||x_i - z||`` for every row (``z = None``: the row norms), as float64.
+
+    Computed block-wise in the stack's dtype (no ``(n, d)`` temporary); rows whose norm overflows the
+    dtype (float32 entries beyond ~1e19) are recomputed in float64, so huge Byzantine rows get their
+    true, finite distance.
+    """
+    n, d = int(x.shape[0]), int(x.shape[1])
+    if z is None:
+        acc = torch.linalg.vector_norm(x, dim=1).to(torch.float64).square_()
+    else:
+        acc = torch.zeros(n, dtype=torch.float64, device=x.device)
+        for j in range(0, d, _NORM_CHUNK):
+            diff = x[:, j : j + _NORM_CHUNK] - z[j : j + _NORM_CHUNK]
+            acc += torch.linalg.vector_norm(diff, dim=1).to(torch.float64).square_()
+    bad = torch.nonzero(~torch.isfinite(acc)).flatten()
+    if bad.numel():
+        rows = x.index_select(0, bad).to(torch.float64)
+        if z is not None:
+            rows -= z.to(torch.float64)
+        acc[bad] = rows.square_().sum(dim=1)
     return acc.sqrt_()
+
+
+_NORM_CHUNK = 65536

@@ -134,8 +134,10 @@ class CenteredClipping(Aggregator):
                     "call reset() when the model changes"
                 )
             v = self.center.to(device=x.device, dtype=x.dtype)
+        at_zero = self.center is None
         for _ in range(self.iters):
-            r = row_distances(x, v)
+            r = row_distances(x, None if at_zero else v)
+            at_zero = False
             s = torch.where(r > self.tau, self.tau / r, torch.ones_like(r))
             # v + (1/n) sum_i s_i (x_i - v) = v (1 - sum(s)/n) + (s/n) @ x
             v = v * (1.0 - float(s.sum()) / n) + (s / n).to(x.dtype) @ x

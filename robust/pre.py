@@ -105,7 +105,7 @@ class Clip(PreAggregator):
         return None
 
     def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
-        norms = row_distances(x, torch.zeros(int(x.shape[1]), dtype=x.dtype, device=x.device))
+        norms = row_distances(x)
         return clip_rows(x, norms, self.c), identity_sources(int(x.shape[0]))
 
     def __repr__(self) -> str:
@@ -140,7 +140,7 @@ class ARC(PreAggregator):
 
     def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
         assert f is not None
-        norms = row_distances(x, torch.zeros(int(x.shape[1]), dtype=x.dtype, device=x.device))
+        norms = row_distances(x)
         c = arc_threshold(norms, f)
         out = x.clone() if c is None else clip_rows(x, norms, c)
         return out, identity_sources(int(x.shape[0]))

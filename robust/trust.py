@@ -57,7 +57,7 @@ class FLTrust(Aggregator):
         if g0_norm == 0.0:
             self.last_trust = torch.zeros(int(x.shape[0]), dtype=torch.float64)
             return zero, torch.zeros(0, dtype=torch.int64)
-        norms = row_distances(x, zero)
+        norms = row_distances(x)
         cos = (x @ (g0 / g0_norm)).to(torch.float64) / norms.clamp_min(1e-300)
         ts = torch.where(norms > 0, cos.clamp_min(0.0), torch.zeros_like(cos))
         self.last_trust = ts.cpu()
