@@ -1,0 +1,266 @@
+"""Loopback TCP transport (asyncio, 127.0.0.1 only) so that clients can run as separate processes.
+
+Frames are ``length u32 (little-endian) | message``, where a message is exactly what
+:mod:`secagg.messages` defines; the transport adds no trust. A connection is bound to a client id by its
+first message that the server accepts (it carries the client's signature), and later messages on that
+connection must come from the same id. Each stage waits until every eligible client has sent a message
+or ``stage_timeout`` seconds pass; clients that stay silent are dropouts. The server closes every
+connection when the round ends (EOF tells clients the round is over).
+
+PKI provisioning for separate processes (:func:`run_local_round`): each client process generates its
+own signing key and sends only its verify key to the parent, which distributes the key directory;
+no secret crosses a process boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from secagg import keys
+from secagg import messages as m
+from secagg.client import CLIENT_TRANSITIONS, SecAggClient, Stage
+from secagg.config import RoundConfig
+from secagg.errors import MalformedMessage, ProtocolAbort, SecAggError
+from secagg.server import SERVER_TRANSITIONS, SecAggServer
+
+HOST = "127.0.0.1"
+MAX_FRAME = 1 << 30
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
+    """One frame, or ``None`` on a clean EOF before its header."""
+    try:
+        head = await reader.readexactly(4)
+    except asyncio.IncompleteReadError as e:
+        if e.partial:
+            raise MalformedMessage(f"frame header: got {len(e.partial)} bytes; want 4") from e
+        return None
+    size = int.from_bytes(head, "little")
+    if size > MAX_FRAME:
+        raise MalformedMessage(f"frame length: got {size}; want <= {MAX_FRAME}")
+    try:
+        return await reader.readexactly(size)
+    except asyncio.IncompleteReadError as e:
+        raise MalformedMessage(f"frame body: got {len(e.partial)} bytes; want {size}") from e
+
+
+def write_frame(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(len(data).to_bytes(4, "little") + data)
+
+
+@dataclass
+class ServeResult:
+    sum: np.ndarray
+    survivors: list[int]
+    dropped: list[int]
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def serve_round(
+    server: SecAggServer,
+    *,
+    port: int = 0,
+    stage_timeout: float = 10.0,
+    on_listening: Any = None,
+) -> ServeResult:
+    """Run ``server`` over TCP on 127.0.0.1:``port`` until the round ends (or aborts).
+
+    ``on_listening(port)`` is called once the socket is bound (``port=0`` picks a free port).
+    """
+    queue: asyncio.Queue[tuple[asyncio.StreamWriter, bytes]] = asyncio.Queue()
+    writers: dict[int, asyncio.StreamWriter] = {}
+    bound: dict[asyncio.StreamWriter, int] = {}
+    rejected: list[tuple[str, str]] = []
+    conns: list[asyncio.StreamWriter] = []
+
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            tasks.append(task)
+        try:
+            while (frame := await read_frame(reader)) is not None:
+                await queue.put((writer, frame))
+        except (MalformedMessage, ConnectionError):
+            pass
+        await queue.put((writer, b""))  # the connection is gone
+
+    srv = await asyncio.start_server(on_conn, HOST, port)
+    try:
+        real_port = srv.sockets[0].getsockname()[1]
+        if on_listening is not None:
+            on_listening(real_port)
+        expected: set[int] = set(range(server.cfg.n))
+        gone: set[int] = set()
+        unbound_gone = 0
+        while server.stage in SERVER_TRANSITIONS:
+            phase = server.stage.value
+            got: set[int] = set()
+            deadline = time.monotonic() + stage_timeout
+            while len(got) + unbound_gone * (phase == "advertise_keys") < len(expected):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    writer, frame = await asyncio.wait_for(queue.get(), left)
+                except TimeoutError:
+                    break
+                if not frame:  # a closed connection: its client is a dropout
+                    if writer in bound:
+                        gone.add(bound[writer])
+                        expected.discard(bound[writer])
+                    else:
+                        unbound_gone += 1
+                    continue
+                try:
+                    _, sender = m.peek(frame)
+                    if writer in bound and bound[writer] != sender:
+                        raise MalformedMessage(f"connection of client {bound[writer]}: got sender {sender}")
+                    server.receive(frame)
+                except ProtocolAbort as e:
+                    rejected.append((phase, f"{type(e).__name__}: {e}"))
+                    continue
+                bound[writer] = sender
+                writers[sender] = writer
+                got.add(sender)
+            out = server.advance()
+            for cid, msg in out.items():
+                w = writers.get(cid)
+                if w is not None and not w.is_closing():
+                    write_frame(w, msg)
+            for w in list(writers.values()):
+                with contextlib.suppress(ConnectionError):
+                    await w.drain()
+            expected = set(out) - gone
+    finally:
+        for w in conns:
+            w.close()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        srv.close()
+        with contextlib.suppress(Exception):
+            await srv.wait_closed()
+    assert server.result is not None
+    return ServeResult(server.result, server.survivors, server.dropped, rejected)
+
+
+async def run_client(
+    client: SecAggClient, port: int, *, drop_at: str | None = None, timeout: float = 30.0
+) -> Stage:
+    """Run one client against 127.0.0.1:``port``; returns its final stage.
+
+    ``drop_at`` (a phase name of :data:`secagg.driver.PHASES`) simulates a crash: the client disconnects
+    instead of sending its message of that phase.
+    """
+    from secagg.driver import PHASES  # the phase names live with the in-process driver
+
+    if drop_at is not None and drop_at not in PHASES:
+        raise SecAggError(f"drop_at: got {drop_at!r}; want None or one of {PHASES}")
+    reader, writer = await asyncio.open_connection(HOST, port)
+    reply_phase = {
+        Stage.SHARED: "share_keys",
+        Stage.MASKED: "masked_input",
+        Stage.CONFIRMED: "consistency_check",
+        Stage.DONE: "unmasking",
+    }
+    try:
+        if drop_at == "advertise_keys":
+            return client.stage
+        write_frame(writer, client.start())
+        await writer.drain()
+        while True:
+            frame = await asyncio.wait_for(read_frame(reader), timeout)
+            if frame is None:
+                return client.stage
+            if drop_at is not None:
+                with contextlib.suppress(MalformedMessage):
+                    nxt = CLIENT_TRANSITIONS.get((client.stage, m.peek(frame)[0]))
+                    if nxt is not None and reply_phase.get(nxt) == drop_at:
+                        return client.stage  # crash instead of answering
+            try:
+                reply = client.handle(frame)
+            except ProtocolAbort:
+                if client.stage is Stage.ABORTED:
+                    return client.stage
+                continue  # a message that failed validation: ignore it
+            write_frame(writer, reply)
+            await writer.drain()
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+def client_main(
+    cid: int, x: np.ndarray, cfg: RoundConfig, conn: Any, drop_at: str | None = None, timeout: float = 30.0
+) -> None:
+    """Entry point of a client process: register a fresh verify key through ``conn``, then run."""
+    signer = keys.Signer()
+    conn.send(signer.verify_key)
+    pki, server_key, port = conn.recv()
+    client = SecAggClient(cid, x, cfg, signer, pki, server_key)
+    stage = asyncio.run(run_client(client, port, drop_at=drop_at, timeout=timeout))
+    conn.send(stage.value)
+    conn.close()
+
+
+def run_local_round(
+    inputs: np.ndarray,
+    *,
+    t: int,
+    bits: int = 32,
+    k: int | None = None,
+    active: bool = False,
+    dropouts: Mapping[int, str] | None = None,
+    stage_timeout: float = 10.0,
+    session: bytes = bytes(16),
+) -> tuple[ServeResult, dict[int, str]]:
+    """Run one round with each client in its own process, over TCP on 127.0.0.1.
+
+    Returns the server's result and each client's final stage.
+    """
+    x = np.asarray(inputs)
+    n, d = x.shape
+    cfg = RoundConfig(n=n, t=t, d=d, bits=bits, session=session, k=k, active=active)
+    ctx = mp.get_context("spawn")
+    pipes, procs = [], []
+    drops = dict(dropouts or {})
+    for i in range(n):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=client_main, args=(i, x[i], cfg, child, drops.get(i)), daemon=True)
+        p.start()
+        pipes.append(parent)
+        procs.append(p)
+    try:
+        pki = {}
+        for i, p_conn in enumerate(pipes):
+            if not p_conn.poll(60):
+                raise SecAggError(f"client process {i}: got no verify key within 60 s; want registration")
+            pki[i] = p_conn.recv()
+        server_signer = keys.Signer()
+        server = SecAggServer(cfg, server_signer, pki)
+
+        def listening(port: int) -> None:
+            for p_conn in pipes:
+                p_conn.send((pki, server_signer.verify_key, port))
+
+        result = asyncio.run(serve_round(server, stage_timeout=stage_timeout, on_listening=listening))
+        stages = {
+            i: (p_conn.recv() if p_conn.poll(stage_timeout) else "unknown") for i, p_conn in enumerate(pipes)
+        }
+        return result, stages
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
