@@ -35,10 +35,12 @@ class LargeNorm(Attack):
 
     def _forward(self, own: torch.Tensor, honest: torch.Tensor | None, ctx: AttackContext) -> torch.Tensor:
         d = own.shape[1]
-        norms = own.norm(dim=1, keepdim=True)
-        fallback = torch.full_like(own, 1.0 / math.sqrt(d))
-        direction = torch.where(norms > 0, own / norms.clamp_min(torch.finfo(own.dtype).tiny), fallback)
-        return direction.mul_(-float(self.norm))
+        norms = torch.linalg.vector_norm(own, dim=1, keepdim=True)
+        zero = norms == 0
+        scale = torch.where(zero, torch.zeros_like(norms), -float(self.norm) / norms.clamp_min(1e-30))
+        out = own * scale
+        out[zero.squeeze(1)] = -float(self.norm) / math.sqrt(d)
+        return out
 
 
 _KINDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}

@@ -50,29 +50,30 @@ def perturbation(ref: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tens
 
 def distance_coefficients(
     ref: torch.Tensor, mu: torch.Tensor, p: torch.Tensor
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(a, b, c)`` with ``||mu - lambda p - g_i||^2 = a_i + 2 lambda b_i + lambda^2 c`` (float64 numpy)."""
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """``(a, b, c, dist)`` for the search, from one pass over the centered reference rows.
+
+    ``||mu - lambda p - g_i||^2 = a_i + 2 lambda b_i + lambda^2 c`` with ``a_i = ||g_i - mu||^2``,
+    ``b_i = <g_i - mu, p>``, ``c = ||p||^2``; ``dist`` is the ``(m, m)`` matrix ``||g_i - g_j||^2``,
+    computed on the centered rows (distances are translation-invariant; centering avoids the Gram
+    matrix's cancellation). All float64 numpy.
+    """
     delta = ref - mu
-    a = (delta * delta).sum(dim=1)
+    a = torch.linalg.vector_norm(delta, dim=1).double().square()
     b = delta @ p
-    c = p @ p
-    return (
-        a.double().cpu().numpy(),
-        b.double().cpu().numpy(),
-        float(c),
-    )
+    c = float(torch.linalg.vector_norm(p).double().square())
+    dist = pairwise_sq_distances(delta)
+    return a.cpu().numpy(), b.double().cpu().numpy(), c, dist.double().cpu().numpy()
 
 
-def min_max_threshold(ref: torch.Tensor) -> float:
-    """``max_{i,j} ||g_i - g_j||^2`` over the reference rows (computed on centered rows for accuracy)."""
-    dist = pairwise_sq_distances(ref - ref.mean(dim=0))
+def min_max_threshold(dist: np.ndarray) -> float:
+    """Min-Max's bound ``max_{i,j} ||g_i - g_j||^2`` from the ``(m, m)`` squared distances."""
     return float(dist.max())
 
 
-def min_sum_threshold(ref: torch.Tensor) -> float:
-    """``min_i sum_j ||g_i - g_j||^2`` over the reference rows (computed on centered rows for accuracy)."""
-    dist = pairwise_sq_distances(ref - ref.mean(dim=0))
-    return float(dist.double().sum(dim=1).min())
+def min_sum_threshold(dist: np.ndarray) -> float:
+    """Min-Sum's bound ``min_i sum_j ||g_i - g_j||^2`` from the ``(m, m)`` squared distances."""
+    return float(dist.sum(axis=1).min())
 
 
 def ndss_search(feasible: Callable[[float], bool], start: float = 10.0, tol: float = 1e-5) -> float:
@@ -117,14 +118,14 @@ class _NdssAttack(Attack):
         if not isinstance(self.omniscient, bool):
             raise TypeError(f"omniscient must be a bool; got {type(self.omniscient).__name__}")
 
-    def _feasible(self, ref: torch.Tensor, a: np.ndarray, b: np.ndarray, c: float) -> Callable[[float], bool]:
+    def _feasible(self, dist: np.ndarray, a: np.ndarray, b: np.ndarray, c: float) -> Callable[[float], bool]:
         raise NotImplementedError
 
     def _forward(self, own: torch.Tensor, honest: torch.Tensor | None, ctx: AttackContext) -> torch.Tensor:
         ref = reference(own, honest)
         mu, p = perturbation(ref, self.p)
-        a, b, c = distance_coefficients(ref, mu, p)
-        lam = 0.0 if c == 0.0 else ndss_search(self._feasible(ref, a, b, c))
+        a, b, c, dist = distance_coefficients(ref, mu, p)
+        lam = 0.0 if c == 0.0 else ndss_search(self._feasible(dist, a, b, c))
         self.last_lambda = lam
         byz = mu - lam * p
         return byz.unsqueeze(0).expand(ctx.f, -1).clone()
@@ -145,8 +146,8 @@ class MinMax(_NdssAttack):
 
     name: ClassVar[str] = "min_max"
 
-    def _feasible(self, ref: torch.Tensor, a: np.ndarray, b: np.ndarray, c: float) -> Callable[[float], bool]:
-        thr = min_max_threshold(ref)
+    def _feasible(self, dist: np.ndarray, a: np.ndarray, b: np.ndarray, c: float) -> Callable[[float], bool]:
+        thr = min_max_threshold(dist)
         return lambda lam: bool(np.max(a + 2.0 * lam * b + lam * lam * c) <= thr)
 
 
@@ -160,8 +161,8 @@ class MinSum(_NdssAttack):
 
     name: ClassVar[str] = "min_sum"
 
-    def _feasible(self, ref: torch.Tensor, a: np.ndarray, b: np.ndarray, c: float) -> Callable[[float], bool]:
-        thr = min_sum_threshold(ref)
+    def _feasible(self, dist: np.ndarray, a: np.ndarray, b: np.ndarray, c: float) -> Callable[[float], bool]:
+        thr = min_sum_threshold(dist)
         return lambda lam: bool(np.sum(a + 2.0 * lam * b + lam * lam * c) <= thr)
 
 
