@@ -71,16 +71,23 @@ def clip_rows(stack: torch.Tensor, clip: float) -> tuple[torch.Tensor, torch.Ten
     """Scale each row to L2 norm at most ``clip``: ``x_i * min(1, C / ||x_i||)``.
 
     Rows with a non-finite entry are replaced by zeros (the contribution of a client that sent
-    nothing), so every output row has norm <= C whatever a Byzantine client sends.
+    nothing), so every output row has norm <= C whatever a Byzantine client sends. Rows whose norm
+    overflows the dtype are measured again in float64.
 
     Returns:
         ``(clipped, norms)``; ``norms`` are the input rows' L2 norms (``inf`` for non-finite rows).
     """
-    finite = torch.isfinite(stack).all(dim=1)
-    x = torch.where(finite[:, None], stack, torch.zeros((), dtype=stack.dtype, device=stack.device))
-    norms = torch.linalg.vector_norm(x, dim=1)
+    norms = torch.linalg.vector_norm(stack, dim=1)
+    bad = ~torch.isfinite(norms)
+    x = stack
+    if bool(bad.any()):  # rare slow path: NaN/Inf entries or an overflowing norm
+        finite = torch.isfinite(stack).all(dim=1)
+        x = torch.where(finite[:, None], stack, torch.zeros((), dtype=stack.dtype, device=stack.device))
+        wide = torch.linalg.vector_norm(x.double(), dim=1)
+        factor64 = torch.clamp(clip / torch.clamp(wide, min=torch.finfo(torch.float64).tiny), max=1.0)
+        norms = torch.where(finite, wide, torch.full_like(wide, math.inf)).to(norms.dtype)
+        return (x.double() * factor64[:, None]).to(stack.dtype), norms
     factor = torch.clamp(clip / torch.clamp(norms, min=torch.finfo(x.dtype).tiny), max=1.0)
-    norms = torch.where(finite, norms, torch.full_like(norms, math.inf))
     return x * factor[:, None], norms
 
 
@@ -258,8 +265,8 @@ class DPFedAvg:
 
     def _normal(self, shape: tuple[int, ...], std: float, like: torch.Tensor) -> torch.Tensor:
         g = self.generator
-        noise = torch.randn(shape, generator=g, device=g.device, dtype=torch.float64)
-        return (noise * std).to(device=like.device, dtype=like.dtype)
+        noise = torch.randn(shape, generator=g, device=g.device, dtype=like.dtype)
+        return (noise * std).to(device=like.device)
 
     def __call__(self, stack: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = _as_stack(stack)
@@ -352,8 +359,8 @@ class LocalNoise:
         x = _as_stack(stack)
         clipped, _ = clip_rows(x, self.clip)
         g = self.generator
-        noise = torch.randn(tuple(x.shape), generator=g, device=g.device, dtype=torch.float64)
-        out = clipped + (noise * (self.noise_multiplier * self.clip)).to(device=x.device, dtype=x.dtype)
+        noise = torch.randn(tuple(x.shape), generator=g, device=g.device, dtype=x.dtype)
+        out = clipped + (noise * (self.noise_multiplier * self.clip)).to(device=x.device)
         self.rounds += 1
         self.accountant.step(self.noise_multiplier / 2.0, 1.0)
         return out

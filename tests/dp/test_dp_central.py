@@ -51,6 +51,11 @@ def test_clip_rows_zeroes_non_finite_rows() -> None:
     assert torch.allclose(out[0], torch.tensor([0.6, 0.8]))
     assert torch.equal(out[1:], torch.zeros(2, 2))
     assert norms[1:].isinf().all()
+    # a finite row whose float32 norm overflows is still clipped, not dropped
+    huge = torch.tensor([[3e30, 4e30], [0.3, 0.4]])
+    out, norms = clip_rows(huge, 1.0)
+    assert torch.allclose(out, torch.tensor([[0.6, 0.8], [0.3, 0.4]]))
+    assert math.isfinite(float(norms[0])) and float(norms[0]) == pytest.approx(5e30)
 
 
 # ---- DP-FedAvg --------------------------------------------------------------------------------------
