@@ -1,5 +1,17 @@
-"""Confidentiality: cryptographic primitives and secure-sum protocols."""
+"""Confidentiality: cryptographic primitives and secure-sum protocols.
 
+Masked secure aggregation (Bonawitz et al., CCS 2017; SecAgg+ of Bell et al., CCS 2020)::
+
+    import numpy as np, secagg
+    fp = secagg.FixedPoint(bits=32, clip=1.0)
+    x = np.stack([fp.encode(row, n_summands=5) for row in np.random.default_rng(0).normal(size=(5, 10))])
+    out = secagg.run_round(x, t=3, dropouts={4: "masked_input"})
+    mean = fp.decode_sum(out.sum, n_summands=5) / len(out.survivors)
+"""
+
+from secagg.client import CLIENT_TRANSITIONS, SecAggClient, Stage
+from secagg.config import RoundConfig
+from secagg.driver import PHASES, Fault, RoundOutput, run_round
 from secagg.encoding import FixedPoint
 from secagg.errors import (
     AuthenticationError,
@@ -10,18 +22,34 @@ from secagg.errors import (
     StageError,
     TooFewSurvivors,
 )
+from secagg.graph import choose_degree
 from secagg.prg import expand
-from secagg.shamir import ShamirError
+from secagg.server import SERVER_TRANSITIONS, SecAggServer, ServerStage
+from secagg.shamir import ShamirError, reconstruct, share
 
 __all__ = [
+    "CLIENT_TRANSITIONS",
+    "PHASES",
+    "SERVER_TRANSITIONS",
     "AuthenticationError",
     "EncodingError",
+    "Fault",
     "FixedPoint",
     "MalformedMessage",
     "ProtocolAbort",
+    "RoundConfig",
+    "RoundOutput",
+    "SecAggClient",
     "SecAggError",
+    "SecAggServer",
+    "ServerStage",
     "ShamirError",
+    "Stage",
     "StageError",
     "TooFewSurvivors",
+    "choose_degree",
     "expand",
+    "reconstruct",
+    "run_round",
+    "share",
 ]
