@@ -33,9 +33,9 @@ __all__ = ["DATASETS", "TensorData", "default_data_dir", "load_dataset"]
 DATA_DIR_ENV = "FEDSEC_DATA_DIR"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TensorData:
-    """A labelled dataset held as two tensors.
+    """A labelled dataset held as two tensors (compared by identity: tensors have no single truth value).
 
     Attributes
     ----------

@@ -72,6 +72,8 @@ def read_idx(path: str | Path) -> np.ndarray:
 def check_labels(y: np.ndarray, num_classes: int, path: str | Path) -> np.ndarray:
     """``y`` as int64 after checking every label is in ``[0, num_classes)``."""
     y = np.asarray(y)
+    if y.ndim == 1 and y.size == 0:
+        return y.astype(np.int64)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{path}: got labels of shape {y.shape}, dtype {y.dtype}; want 1-d integers")
     if len(y) and (y.min() < 0 or y.max() >= num_classes):
