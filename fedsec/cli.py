@@ -1,0 +1,206 @@
+"""The ``fedsec`` command: run, sweep, report, stress.
+
+Every user error (config, data, output path, a defense's Byzantine bound) ends the command with one
+line on stderr, ``fedsec: error: ...``, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Evaluate Byzantine robustness, secure aggregation and differential privacy together in federated
+learning. With no arguments, `fedsec run` trains on the bundled digits data with 25 clients, 5 of them
+Byzantine (ALIE), and compares the plain mean with robust defenses."""
+
+EPILOG = """\
+examples:
+  fedsec run                                  # the bundled quickstart (about 1-2 minutes on 2 CPU cores)
+  fedsec run examples/quickstart.toml --set attack.name='"sign_flip"' --out runs/sf
+  fedsec sweep examples/stress_digits.toml --jobs 2
+  fedsec report runs/stress_digits
+  fedsec stress examples/stress_digits.toml
+"""
+
+
+def default_config() -> Path:
+    """The bundled quickstart config (package data)."""
+    return Path(str(resources.files("fedsec") / "configs" / "quickstart.toml"))
+
+
+def _config_args(p: argparse.ArgumentParser, optional: bool) -> None:
+    if optional:
+        p.add_argument("config", nargs="?", type=Path, help="TOML config (default: the bundled quickstart)")
+    else:
+        p.add_argument("config", type=Path, help="TOML config")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value; VALUE is parsed as TOML (repeatable), e.g. --set train.rounds=50",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="output directory (default: [output] dir)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedsec",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from fedsec import __version__
+
+    parser.add_argument("--version", action="version", version=f"fedsec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "run",
+        help="train once per defense on the same data and attack; print a results table",
+        description="Run every [defense] of CONFIG on the same data, attack and seed. Writes the resolved "
+        "config, metrics.jsonl, summary.csv, report.md (with the threat-model record) and PNG plots.",
+    )
+    _config_args(p, optional=True)
+
+    p = sub.add_parser(
+        "sweep",
+        help="run the [sweep] grid (resumable, optionally in parallel processes)",
+        description="Expand the [sweep] table of lists into a grid of runs (x every defense) and run it. "
+        "Finished runs are kept and skipped when the sweep is restarted.",
+    )
+    _config_args(p, optional=False)
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel processes (default 1)")
+
+    p = sub.add_parser(
+        "report",
+        help="tables and figures for a run or sweep directory",
+        description="Write report.md, summary.csv, accuracy curves, the Figure-1 heatmaps (max accuracy "
+        "over attack strength x beta, one panel per defense), the Table-1 layout and the runtime "
+        "comparison for the runs under DIR.",
+    )
+    p.add_argument("dir", type=Path, metavar="DIR", help="a run or sweep directory")
+    p.add_argument("--no-plots", action="store_true", help="tables only")
+
+    p = sub.add_parser(
+        "stress",
+        help="search the most damaging attack strength per defense and beta",
+        description="For each defense and each beta in [stress], run the attack at every strength in "
+        "[stress] strengths (optionally refined) and report the worst case.",
+    )
+    _config_args(p, optional=False)
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel processes (default 1)")
+    return parser
+
+
+def _print_table(rows: Sequence[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fedsec.report import fmt
+
+    table = Table(title=title)
+    cols = [c for c in rows[0] if any(r.get(c) is not None for r in rows)] if rows else []
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("defense",) else "right")
+    for r in rows:
+        table.add_row(*(fmt(r.get(c)) for c in cols))
+    Console().print(table)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from fedsec.config import Config
+    from fedsec.run import run
+
+    path = args.config or default_config()
+    cfg = Config.from_toml(path, args.overrides)
+    t0 = time.perf_counter()
+    res = run(cfg, out=args.out, progress=not args.quiet)
+    s0 = res.units[0].summary
+    title = (
+        f"{cfg.name}: {cfg.data.dataset}, {cfg.data.n_clients} clients, {s0['threat_model']['byzantine_actual']} "
+        f"Byzantine ({s0['threat_model']['attack']}), {s0['threat_model']['data_split']}, {cfg.train.rounds} rounds"
+    )
+    _print_table(res.table(), title)
+    print(f"wrote {res.out_dir} in {time.perf_counter() - t0:.0f} s (report.md, summary.csv, *.png)")
+    if cfg.sweep.grid:
+        print("note: this config has a [sweep] grid; `fedsec sweep` runs it")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from fedsec.sweep import sweep
+
+    res = sweep(args.config, out=args.out, overrides=args.overrides, jobs=args.jobs, progress=not args.quiet)
+    print(
+        f"{len(res.ran)} run(s) done, {len(res.skipped)} skipped (already finished); report: {res.out_dir / 'report.md'}"
+    )
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from fedsec.outputs import load_runs
+    from fedsec.report import group_runs, write_report
+
+    if not args.dir.is_dir():
+        from fedsec.errors import FedsecError
+
+        raise FedsecError(
+            f"report: got {str(args.dir)!r}, which is not a directory; want a run or sweep directory"
+        )
+    path = write_report(args.dir, plots=not args.no_plots)
+    rows = [
+        {k: g[k] for k in ("defense", "attack_label", "beta", "seeds", "max_acc_mean", "max_acc_std")}
+        for g in group_runs(load_runs(args.dir))
+    ]
+    _print_table(rows, f"{args.dir}: max top-1 accuracy")
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_stress(args: argparse.Namespace) -> int:
+    from fedsec.stress import stress
+
+    rows = stress(
+        args.config, out=args.out, overrides=args.overrides, jobs=args.jobs, progress=not args.quiet
+    )
+    _print_table(rows, "worst case per defense and beta")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fedsec`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from fedsec.errors import FedsecError
+
+    errors: tuple[type[BaseException], ...] = (FedsecError,)
+    try:
+        import robust
+
+        errors += (robust.RobustError,)
+    except ImportError:  # pragma: no cover
+        pass
+    handlers = {"run": _cmd_run, "sweep": _cmd_sweep, "report": _cmd_report, "stress": _cmd_stress}
+    try:
+        return handlers[args.command](args)
+    except errors as e:
+        print(f"fedsec: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fedsec: interrupted; finished runs are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

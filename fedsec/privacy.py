@@ -1,0 +1,162 @@
+"""Wiring of the ``[dp]`` section into the round loop (the mechanisms themselves live in ``dp/``).
+
+* ``user`` + ``clip_rule_noise``: ``dp.DPFedAvg`` wraps the server's rule (clip each update to C, run
+  the rule, add N(0, (zC)^2 / m^2)-scaled noise; McMahan et al. 2018). One accountant step per round
+  with sampling rate q = cohort / population.
+* ``user`` + ``local_noise_rule``: ``dp.LocalNoise`` clips and noises every update before the rule
+  (local DP per user); same accounting.
+* ``dpsgd``: every honest client trains with DP-SGD (``dp.PrivateClient``, Opacus); the reported epsilon
+  is the largest over clients (sample-level).
+* ``distributed``: the ``secagg_ddp`` protocol adds the noise; its ``privacy_statement`` is reported.
+
+The statement written into metrics and report.md: epsilon, delta, accountant, mechanism, sampling, level.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedsec.config import Config
+from fedsec.errors import ConfigError
+
+
+class PrivacyWiring:
+    """Holds the DP objects of one run; a no-op when ``dp.mode = "none"``."""
+
+    def __init__(self, cfg: Config, *, sample_rate: float, expected_clients: int) -> None:
+        self.cfg = cfg
+        self.dp = cfg.dp
+        self.mode = cfg.dp.mode
+        self.q = sample_rate
+        self.m = expected_clients
+        self.steps = 0
+        self.accountant: Any = None
+        self.mechanism: Any = None
+        self.clients: dict[int, Any] = {}
+        self.protocol: Any = None
+        if self.mode == "none":
+            return
+        try:
+            import dp
+        except ImportError as e:  # pragma: no cover - dp/ is part of the distribution
+            raise ConfigError(
+                f"dp.mode: got {self.mode!r}; want 'none' (the dp package is unavailable: {e})"
+            ) from e
+        self._dp = dp
+        if self.mode == "user":
+            self.accountant = dp.Accountant(kind=self.dp.accountant)
+
+    # ---------------------------------------------------------------- server side
+    @property
+    def client_level(self) -> bool:
+        return self.mode == "dpsgd"
+
+    def wrap_rule(self, rule: Any) -> Any:
+        if self.mode == "user" and self.dp.order == "clip_rule_noise":
+            self.mechanism = self._dp.DPFedAvg(
+                rule, clip=self.dp.clip, noise_multiplier=self.dp.noise_multiplier, expected_clients=self.m
+            )
+            return self.mechanism
+        return rule
+
+    def local_noise(self, stack: torch.Tensor) -> torch.Tensor:
+        if self.mode == "user" and self.dp.order == "local_noise_rule":
+            if self.mechanism is None:
+                self.mechanism = self._dp.LocalNoise(self.dp.clip, self.dp.noise_multiplier)
+            return self.mechanism(stack)
+        return stack
+
+    def bind_protocol(self, proto: Any) -> None:
+        self.protocol = proto
+
+    def after_round(self) -> None:
+        self.steps += 1
+        if self.accountant is not None:
+            self.accountant.step(self.dp.noise_multiplier, self.q)
+
+    def would_exceed_budget(self) -> bool:
+        """Whether one more round would push epsilon above ``dp.budget_epsilon`` (user-level only)."""
+        if self.dp.budget_epsilon is None or self.accountant is None:
+            return False
+        trial = copy.deepcopy(self.accountant)
+        trial.step(self.dp.noise_multiplier, self.q)
+        return float(trial.epsilon(self.dp.delta)) > self.dp.budget_epsilon
+
+    # ---------------------------------------------------------------- client side (DP-SGD)
+    def setup_clients(
+        self, model: torch.nn.Module, train: Any, parts: list[np.ndarray], is_byz: np.ndarray
+    ) -> None:
+        if self.mode != "dpsgd":
+            return
+        for i, idx in enumerate(parts):
+            if is_byz[i]:
+                continue
+            self.clients[i] = self._dp.PrivateClient(
+                copy.deepcopy(model),
+                train.subset(idx),
+                noise_multiplier=self.dp.noise_multiplier,
+                max_grad_norm=self.dp.clip,
+                batch_size=self.cfg.train.batch_size,
+                lr=self.cfg.train.lr,
+                accountant=self.dp.accountant,
+            )
+
+    def client_updates(
+        self, w: torch.Tensor, cohort: np.ndarray, computer: Any, clients: torch.Tensor, gen: torch.Generator
+    ) -> torch.Tensor:
+        """DP-SGD updates for honest clients, plain ones for Byzantine clients (they do not privatize)."""
+        stack = computer.updates(w, clients, gen)
+        mode = self.cfg.train.mode
+        for row, c in enumerate(cohort):
+            pc = self.clients.get(int(c))
+            if pc is not None:
+                upd = pc.compute(w.detach().cpu(), mode=mode, local_steps=self.cfg.train.local_steps)
+                stack[row] = torch.as_tensor(upd, dtype=stack.dtype, device=stack.device)
+        return stack
+
+    # ---------------------------------------------------------------- reporting
+    def statement(self) -> dict[str, Any] | None:
+        if self.mode == "none":
+            return None
+        if self.mode == "user":
+            eps = float(self.accountant.epsilon(self.dp.delta)) if self.steps else 0.0
+            mech = (
+                "DP-FedAvg (clip, rule, Gaussian noise)"
+                if self.dp.order == "clip_rule_noise"
+                else ("local Gaussian noise per update, then the rule")
+            )
+            return {
+                "epsilon": eps,
+                "delta": self.dp.delta,
+                "accountant": self.dp.accountant,
+                "mechanism": mech,
+                "sampling": f"cohort {self.m} of {self.cfg.data.n_clients} per round (q={self.q:.4g})",
+                "level": "user",
+                "noise_multiplier": self.dp.noise_multiplier,
+                "clip": self.dp.clip,
+                "rounds": self.steps,
+            }
+        if self.mode == "dpsgd":
+            stmts = [pc.privacy_statement(self.dp.delta) for pc in self.clients.values()]
+            if not stmts:
+                return None
+            worst = max(stmts, key=lambda s: float(s["epsilon"]))
+            return {**worst, "level": "sample", "note": "largest epsilon over honest clients"}
+        if self.protocol is not None and hasattr(self.protocol, "privacy_statement"):
+            return dict(self.protocol.privacy_statement(self.dp.delta))
+        return {
+            "epsilon": None,
+            "delta": self.dp.delta,
+            "mechanism": "distributed discrete noise",
+            "level": "user",
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        s = self.statement()
+        if s is None:
+            return {}
+        return {"dp_epsilon": s.get("epsilon"), "dp_delta": s.get("delta")}

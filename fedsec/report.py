@@ -1,0 +1,267 @@
+"""Reports of runs and sweeps: tables (pure functions on run summaries) and ``report.md``.
+
+* :func:`group_runs`: mean +- std over seeds of the max top-1 accuracy for every setting (the
+  stress-testing paper's metric: maximum accuracy over training, averaged over 3 seeds).
+* :func:`table1`: the paper's Table-1 layout — one row per defense, one block of columns per beta,
+  one column per attack (and strength); in every (defense, beta) block the most damaging attack, the
+  one with the lowest accuracy, is marked ``*``.
+* :func:`heatmap_cells`: the paper's Figure-1 data — max accuracy over attack strength x beta, one
+  panel per defense.
+* :func:`write_report`: all of it, plus plots, for a run or sweep directory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedsec.config import Config
+from fedsec.outputs import atomic_write_text, csv_text, load_runs
+
+SETTING_KEYS = ("dataset", "partition", "beta", "attack", "attack_data", "strength", "f", "protocol", "mode")
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def md_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A GitHub-markdown table of ``rows`` (floats with 3 decimals)."""
+    if not rows:
+        return "(no rows)\n"
+    cols = list(columns) if columns is not None else list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def attack_name(s: dict[str, Any]) -> str:
+    """``alie(z=8)``-style name of a run's attack (``none`` without one)."""
+    a = str(s.get("attack", "none"))
+    if s.get("attack_data", "none") not in (None, "none"):
+        a = s["attack_data"] if a == "none" else f"{a}+{s['attack_data']}"
+    if s.get("strength") is not None and a != "none":
+        a += f"({s['strength']:g})"
+    return a
+
+
+def group_runs(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean +- std over seeds of max/final accuracy per (defense, setting)."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for s in runs:
+        groups[(s["label"], *(s.get(k) for k in SETTING_KEYS))].append(s)
+    rows = []
+    for key, ss in groups.items():
+        mx = np.array([s["max_accuracy"] for s in ss], dtype=float)
+        fn = np.array([s["final_accuracy"] for s in ss], dtype=float)
+        row: dict[str, Any] = {"defense": key[0], **dict(zip(SETTING_KEYS, key[1:]))}
+        row.update(
+            attack_label=attack_name(ss[0]),
+            seeds=len(ss),
+            max_acc_mean=float(np.nanmean(mx)),
+            max_acc_std=float(np.nanstd(mx)),
+            final_acc_mean=float(np.nanmean(fn)),
+            agg_seconds=float(np.nanmean([s["agg_seconds_mean"] for s in ss])),
+        )
+        tpr = [s["byz_detection_tpr"] for s in ss if s.get("byz_detection_tpr") is not None]
+        fpr = [s["byz_detection_fpr"] for s in ss if s.get("byz_detection_fpr") is not None]
+        row["byz_tpr"] = float(np.mean(tpr)) if tpr else None
+        row["byz_fpr"] = float(np.mean(fpr)) if fpr else None
+        bd = [s["backdoor_success"] for s in ss if s.get("backdoor_success") is not None]
+        row["backdoor"] = float(np.mean(bd)) if bd else None
+        eps = [(s.get("privacy") or {}).get("epsilon") for s in ss]
+        eps_f = [e for e in eps if e is not None]
+        row["epsilon"] = float(np.max(eps_f)) if eps_f else None
+        rows.append(row)
+    return sorted(rows, key=lambda r: (str(r["defense"]), str(r["attack_label"]), r["beta"] or 0))
+
+
+def table1(groups: Sequence[dict[str, Any]]) -> str:
+    """Table-1 layout in markdown: defenses x (beta block, attack); ``*`` marks the worst attack per block."""
+    betas = sorted({g["beta"] for g in groups})
+    attacks = sorted({g["attack_label"] for g in groups}, key=lambda a: (a != "none", a))
+    defenses = sorted({g["defense"] for g in groups})
+    cell = {(g["defense"], g["beta"], g["attack_label"]): g for g in groups}
+    head = ["defense"] + [f"β={b:g} {a}" for b in betas for a in attacks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for d in defenses:
+        row = [d]
+        for b in betas:
+            vals = {a: cell[(d, b, a)]["max_acc_mean"] for a in attacks if (d, b, a) in cell}
+            attacked = {a: v for a, v in vals.items() if a != "none"}
+            worst = min(attacked, key=lambda a: attacked[a]) if attacked else None
+            for a in attacks:
+                g = cell.get((d, b, a))
+                if g is None:
+                    row.append("-")
+                    continue
+                txt = f"{100 * g['max_acc_mean']:.1f} ± {100 * g['max_acc_std']:.1f}"
+                row.append(f"**{txt}***" if a == worst else txt)
+        lines.append("| " + " | ".join(row) + " |")
+    note = "\nMax top-1 test accuracy (%), mean ± std over seeds; **bold\\*** = most damaging attack per block.\n"
+    return "\n".join(lines) + "\n" + note
+
+
+def heatmap_cells(
+    groups: Sequence[dict[str, Any]], attack: str
+) -> dict[str, tuple[list[float], list[float], np.ndarray]]:
+    """Per defense: (strengths, betas, accuracy[beta, strength]) for runs of ``attack`` (NaN where missing)."""
+    sel = [g for g in groups if g["attack"] == attack]
+    strengths = sorted({float(g["strength"]) for g in sel if g["strength"] is not None})
+    betas = sorted({float(g["beta"]) for g in sel})
+    out = {}
+    for d in sorted({g["defense"] for g in sel}):
+        m = np.full((len(betas), len(strengths)), np.nan)
+        for g in sel:
+            if g["defense"] == d and g["strength"] is not None:
+                m[betas.index(float(g["beta"])), strengths.index(float(g["strength"]))] = g["max_acc_mean"]
+        out[d] = (strengths, betas, m)
+    return out
+
+
+def runtime_rows(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean aggregation seconds per round per defense (over every setting)."""
+    per: dict[str, list[float]] = defaultdict(list)
+    for g in groups:
+        per[g["defense"]].append(g["agg_seconds"])
+    rows = [{"defense": d, "agg_ms_per_round": 1e3 * float(np.nanmean(v))} for d, v in per.items()]
+    return sorted(rows, key=lambda r: r["agg_ms_per_round"])
+
+
+def threat_model_md(tm: dict[str, Any]) -> str:
+    lines = ["| item | value |", "|---|---|"]
+    for k, v in tm.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{kk}={fmt(vv, 4)}" for kk, vv in v.items())
+        lines.append(f"| {k.replace('_', ' ')} | {v} |")
+    return "\n".join(lines) + "\n"
+
+
+def unit_report(cfg: Config, summary: dict[str, Any], metrics: Sequence[dict[str, Any]]) -> str:
+    """``report.md`` of one unit run: provenance, threat-model record, results, the metrics."""
+    s = summary
+    parts = [
+        f"# {cfg.name}: {s['label']}\n",
+        f"config hash `{s['config_hash']}`, seed {s['seed']}, fedsec {s['version']}, device {s['device']}, "
+        f"{s['rounds']} rounds ({s['stopped']}), {s['seconds']:.1f} s\n",
+        "## Threat model\n",
+        threat_model_md(s["threat_model"]),
+        "## Results\n",
+        md_table(
+            [
+                {
+                    "max acc": s["max_accuracy"],
+                    "final acc": s["final_accuracy"],
+                    "agg ms/round": 1e3 * s["agg_seconds_mean"],
+                    "client ms/round": 1e3 * s["client_seconds_mean"],
+                    "byz TPR": s.get("byz_detection_tpr"),
+                    "byz FPR": s.get("byz_detection_fpr"),
+                    "backdoor success": s.get("backdoor_success"),
+                    "diverged": s["diverged"],
+                }
+            ]
+        ),
+    ]
+    if s.get("privacy"):
+        parts += ["## Differential privacy\n", threat_model_md(s["privacy"])]
+    cols = ["round", "accuracy", "loss", "agg_seconds"] + [
+        c
+        for c in ("byz_detection_tpr", "byz_detection_fpr", "backdoor_success", "dp_epsilon")
+        if metrics and c in metrics[-1]
+    ]
+    parts += ["## Evaluated rounds\n", md_table(list(metrics), cols)]
+    return "\n".join(parts)
+
+
+def write_report(root: Path, *, plots: bool = True) -> Path:
+    """Write ``report.md``, ``summary.csv``, ``groups.csv`` and the plots for the runs under ``root``."""
+    from fedsec.errors import FedsecError
+
+    root = Path(root)
+    runs = load_runs(root)
+    if not runs:
+        raise FedsecError(
+            f"report: got {str(root)!r} with no finished run (no summary.json); want a run or sweep directory"
+        )
+    groups = group_runs(runs)
+    flat = [{k: v for k, v in r.items() if not isinstance(v, dict | list)} for r in runs]
+    atomic_write_text(root / "summary.csv", csv_text(flat))
+    atomic_write_text(root / "groups.csv", csv_text(groups))
+    figs: list[str] = []
+    if plots:
+        from fedsec import plots as P
+
+        figs.append(P.accuracy_curves(runs, root / "accuracy.png"))
+        hist = Path(runs[0]["run_dir"]) / "label_histogram.csv"
+        if hist.is_file():
+            figs.append(P.label_histogram(hist, root / "label_histogram.png"))
+        for a in sorted({g["attack"] for g in groups if g["strength"] is not None}):
+            cells = heatmap_cells(groups, a)
+            if any(len(s) * len(b) > 1 for s, b, _ in cells.values()):
+                figs.append(P.heatmaps(cells, a, root / f"heatmap_{a}.png"))
+        figs.append(P.runtime_bars(runtime_rows(groups), root / "runtime.png"))
+    single = len(groups) == len({g["defense"] for g in groups})
+    head = runs[0]
+    parts = [
+        f"# fedsec report: {root.name}\n",
+        f"{len(runs)} run(s), {len(groups)} setting(s); fedsec {head['version']}\n",
+    ]
+    parts += ["## Threat model\n"]
+    if single:
+        tm = dict(head["threat_model"])
+        tm["defense"] = ", ".join(sorted({g["defense"] for g in groups}))
+        parts.append(threat_model_md(tm))
+    else:
+        varying = {
+            k: sorted({str(r.get(k)) for r in runs}) for k in ("attack", "strength", "beta", "f", "protocol")
+        }
+        parts.append(
+            threat_model_md(
+                {
+                    **head["threat_model"],
+                    "defense": "see tables",
+                    **{f"sweep {k}": ", ".join(v) for k, v in varying.items()},
+                }
+            )
+        )
+    parts += [
+        "## Results (max top-1 accuracy over training; mean ± std over seeds)\n",
+        md_table(
+            groups,
+            [
+                "defense",
+                "attack_label",
+                "beta",
+                "seeds",
+                "max_acc_mean",
+                "max_acc_std",
+                "final_acc_mean",
+                "byz_tpr",
+                "byz_fpr",
+                "backdoor",
+                "epsilon",
+            ],
+        ),
+    ]
+    if not single:
+        parts += ["## Table 1 layout\n", table1(groups)]
+    parts += ["## Aggregation runtime\n", md_table(runtime_rows(groups))]
+    if figs:
+        parts += ["## Figures\n"] + [f"![{Path(f).stem}]({Path(f).name})\n" for f in figs]
+    parts += [
+        "## Runs\n",
+        md_table(
+            flat, ["label", "config_hash", "seed", "attack", "strength", "beta", "max_accuracy", "run_dir"]
+        ),
+    ]
+    atomic_write_text(root / "report.md", "\n".join(parts))
+    return root / "report.md"

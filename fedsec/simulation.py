@@ -1,0 +1,464 @@
+"""The federated round loop of one unit run (one defense): the orchestrator, no algorithm code.
+
+A round (DESIGN.md): sample the cohort -> every client computes its update at the global model
+(:mod:`fedsec.training`, vectorized) -> Byzantine clients replace theirs through the attack (they
+know their own honest updates; omniscient attacks also the honest ones) -> the protocol aggregates
+(``plain``: the defense in the clear) -> the server steps -> evaluate every ``eval.every`` rounds.
+
+The Byzantine detection rate of a selecting rule: after the round, ``accepted`` is the set of rows that
+entered the aggregate; the true-positive rate is the fraction of Byzantine rows left out, the
+false-positive rate the fraction of honest rows left out.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import fedsec
+import protocols
+import robust
+import robust.attacks
+from fedsec.config import Config
+from fedsec.errors import ConfigError, DataError
+from fedsec.outputs import RunWriter, csv_text
+from fedsec.privacy import PrivacyWiring
+from fedsec.training import ClientComputer, ClientData, FlatModel, evaluate, poison, predict, resolve_device
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class UnitResult:
+    """Outcome of one unit run (one defense)."""
+
+    label: str
+    config_hash: str
+    seed: int
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any]
+    run_dir: Path | None = None
+    weights: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def max_accuracy(self) -> float:
+        return float(self.summary["max_accuracy"])
+
+    @property
+    def final_accuracy(self) -> float:
+        return float(self.summary["final_accuracy"])
+
+
+def _accepts(factory: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _make(registry: Any, kind: str, name: str, f: int, kwargs: dict[str, Any], seed: int = 0) -> Any:
+    """Build ``name`` from a registry, passing the assumed ``f`` (and the run's ``seed``, for randomized
+    rules such as DnC) where the factory takes them and the config does not set them."""
+    try:
+        factory = registry.get(name)
+    except KeyError as e:
+        raise ConfigError(f"{kind}: got {name!r}; want one of {registry.names()}") from e
+    kw = dict(kwargs)
+    if "f" not in kw and _accepts(factory, "f"):
+        kw["f"] = f
+    if "seed" not in kw and _accepts(factory, "seed"):
+        kw["seed"] = seed
+    try:
+        return factory(**kw)
+    except TypeError as e:
+        raise ConfigError(
+            f"{kind} {name!r}: got kwargs {sorted(kwargs)}; want the rule's parameters ({e})"
+        ) from e
+
+
+def build_defense(cfg: Config) -> Any:
+    """The defense of a unit config as one ``(n, d) -> (d,)`` callable (a pipeline if there is ``pre``)."""
+    d = cfg.defense
+    f = cfg.assumed_f(d)
+    seed = cfg.train.seed
+    rule = _make(robust.AGGREGATORS, "defense.rule", d.rule, f, d.kwargs, seed)
+    if not d.pre:
+        return rule
+    pre = [_make(robust.PRE_AGGREGATORS, "defense.pre", p, f, d.pre_kwargs.get(p, {}), seed) for p in d.pre]
+    return robust.Pipeline(pre=pre, rule=rule)
+
+
+class _RootRule:
+    """Adapter for rules that need the server's root gradient (FLTrust): ``rule(stack, root=...)``."""
+
+    def __init__(self, rule: Any) -> None:
+        self.rule = rule
+        self.root: torch.Tensor | None = None
+
+    @property
+    def last_selection(self) -> Any:
+        return getattr(self.rule, "last_selection", None)
+
+    def __call__(self, stack: torch.Tensor) -> torch.Tensor:
+        return self.rule(stack, root=self.root)
+
+
+def build_attack(cfg: Config) -> Any:
+    a = cfg.attack
+    if a.name == "none":
+        return None
+    try:
+        atk = robust.attacks.make(a.name, **a.kwargs)
+    except KeyError as e:
+        raise ConfigError(
+            f"attack.name: got {a.name!r}; want 'none' or one of {robust.attacks.ATTACKS.names()}"
+        ) from e
+    except TypeError as e:
+        raise ConfigError(
+            f"attack.kwargs: got {sorted(a.kwargs)}; want the parameters of {a.name!r} ({e})"
+        ) from e
+    if a.strength is not None:
+        if getattr(atk, "strength", None) is None:
+            raise ConfigError(
+                f"attack.strength: got {a.strength} for {a.name!r}; want it unset (no strength)"
+            )
+        atk = atk.with_strength(a.strength)
+    return atk
+
+
+def build_protocol(cfg: Config, rule: Any) -> Any:
+    p = cfg.protocol
+    if p.name == "plain":
+        if p.kwargs:
+            raise ConfigError(
+                f"protocol.kwargs: got {sorted(p.kwargs)} for 'plain'; want none (use [defense])"
+            )
+        return protocols.make("plain", rule=rule)
+    try:
+        factory = protocols.PROTOCOLS.get(p.name)
+    except KeyError as e:
+        raise ConfigError(f"protocol.name: got {p.name!r}; want one of {protocols.PROTOCOLS.names()}") from e
+    kw = dict(p.kwargs)
+    if "f" not in kw and _accepts(factory, "f") and cfg.assumed_f() > 0:
+        kw["f"] = cfg.assumed_f()
+    try:
+        return factory(**kw)
+    except TypeError as e:
+        raise ConfigError(
+            f"protocol.kwargs: got {sorted(kw)}; want the parameters of {p.name!r} ({e})"
+        ) from e
+
+
+def threat_model(cfg: Config, privacy: dict[str, Any] | None) -> dict[str, Any]:
+    """The governance record written into every report: who is assumed to do what."""
+    d = cfg.defense
+    a = cfg.attack
+    knowledge = "none"
+    if a.name != "none":
+        try:
+            knowledge = (
+                "omniscient" if getattr(build_attack(cfg), "omniscient", False) else "own gradients only"
+            )
+        except ConfigError:
+            knowledge = "unknown"
+    secure = {
+        "plain": "none: the server sees every update in the clear",
+    }.get(cfg.protocol.name, f"protocol {cfg.protocol.name!r}")
+    return {
+        "byzantine_actual": f"{a.f} of {cfg.data.n_clients}",
+        "byzantine_assumed_by_defense": f"{cfg.assumed_f(d)} of {cfg.data.n_clients}",
+        "attack": a.name if a.strength is None else f"{a.name} (strength {a.strength:g})",
+        "attack_knowledge": knowledge,
+        "data_poisoning": a.data,
+        "data_split": f"{cfg.data.partition}"
+        + (f" beta={cfg.data.beta:g}" if cfg.data.partition == "dirichlet" else ""),
+        "defense": d.label,
+        "dp": "none" if privacy is None else privacy,
+        "secure_aggregation": secure,
+    }
+
+
+def _load(cfg: Config) -> tuple[Any, Any, list[np.ndarray], np.ndarray]:
+    from fedsec.data import label_histogram, load_dataset, partition
+
+    train, test = load_dataset(cfg.data.dataset, data_dir=cfg.data.data_dir, seed=cfg.train.seed)
+    n = cfg.data.n_clients
+    need = n * cfg.data.min_samples
+    if len(train.y) < need:
+        raise ConfigError(
+            f"data.n_clients: got {n} clients x data.min_samples={cfg.data.min_samples} for dataset "
+            f"{cfg.data.dataset!r} of {len(train.y)} training samples; want at most {len(train.y)} samples in all"
+        )
+    rng = np.random.default_rng([cfg.train.seed, 1])
+    ys = train.y.numpy()
+    kw: dict[str, Any] = {"min_samples": cfg.data.min_samples, "rng": rng}
+    if cfg.data.partition == "dirichlet":
+        kw["beta"] = cfg.data.beta
+    parts = partition(ys, n, cfg.data.partition, **kw)
+    hist = np.asarray(label_histogram(ys, parts, train.num_classes))
+    return train, test, [np.asarray(p) for p in parts], hist
+
+
+def simulate(
+    cfg: Config,
+    run_dir: Path | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    model: torch.nn.Module | None = None,
+) -> UnitResult:
+    """Run one unit config (one defense); write its run directory when ``run_dir`` is given."""
+    cfg.defense  # noqa: B018 - raises unless exactly one defense
+    t_start = time.perf_counter()
+    seed = cfg.train.seed
+    device = resolve_device(cfg.train.device)
+    train, test, parts, hist = _load(cfg)
+    n, f_actual = cfg.data.n_clients, cfg.attack.f
+    rng = np.random.default_rng([seed, 2])
+    byz_ids = np.sort(rng.choice(n, size=f_actual, replace=False)) if f_actual else np.empty(0, np.int64)
+    is_byz = np.zeros(n, bool)
+    is_byz[byz_ids] = True
+
+    x_train, y_train = train.x, train.y
+    if f_actual and cfg.attack.data != "none":
+        byz_samples = np.concatenate([parts[i] for i in byz_ids])
+        x_train, y_train = poison(
+            x_train, y_train, byz_samples, kind=cfg.attack.data, num_classes=train.num_classes,
+            target=cfg.attack.backdoor_target, fraction=cfg.attack.backdoor_fraction,
+            rng=np.random.default_rng([seed, 3]),
+        )  # fmt: skip
+    data = ClientData.build(x_train, y_train, parts, device)
+    x_test, y_test = test.x.to(device), test.y.to(device)
+    bd_x = None
+    if cfg.attack.data == "backdoor" and f_actual:
+        from fedsec.training import apply_trigger
+
+        keep = y_test != cfg.attack.backdoor_target
+        bd_x = apply_trigger(x_test[keep], float(train.x.max()))
+
+    torch.manual_seed(seed)
+    if model is None:
+        from fedsec.models import make_model
+
+        try:
+            model = make_model(
+                cfg.model.name, tuple(train.x.shape[1:]), train.num_classes, **cfg.model.kwargs
+            )
+        except KeyError as e:
+            raise ConfigError(f"model.name: got {cfg.model.name!r}; want a known model ({e})") from e
+    model = model.to(device)
+    fm = FlatModel(model)
+    w = fm.flat().to(device)
+    computer = ClientComputer(
+        fm, data, mode=cfg.train.mode, lr=cfg.train.lr, batch_size=cfg.train.batch_size,
+        local_steps=cfg.train.local_steps, weight_decay=cfg.train.weight_decay, vectorize=cfg.train.vectorize,
+    )  # fmt: skip
+
+    rule = build_defense(cfg)
+    root_rule = _RootRule(rule) if getattr(rule, "needs_root", False) else None
+    root_x = root_y = None
+    if root_rule is not None:
+        ridx = torch.from_numpy(np.random.default_rng([seed, 4]).choice(len(train.y), 100, replace=False))
+        root_x, root_y = train.x[ridx].to(device), train.y[ridx].to(device)
+    selector = root_rule or rule
+    cohort_size = cfg.train.clients_per_round or n
+    privacy = PrivacyWiring(cfg, sample_rate=cohort_size / n, expected_clients=cohort_size)
+    server_rule = privacy.wrap_rule(selector)
+    proto = build_protocol(cfg, server_rule)
+    privacy.bind_protocol(proto)
+    attack = build_attack(cfg)
+    gen = torch.Generator().manual_seed(seed)
+    atk_gen = torch.Generator().manual_seed(seed + 1_000_003)
+    momentum = torch.zeros((n, fm.d), device=device) if cfg.train.momentum > 0 else None
+    step_size = cfg.train.server_lr * (cfg.train.lr if cfg.train.mode == "fedsgd" else 1.0)
+    privacy.setup_clients(model, train, parts, is_byz)
+
+    writer = RunWriter(run_dir) if run_dir is not None else None
+    cfg_hash = cfg.hash()
+    base = {
+        "config_hash": cfg_hash,
+        "seed": seed,
+        "version": fedsec.__version__,
+        "defense": cfg.defense.label,
+    }
+    metrics: list[dict[str, Any]] = []
+    agg_times: list[float] = []
+    client_times: list[float] = []
+    tpr_acc: list[float] = []
+    fpr_acc: list[float] = []
+    window_agg: list[float] = []
+    stopped = "completed"
+    diverged = False
+    rounds_done = 0
+    try:
+        if writer is not None:
+            writer.write_text("config.toml", cfg.to_toml())
+            writer.write_text(
+                "label_histogram.csv",
+                csv_text({"client": i, "byzantine": bool(is_byz[i]), **{f"class_{c}": int(v) for c, v in enumerate(row)}}
+                         for i, row in enumerate(hist)),
+            )  # fmt: skip
+        for t in range(1, cfg.train.rounds + 1):
+            if privacy.would_exceed_budget():
+                stopped = f"privacy budget: epsilon would exceed {cfg.dp.budget_epsilon}"
+                break
+            if cohort_size < n:
+                cohort = np.sort(rng.choice(n, size=cohort_size, replace=False))
+            else:
+                cohort = np.arange(n)
+            clients = torch.from_numpy(cohort).to(device)
+            t0 = time.perf_counter()
+            honest_rows = np.flatnonzero(~is_byz[cohort])
+            byz_rows = np.flatnonzero(is_byz[cohort])
+            if privacy.client_level:
+                stack = privacy.client_updates(w, cohort, computer, clients, gen)
+            else:
+                stack = computer.updates(w, clients, gen)
+            if momentum is not None:
+                beta = cfg.train.momentum
+                momentum[clients] = beta * momentum[clients] + (1 - beta) * stack
+                stack = momentum[clients].clone()
+            if attack is not None and len(byz_rows):
+                br = torch.from_numpy(byz_rows).to(device)
+                hr = torch.from_numpy(honest_rows).to(device)
+                ctx = robust.attacks.AttackContext(
+                    n=len(cohort), f=len(byz_rows), rule=selector, generator=atk_gen
+                )
+                honest = stack[hr] if getattr(attack, "omniscient", False) else None
+                stack[br] = attack(stack[br], honest, ctx=ctx).to(stack.dtype)
+            stack = privacy.local_noise(stack)
+            client_times.append(time.perf_counter() - t0)
+            if root_rule is not None:
+                root_data = ClientData.build(root_x, root_y, [np.arange(len(root_y))], device)
+                rc = ClientComputer(
+                    fm, root_data, mode=cfg.train.mode, lr=cfg.train.lr, batch_size=cfg.train.batch_size,
+                    local_steps=cfg.train.local_steps, weight_decay=cfg.train.weight_decay,
+                    vectorize=computer.vectorize,
+                )  # fmt: skip
+                root_rule.root = rc.updates(w, torch.zeros(1, dtype=torch.long, device=device), gen)[0]
+            t1 = time.perf_counter()
+            result = proto.run(stack, rng=np.random.default_rng([seed, 5, t]))
+            agg_dt = time.perf_counter() - t1
+            agg_times.append(agg_dt)
+            window_agg.append(agg_dt)
+            privacy.after_round()
+            agg = torch.as_tensor(result.aggregate, device=device).to(w.dtype).reshape(-1)
+            if getattr(selector, "last_selection", None) is not None or len(result.accepted) < len(cohort):
+                acc_set = set(int(i) for i in result.accepted)
+                if len(byz_rows):
+                    tpr_acc.append(float(np.mean([r not in acc_set for r in byz_rows])))
+                fpr_acc.append(
+                    float(np.mean([r not in acc_set for r in honest_rows])) if len(honest_rows) else 0.0
+                )
+            if not bool(torch.isfinite(agg).all()):
+                diverged = True
+            w = w - step_size * agg
+            rounds_done = t
+            if t % cfg.eval.every == 0 or t == cfg.train.rounds:
+                acc, loss = evaluate(fm, w, x_test, y_test, cfg.eval.batch_size)
+                rec: dict[str, Any] = {
+                    **base,
+                    "round": t,
+                    "accuracy": acc,
+                    "loss": loss,
+                    "agg_seconds": float(np.mean(window_agg)),
+                    "elapsed": time.perf_counter() - t_start,
+                }
+                window_agg = []
+                if bd_x is not None:
+                    rec["backdoor_success"] = float(
+                        (predict(fm, w, bd_x, cfg.eval.batch_size) == cfg.attack.backdoor_target)
+                        .float()
+                        .mean()
+                    )
+                if tpr_acc or fpr_acc:
+                    rec["byz_detection_tpr"] = float(np.mean(tpr_acc)) if tpr_acc else None
+                    rec["byz_detection_fpr"] = float(np.mean(fpr_acc)) if fpr_acc else None
+                rec.update(privacy.metrics())
+                metrics.append(rec)
+                if writer is not None:
+                    writer.append_metrics(rec)
+            ck = cfg.output.checkpoint_every
+            if writer is not None and ck > 0 and t % ck == 0:
+                torch.save(
+                    {"round": t, "weights": w.cpu(), "config_hash": cfg_hash},
+                    writer.path(f"checkpoints/round_{t:05d}.pt"),
+                )
+            if progress is not None:
+                progress(t, cfg.train.rounds)
+        if rounds_done and (not metrics or metrics[-1]["round"] != rounds_done):
+            acc, loss = evaluate(fm, w, x_test, y_test, cfg.eval.batch_size)
+            rec = {**base, "round": rounds_done, "accuracy": acc, "loss": loss, **privacy.metrics()}
+            metrics.append(rec)
+            if writer is not None:
+                writer.append_metrics(rec)
+        accs = [m["accuracy"] for m in metrics if not math.isnan(m["accuracy"])]
+        summary: dict[str, Any] = {
+            **base,
+            "label": cfg.defense.label,
+            "dataset": cfg.data.dataset,
+            "n_clients": n,
+            "beta": cfg.data.beta,
+            "partition": cfg.data.partition,
+            "attack": cfg.attack.name if cfg.attack.f else "none",
+            "attack_data": cfg.attack.data,
+            "strength": cfg.attack.strength,
+            "f": f_actual,
+            "protocol": cfg.protocol.name,
+            "mode": cfg.train.mode,
+            "rounds": rounds_done,
+            "max_accuracy": max(accs) if accs else math.nan,
+            "final_accuracy": metrics[-1]["accuracy"] if metrics else math.nan,
+            "agg_seconds_mean": float(np.mean(agg_times)) if agg_times else math.nan,
+            "client_seconds_mean": float(np.mean(client_times)) if client_times else math.nan,
+            "seconds": time.perf_counter() - t_start,
+            "diverged": diverged,
+            "stopped": stopped,
+            "vectorized": computer.vectorize,
+            "device": str(device),
+            "byzantine_clients": [int(i) for i in byz_ids],
+            "threat_model": threat_model(cfg, privacy.statement()),
+        }
+        if tpr_acc or fpr_acc:
+            summary["byz_detection_tpr"] = float(np.mean(tpr_acc)) if tpr_acc else None
+            summary["byz_detection_fpr"] = float(np.mean(fpr_acc)) if fpr_acc else None
+        if bd_x is not None and metrics:
+            summary["backdoor_success"] = metrics[-1].get("backdoor_success")
+        if privacy.statement() is not None:
+            summary["privacy"] = privacy.statement()
+        if writer is not None:
+            if cfg.output.checkpoint_every >= 0:
+                torch.save(
+                    {"round": rounds_done, "weights": w.cpu(), "config_hash": cfg_hash},
+                    writer.path("checkpoints/final.pt"),
+                )
+            from fedsec.report import unit_report
+
+            writer.write_text("summary.csv", csv_text([_flat_summary(summary)]))
+            writer.write_text("report.md", unit_report(cfg, summary, metrics))
+            writer.write_json("summary.json", summary)
+            run_dir = writer.commit()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return UnitResult(cfg.defense.label, cfg_hash, seed, metrics, summary, run_dir, w.detach().cpu())
+
+
+def _flat_summary(s: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in s.items() if not isinstance(v, dict | list)}
+    priv = s.get("privacy")
+    if isinstance(priv, dict):
+        out.update({f"dp_{k}": v for k, v in priv.items() if not isinstance(v, dict | list)})
+    return out
+
+
+__all__ = ["DataError", "UnitResult", "build_attack", "build_defense", "build_protocol", "simulate"]
