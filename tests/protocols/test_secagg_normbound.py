@@ -36,6 +36,7 @@ def _honest(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 def test_registered_and_honest_round_matches_the_mean() -> None:
     proto = protocols.make("secagg_normbound", bound=BOUND, frac_bits=FRAC)
+    assert isinstance(proto, SecAggNormBound)
     x = _honest(4, 5)
     res = proto.run(torch.tensor(x, dtype=torch.float32))
     assert res.accepted == [0, 1, 2, 3]
