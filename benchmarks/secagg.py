@@ -1,0 +1,133 @@
+"""Benchmark of masked secure aggregation (SecAgg, SecAgg+) against its PRG bound.
+
+For each (n, d, dropout, graph) the script runs whole rounds in-process over bytes (every client and the
+server), with the dropped clients leaving after ShareKeys (the server then reconstructs their mask keys
+and removes their pairwise masks: the costly case). Reported, as medians over repeats (and over clients
+for client columns):
+
+- client s: one client's seconds over all phases; mask s: its MaskedInputCollection seconds;
+  prg s: the time the generator alone takes to expand that client's masks (1 + its neighbours in U2),
+  measured in the same run; ratio = mask s / prg s.
+- server s: the server's seconds over all phases; unmask s: its Unmasking seconds; prg s: the generator
+  alone for the server's masks (|U3| self masks + one per (dropped, surviving neighbour) pair);
+  ratio = unmask s / prg s.
+- B/client up, B/client down: bytes one client sends / receives; B server in: bytes the server receives;
+  up/(4d): a client's upload relative to the 4 bytes x d of its masked input.
+
+Usage: ``python benchmarks/secagg.py [--quick] [--repeats R]``. The full grid (n in {25, 100, 200},
+d in {1e4, 1e5, 1e6}, dropout in {0, 0.1, 0.3}, complete and SecAgg+) takes hours on a laptop core;
+``--quick`` runs n in {25, 100}, d in {1e4, 1e5} plus a SecAgg+ scaling series at d = 1e4.
+Other processes may share the CPU: timings are medians over repeats, and ratios compare quantities
+measured in the same round.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as ``python benchmarks/secagg.py``, this file's folder leads sys.path and the file itself would
+# shadow the ``secagg`` package: drop that entry before importing.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse  # noqa: E402
+import secrets  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from protocols.base import Meter  # noqa: E402
+from secagg import prg  # noqa: E402
+from secagg.driver import run_round  # noqa: E402
+from secagg.graph import choose_degree, neighbours  # noqa: E402
+
+
+def _prg_seconds(masks: int, d: int) -> float:
+    seed = secrets.token_bytes(32)
+    t0 = time.perf_counter()
+    for i in range(masks):
+        prg.stream(seed, d, bits=32, domain=i.to_bytes(4, "little"))
+    return time.perf_counter() - t0
+
+
+def one_round(n: int, d: int, dropout: float, plus: bool, rng: np.random.Generator) -> dict[str, Any]:
+    if plus:
+        ch = choose_degree(n, dropout=max(dropout, 0.1))
+        k, t = (None, n // 2 + 1) if ch.complete else (ch.k, ch.t)
+    else:
+        k, t = None, n // 2 + 1
+    n_drop = round(dropout * n)
+    dropped = sorted(int(i) for i in rng.choice(n, size=n_drop, replace=False))
+    x = rng.integers(0, 2**32, size=(n, d), dtype=np.uint64)
+    session = secrets.token_bytes(16)
+    meter = Meter()
+    out = run_round(
+        x, t=t, k=k, dropouts=dict.fromkeys(dropped, "masked_input"), meter=meter, session=session
+    )
+    graph = neighbours(n, k, session)
+    u3 = set(out.survivors)
+    # a surviving client masks with itself and its neighbours in U2 (= everybody here: drops come later)
+    c = out.survivors[0]
+    client_masks = 1 + len(graph[c])
+    server_masks = len(u3) + sum(sum(1 for u in graph[v] if u in u3) for v in dropped)
+    clients = [f"client[{i}]" for i in out.survivors]
+    return {
+        "k": n - 1 if k is None else k,
+        "client_s": statistics.median(meter.total(p).seconds for p in clients),
+        "mask_s": statistics.median(meter.total(p, "masked_input").seconds for p in clients),
+        "client_prg_s": _prg_seconds(client_masks, d),
+        "server_s": meter.total("server").seconds,
+        "unmask_s": meter.total("server", "unmasking").seconds,
+        "server_prg_s": _prg_seconds(server_masks, d),
+        "up": statistics.median(meter.total(p).bytes_sent for p in clients),
+        "down": statistics.median(meter.total(p).bytes_received for p in clients),
+        "server_in": meter.total("server").bytes_received,
+    }
+
+
+def run(grid: list[tuple[int, int, float, bool]], repeats: int) -> None:
+    rng = np.random.default_rng(2026)  # chooses dropped clients and inputs only
+    head = (
+        f"{'graph':>8} {'n':>4} {'k':>4} {'d':>8} {'drop':>5} | {'client s':>9} {'mask s':>8} {'prg s':>8} "
+        f"{'ratio':>5} | {'server s':>9} {'unmask s':>9} {'prg s':>8} {'ratio':>5} | {'B/client up':>11} "
+        f"{'up/(4d)':>7} {'B/client dn':>11} {'B server in':>12}"
+    )
+    print(head)
+    print("-" * len(head))
+    for n, d, dropout, plus in grid:
+        rows = [one_round(n, d, dropout, plus, rng) for _ in range(repeats)]
+        med = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+        print(
+            f"{'secagg+' if plus else 'complete':>8} {n:>4} {int(med['k']):>4} {d:>8} {dropout:>5.0%} | "
+            f"{med['client_s']:>9.3f} {med['mask_s']:>8.3f} {med['client_prg_s']:>8.3f} "
+            f"{med['mask_s'] / med['client_prg_s']:>5.2f} | {med['server_s']:>9.3f} {med['unmask_s']:>9.3f} "
+            f"{med['server_prg_s']:>8.3f} {med['unmask_s'] / med['server_prg_s']:>5.2f} | "
+            f"{int(med['up']):>11} {med['up'] / (4 * d):>7.3f} {int(med['down']):>11} "
+            f"{int(med['server_in']):>12}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a smaller grid (see the module docstring)")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds per configuration (median reported)")
+    args = ap.parse_args()
+    if args.quick:
+        ns, ds = [25, 100], [10_000, 100_000]
+    else:
+        ns, ds = [25, 100, 200], [10_000, 100_000, 1_000_000]
+    grid = [(n, d, p, plus) for plus in (False, True) for n in ns for d in ds for p in (0.0, 0.1, 0.3)]
+    if args.quick:
+        grid += [(n, 10_000, 0.1, True) for n in (200, 400)]
+    print(
+        f"secagg benchmark: bits=32, t = n/2 + 1 (SecAgg+: k, t from choose_degree), {args.repeats} repeats"
+    )
+    run(grid, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
