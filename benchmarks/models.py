@@ -5,7 +5,8 @@ at the shared global model, and the n gradients are flattened into the ``(n, d)`
 baseline is a Python loop of ``torch.func.grad`` calls, one client at a time; the contender is one
 ``vmap`` of the same function over clients. Both run in the same process on the same inputs, and
 the table prints medians over ``--repeats`` runs after one warm-up and the ratio loop / vmap.
-A second table times the data side: loading the bundled datasets and drawing a Dirichlet partition.
+A second table times the data side (loading the bundled datasets, drawing partitions), a third
+measures how heterogeneous each partition scheme makes 25 clients on digits.
 
 Other processes may share the CPU: medians over repeats damp that, but absolute times move with
 load. Usage: python benchmarks/models.py [--repeats 5] [--quick]
@@ -15,16 +16,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from fedsec.data import load_dataset, partition
-from fedsec.models import make_model, num_parameters
+# Scripts in benchmarks/ are named after the packages they measure (secagg.py, ...): drop this
+# directory from the import path so `import secagg` finds the package, not a sibling script.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from fedsec.data import label_histogram, label_skew, load_dataset, partition  # noqa: E402
+from fedsec.models import make_model, num_parameters  # noqa: E402
 
 # (model, input shape, options, clients)
 CASES: list[tuple[str, tuple[int, ...], dict[str, object], int]] = [
@@ -115,6 +122,27 @@ def main() -> None:
         rows.append((label, draw))
     for label, fn in rows:
         print(f"| {label:<44} | {median_seconds(fn, args.repeats) * 1e3:>6.1f} |")
+    skew_table(y)
+
+
+def skew_table(y: np.ndarray, seeds: int = 10) -> None:
+    """Heterogeneity of each scheme on digits' training split, 25 clients, means over ``seeds`` draws."""
+    print(f"\nLabel skew of 25-client partitions of digits (mean over {seeds} seeds; min_samples=8)")
+    print("| partition            | TV distance to global mix | classes per client | smallest | largest |")
+    print("|----------------------|--------------------------:|-------------------:|---------:|--------:|")
+    for scheme, beta in (("iid", 0.0), ("dirichlet", 10.0), ("dirichlet", 0.5), ("dirichlet", 0.3),
+                         ("dirichlet", 0.1), ("shards", 0.0)):  # fmt: skip
+        tv, k, lo, hi = [], [], [], []
+        for seed in range(seeds):
+            parts = partition(y, 25, scheme, beta=beta or 1.0, min_samples=8, rng=np.random.default_rng(seed))
+            h = label_histogram(y, parts, 10)
+            tv.append(label_skew(h))
+            k.append((h > 0).sum(axis=1).mean())
+            lo.append(min(map(len, parts)))
+            hi.append(max(map(len, parts)))
+        label = f"dirichlet beta={beta}" if scheme == "dirichlet" else scheme
+        cells = f"{np.mean(tv):>25.3f} | {np.mean(k):>18.2f} | {np.mean(lo):>8.1f} | {np.mean(hi):>7.1f}"
+        print(f"| {label:<20} | {cells} |")
 
 
 if __name__ == "__main__":
