@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
-from secagg import FixedPoint, SecAggError
+from secagg import EncodingError, FixedPoint, SecAggError
 from secagg.driver import PHASES, run_round
 from secagg.graph import choose_degree
 
@@ -92,7 +92,11 @@ class SecAggSum:
                     f"weights: got shape {w.shape} / values; want ({n},) finite, >= 0, not all 0"
                 )
         w = w / w.max()
-        clipped = np.clip(np.nan_to_num(x, nan=0.0), -self.encoding.clip, self.encoding.clip)
+        if not np.all(np.isfinite(x)):
+            raise EncodingError(
+                "stack: got NaN or infinite entries; want finite updates (a client encodes locally)"
+            )
+        clipped = np.clip(x, -self.encoding.clip, self.encoding.clip)
         enc = np.stack([self.encoding.encode(w[i] * clipped[i], n_summands=n) for i in range(n)])
         k, t = self._graph(n)
         drops = self._dropouts(n, rng)

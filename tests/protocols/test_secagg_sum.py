@@ -79,6 +79,8 @@ def test_bad_arguments() -> None:
         protocols.make("secagg_plus", k=3)
     with pytest.raises(EncodingError, match="could wrap"):
         protocols.make("secagg", clip=1.0, bits=8, frac_bits=7).run(torch.zeros(3, 2))
+    with pytest.raises(EncodingError, match="NaN"):
+        protocols.make("secagg").run(torch.tensor([[0.0, float("nan")], [1.0, 2.0]]))
     with pytest.raises(KeyError):
         protocols.make("secagg_pluss")
 
