@@ -10,6 +10,14 @@ e.g. ``(1, 8, 8)`` or ``(20,)``.
 >>> m = make_model("lenet5", (1, 28, 28), 10)
 >>> sum(p.numel() for p in m.parameters())
 61706
+
+Your own model: pass any ``nn.Module`` to the simulation's Python API, or register a builder so
+configs can name it (the registry refuses a name registered twice)::
+
+    @MODELS.register("wide_mlp")
+    def _wide(input_shape, num_classes, *, width=512):
+        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.ReLU(),
+                             nn.Linear(width, num_classes))
 """
 
 from __future__ import annotations

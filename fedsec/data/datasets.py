@@ -9,6 +9,12 @@ Bundled (no download): ``digits`` (scikit-learn's 8x8 handwritten digits) and ``
 seeded Gaussian mixture). Read from ``data_dir`` in their standard distribution formats:
 ``fmnist`` (IDX ``.gz``), ``svhn`` (MATLAB ``.mat``) and ``cifar10`` (python pickled batches); see
 ``fedsec.data.formats``.
+
+Another dataset: register a loader taking ``(data_dir, seed, test_fraction, *, <options>)`` and
+returning ``(train, test)``; ``load_dataset`` accepts exactly its keyword-only options::
+
+    @DATASETS.register("my_data")
+    def _load(data_dir, seed, test_fraction, *, scale=1.0): ...
 """
 
 from __future__ import annotations
