@@ -125,7 +125,7 @@ def peak_extra_bytes(fn: Callable[[], object]) -> float | None:
 
 def byzfl_rules() -> dict[str, Callable[[torch.Tensor], object]] | str:
     try:
-        import byzfl  # type: ignore[import-not-found]
+        import byzfl
     except Exception as exc:  # byzfl needs torchvision, which is not installed here
         return f"skipped: byzfl is not importable ({type(exc).__name__}: {exc})"
     return {

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from robust.base import AGGREGATORS, Aggregator, Selection, bound_error, check_f
-from robust.coordinate import _np_median, _numpy_ok, columnwise, coordinate_median
+from robust.coordinate import _numpy_ok, _sorted_median, columnwise, coordinate_median
 from robust.selection import bulyan_select, krum_select, pairwise_sq_distances
 
 __all__ = ["Bulyan", "Krum", "MultiKrum", "bulyan_coordinate_phase", "mean_of_rows"]
@@ -85,10 +85,19 @@ class MultiKrum(Krum):
 
 def _np_bulyan(beta: int) -> Any:
     def kernel(block: np.ndarray) -> np.ndarray:
-        med = _np_median(block)
-        dev = np.abs(block - med)
-        idx = np.argpartition(dev, beta - 1, axis=0)[:beta]
-        return np.take_along_axis(block, idx, axis=0).mean(axis=0)
+        s = np.sort(block, axis=0)
+        m = _sorted_median(s)
+        # The beta values nearest to m are a window s[a : a + beta] of the sorted column: the window
+        # whose farther end is nearest to m (first such window on ties).
+        best = np.maximum(m - s[0], s[beta - 1] - m)
+        start = np.zeros(best.shape, dtype=np.intp)
+        for a in range(1, s.shape[0] - beta + 1):
+            cost = np.maximum(m - s[a], s[a + beta - 1] - m)
+            better = cost < best
+            np.copyto(best, cost, where=better)
+            np.copyto(start, a, where=better)
+        idx = start[None, :] + np.arange(beta)[:, None]
+        return np.take_along_axis(s, idx, axis=0).mean(axis=0)
 
     return kernel
 

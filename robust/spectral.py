@@ -11,7 +11,27 @@ from robust._rng import make_generator, resolve_seed
 from robust.base import AGGREGATORS, Aggregator, Selection, bound_error, check_f
 from robust.distance import mean_of_rows
 
-__all__ = ["DnC", "dnc_keep"]
+__all__ = ["DnC", "dnc_keep", "sample_columns"]
+
+
+def sample_columns(d: int, b: int, generator: torch.Generator) -> torch.Tensor:
+    """A uniformly random set of ``b`` distinct column indices in ``[0, d)`` (unsorted, int64).
+
+    Dense case (``4b >= d``): the first ``b`` entries of a random permutation. Sparse case: draw
+    indices with replacement until ``b`` distinct ones are seen, then keep a random ``b`` of them; the
+    distinct values of i.i.d. uniform draws form a uniform subset of their size, so the result is
+    uniform, at ~1/20 of the cost of permuting all d indices for d = 500,000, b = 10,000.
+    """
+    if not 1 <= b <= d:
+        raise ValueError(f"b must be in [1, d]; got b={b}, d={d}")
+    if 4 * b >= d:
+        return torch.randperm(d, generator=generator)[:b]
+    extra = b * b // d + 64
+    seen = torch.unique(torch.randint(d, (b + extra,), generator=generator))
+    while seen.numel() < b:
+        more = torch.randint(d, (b - int(seen.numel()) + extra,), generator=generator)
+        seen = torch.unique(torch.cat([seen, more]))
+    return seen[torch.randperm(int(seen.numel()), generator=generator)[:b]]
 
 
 def dnc_keep(sub: torch.Tensor, n_keep: int) -> torch.Tensor:
@@ -34,10 +54,11 @@ def dnc_keep(sub: torch.Tensor, n_keep: int) -> torch.Tensor:
 class DnC(Aggregator):
     """Divide-and-Conquer (Shejwalkar & Houmansadr, NDSS 2021, Algorithm 2).
 
-    ``niters`` times: sample ``sub_dim`` coordinates without replacement, center the ``(n, b)``
-    submatrix, take its top right singular vector ``v``, score ``s_i = <x_i - mu, v>^2`` and keep the
-    ``n - floor(c * f)`` lowest. The output is the mean of the rows kept in every iteration (if no row
-    is, the rows kept most often). Peer defaults: ``sub_dim = 10000``, ``niters = 5``, ``c = 1``.
+    ``niters`` times: sample ``sub_dim`` coordinates without replacement (:func:`sample_columns`),
+    center the ``(n, b)`` submatrix, take its top right singular vector ``v``, score
+    ``s_i = <x_i - mu, v>^2`` and keep the ``n - floor(c * f)`` lowest. The output is the mean of the
+    rows kept in every iteration (if no row is, the rows kept most often). Peer defaults:
+    ``sub_dim = 10000``, ``niters = 5``, ``c = 1``.
 
     The singular vector comes from the ``(n, n)`` Gram matrix of the centered submatrix
     (``<x_i - mu, v> = sigma u_i`` with ``u`` its top eigenvector), which is exact and cheaper than an
@@ -73,7 +94,7 @@ class DnC(Aggregator):
         b = min(self.sub_dim, d)
         votes = torch.zeros(n, dtype=torch.int64, device=x.device)
         for _ in range(self.niters):
-            cols = torch.randperm(d, generator=self.generator)[:b].to(x.device)
+            cols = sample_columns(d, b, self.generator).to(x.device)
             votes += dnc_keep(x.index_select(1, cols), n_keep).to(torch.int64)
         keep = torch.nonzero(votes == votes.max()).flatten()
         return mean_of_rows(x, keep), keep

@@ -151,16 +151,52 @@ def test_fltrust_all_distrusted_gives_zero() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_dnc_matches_reference(seed: int) -> None:
+def test_dnc_matches_reference(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DnC's scoring and intersection against the reference on the very columns DnC sampled."""
+    from robust import spectral
+
     n, d, f, b = 12, 40, 2, 15
     x = stack(n, d, seed)
+    col_sets: list[np.ndarray] = []
+    real = spectral.sample_columns
+
+    def spy(d: int, b: int, generator: torch.Generator) -> torch.Tensor:
+        cols = real(d, b, generator)
+        col_sets.append(cols.numpy().copy())
+        return cols
+
+    monkeypatch.setattr(spectral, "sample_columns", spy)
     agg = robust.DnC(f=f, sub_dim=b, niters=3, seed=seed)
-    g = torch.Generator().manual_seed(seed)
-    col_sets = [torch.randperm(d, generator=g)[:b].numpy() for _ in range(3)]
     out = agg(x)
+    assert len(col_sets) == 3
     expected, keep = ref.ref_dnc(x, f, col_sets)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-9)
     assert agg.last_selection == keep
+
+
+@pytest.mark.parametrize(("d", "b"), [(10, 10), (40, 15), (500_000, 10_000), (1000, 3)])
+def test_sample_columns_distinct_and_in_range(d: int, b: int) -> None:
+    from robust.spectral import sample_columns
+
+    cols = sample_columns(d, b, torch.Generator().manual_seed(1))
+    assert cols.numel() == b and torch.unique(cols).numel() == b
+    assert int(cols.min()) >= 0 and int(cols.max()) < d
+
+
+def test_sample_columns_is_uniform() -> None:
+    """Sparse path: every column is picked with probability b/d (chi-square, 20 cells, p ~ 1e-6 cut)."""
+    from robust.spectral import sample_columns
+
+    d, b, trials = 2000, 50, 2000
+    g = torch.Generator().manual_seed(2)
+    counts = torch.zeros(d)
+    for _ in range(trials):
+        counts[sample_columns(d, b, g)] += 1
+    cells = counts.reshape(20, -1).sum(dim=1).numpy()
+    expected = trials * b / 20
+    chi2 = float(((cells - expected) ** 2 / expected).sum())
+    assert chi2 < 55.0  # 19 degrees of freedom
+    assert set(sample_columns(d, 1, g).tolist()) <= set(range(d))
 
 
 PRE_CASES = {
