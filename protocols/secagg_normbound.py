@@ -57,9 +57,9 @@ import numpy as np
 import torch
 
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
-from secagg import FixedPoint, SecAggError
 from secagg.driver import PHASES, run_round
-from secagg.errors import ProtocolAbort, TooFewSurvivors
+from secagg.encoding import FixedPoint
+from secagg.errors import ProtocolAbort, SecAggError, TooFewSurvivors
 from secagg.normbound import (
     LinkCheckFailed,
     MalformedProof,
