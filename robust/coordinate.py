@@ -150,6 +150,11 @@ class Median(Aggregator):
 
     Breakdown point 1/2: tolerates up to ``ceil(n/2) - 1`` non-finite rows (they are dropped first).
     The median keeps no rows as a whole, so ``last_selection`` is ``None``.
+
+    Example:
+        >>> import torch, robust
+        >>> robust.Median()(torch.tensor([[1.0, 5.0], [2.0, float("nan")], [4.0, 6.0], [3.0, 1e12]])).tolist()
+        [3.0, 6.0]
     """
 
     name = "median"

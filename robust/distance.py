@@ -33,6 +33,13 @@ class Krum(Aggregator):
 
     Bound: ``n > 2f + 2``. ByzFL scores with the ``n - f - 1`` nearest others; fedsec follows the paper.
     Selection: :func:`robust.selection.krum_select`.
+
+    Example:
+        >>> import torch, robust
+        >>> x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [0.1, 0.1], [0.05, 0.05], [9.0, 9.0]])
+        >>> agg = robust.Krum(f=1)
+        >>> agg(x).tolist(), agg.last_selection
+        ([0.05000000074505806, 0.05000000074505806], [4])
     """
 
     name = "krum"

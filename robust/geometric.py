@@ -108,6 +108,14 @@ class CenteredClipping(Aggregator):
 
     Each row moves the center by at most ``tau / n`` per iteration, whatever its value. Tolerates
     ``ceil(n/2) - 1`` non-finite rows.
+
+    Example:
+        >>> import torch, robust
+        >>> cc = robust.CenteredClipping(tau=1.0)
+        >>> cc(torch.tensor([[0.5], [0.5], [1e9]])).tolist()  # (0.5 + 0.5 + 1) / 3
+        [0.6666666865348816]
+        >>> cc.state_dict()["center"].tolist(), cc.reset(), cc.center
+        ([0.6666666865348816], None, None)
     """
 
     name = "centered_clipping"

@@ -51,6 +51,13 @@ class Bucketing(PreAggregator):
 
     The permutation comes from a ``torch.Generator`` the object keeps (``seed=None``: seeded from
     libsodium so clients cannot predict it). ``last_sources`` lists each bucket's rows.
+
+    Example:
+        >>> import torch, robust
+        >>> b = robust.Bucketing(s=2, seed=0)
+        >>> out = b(torch.arange(5.0).unsqueeze(1))
+        >>> out.shape, [len(rows) for rows in b.last_sources]
+        (torch.Size([3, 1]), [2, 2, 1])
     """
 
     name = "bucketing"
