@@ -8,6 +8,12 @@ aggregation rule ``(n, d) -> (d,)`` (wrap, don't fork).
 Sources: McMahan, Ramage, Talwar, Zhang, "Learning Differentially Private Recurrent Language Models"
 (ICLR 2018) for DP-FedAvg with the fixed-denominator estimator; Andrew, Thakkar, McMahan, Ramaswamy,
 "Differentially Private Learning with Adaptive Clipping" (NeurIPS 2021) for the geometric clip update.
+
+>>> agg = DPFedAvg(mean_rule, clip=1.0, noise_multiplier=0.0, expected_clients=4)
+>>> [round(v, 4) for v in agg(torch.tensor([[3.0, 4.0], [0.0, 0.5]])).tolist()]  # (0.6, 0.8 + 0.5) / 4
+[0.15, 0.325]
+>>> agg.privacy_statement(1e-5)["guarantee"]
+'proven'
 """
 
 from __future__ import annotations

@@ -247,3 +247,18 @@ def test_local_noise_statement_uses_replace_one_sensitivity() -> None:
     assert ln.accountant.history == [(2.0, 1.0, 2)]
     assert s["order"] == "local_noise_rule" and s["level"] == "user"
     assert 0 < s["epsilon"] < math.inf
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 6)), elements=finite),
+    st.randoms(use_true_random=False),
+)
+def test_noiseless_mean_is_permutation_invariant_and_bounded(a: np.ndarray, rnd: object) -> None:
+    x = torch.from_numpy(a)
+    perm = list(range(x.shape[0]))
+    rnd.shuffle(perm)  # type: ignore[attr-defined]
+    agg = DPFedAvg(mean_rule, clip=0.5, noise_multiplier=0.0, expected_clients=3)
+    out, out_perm = agg(x), agg(x[perm])
+    assert torch.allclose(out, out_perm, atol=1e-6)
+    assert float(out.norm()) <= 0.5 * x.shape[0] / 3 * (1 + 1e-5)
