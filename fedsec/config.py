@@ -64,6 +64,7 @@ class DataConfig(_Section):
     ``partition = "dirichlet"`` draws each class's share per client from Dir(``beta``) (smaller beta,
     more heterogeneous; Hsu et al. 2019, the stress-testing paper's setting); ``"shards"`` is the
     extreme non-IID split of McMahan et al. 2017. Every client holds at least ``min_samples``.
+    ``options`` go to the dataset loader (e.g. ``n_samples`` for ``synthetic``).
     """
 
     SECTION: ClassVar[str] = "data"
@@ -73,6 +74,7 @@ class DataConfig(_Section):
     partition: str = "dirichlet"
     beta: float = 0.3
     min_samples: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._need("dataset", bool(self.dataset), "a dataset name")

@@ -190,7 +190,9 @@ def threat_model(cfg: Config, privacy: dict[str, Any] | None) -> dict[str, Any]:
 def _load(cfg: Config) -> tuple[Any, Any, list[np.ndarray], np.ndarray]:
     from fedsec.data import label_histogram, load_dataset, partition
 
-    train, test = load_dataset(cfg.data.dataset, data_dir=cfg.data.data_dir, seed=cfg.train.seed)
+    train, test = load_dataset(
+        cfg.data.dataset, data_dir=cfg.data.data_dir, seed=cfg.train.seed, **cfg.data.options
+    )
     n = cfg.data.n_clients
     need = n * cfg.data.min_samples
     if len(train.y) < need:
@@ -239,10 +241,10 @@ def simulate(
     x_test, y_test = test.x.to(device), test.y.to(device)
     bd_x = None
     if cfg.attack.data == "backdoor" and f_actual:
-        from fedsec.training import apply_trigger
+        from fedsec.training import apply_trigger, trigger_value
 
         keep = y_test != cfg.attack.backdoor_target
-        bd_x = apply_trigger(x_test[keep], float(train.x.max()))
+        bd_x = apply_trigger(x_test[keep], trigger_value(train.x))
 
     torch.manual_seed(seed)
     if model is None:

@@ -241,6 +241,11 @@ def trigger_size(shape: Sequence[int]) -> int:
     return max(1, int(shape[-1]) // 10)
 
 
+def trigger_value(x: torch.Tensor) -> float:
+    """The trigger's pixel value: the brightest value of the data (at least 1.0, so it is visible)."""
+    return max(float(x.max()), 1.0) if x.numel() else 1.0
+
+
 def apply_trigger(x: torch.Tensor, value: float) -> torch.Tensor:
     """A copy of samples ``x`` ``(N, ...)`` with a bright square in the bottom-right corner (images) or
     the last features set to ``value`` (flat inputs): the pixel trigger of BadNets (Gu et al. 2017)."""
@@ -276,7 +281,7 @@ def poison(
     elif kind == "backdoor":
         k = max(1, round(fraction * len(idx))) if len(idx) else 0
         chosen = idx[torch.from_numpy(rng.permutation(len(idx))[:k])]
-        x[chosen] = apply_trigger(x[chosen], float(x.max()))
+        x[chosen] = apply_trigger(x[chosen], trigger_value(x))
         y[chosen] = target
     elif kind != "none":
         raise ValueError(f"data attack: got {kind!r}; want 'none', 'label_flip' or 'backdoor'")
