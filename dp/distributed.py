@@ -146,9 +146,12 @@ def ddg_tau(sigma: float, n: int) -> float:
 
 def ddg_rho(delta2: float, sigma: float, n: int, dim: int) -> float:
     """zCDP rho of one release of the sum of ``n`` iid N_Z(0, sigma^2)^dim with L2 sensitivity delta2:
-    ``rho = (delta2^2 / (n sigma^2) + tau dim / 2) / 2``; ``inf`` without noise."""
+    ``rho = (delta2^2 / (n sigma^2) + tau dim / 2) / 2``; ``inf`` without noise. The theorem assumes
+    sigma >= 1/2; a smaller positive sigma raises."""
     if n < 1 or sigma <= 0:
         return math.inf
+    if sigma < 0.5:
+        raise PrivacyConfigError(f"got a per-client discrete Gaussian sigma={sigma:.4g}; want >= 0.5 (Thm 1)")
     return 0.5 * (delta2**2 / (n * sigma**2) + ddg_tau(sigma, n) * dim / 2.0)
 
 

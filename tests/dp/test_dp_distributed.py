@@ -181,6 +181,8 @@ def test_accounting_penalizes_small_sigma_and_fewer_contributors() -> None:
     cfg = DDGConfig(dim=100, n_clients=10, clip=1.0, noise_multiplier=1.0)
     assert cfg.rho(5) == pytest.approx(2 * cfg.rho(10))
     assert ddg_rho(1.0, 0.0, 10, 4) == math.inf
+    with pytest.raises(PrivacyConfigError, match=r"want >= 0\.5"):
+        ddg_rho(1.0, 0.4, 10, 4)
     assert zcdp_epsilon(0.0, 1e-5) == 0.0
 
 
