@@ -58,7 +58,7 @@ def test_lenet5_classic_parameter_count() -> None:
         ("mlp", (1, 8, 8), {}, _lin(64, 64) + _lin(64, 10)),
         ("mlp", (20,), {"hidden": (32, 16)}, _lin(20, 32) + _lin(32, 16) + _lin(16, 10)),
         ("mlp", (20,), {"hidden": ()}, _lin(20, 10)),
-        ("cnn", (1, 8, 8), {}, _conv(1, 16, 3) + _conv(16, 32, 3) + _lin(32 * 4 * 4, 64) + _lin(64, 10)),
+        ("cnn", (1, 8, 8), {}, _conv(1, 16, 3) + _conv(16, 32, 3) + _lin(32 * 2 * 2, 64) + _lin(64, 10)),
         (
             "lenet5",
             (3, 32, 32),
@@ -157,7 +157,7 @@ def test_alexnet_dropout_option_needs_vmap_randomness() -> None:
         ("lenet5", (784,), "want \\(C, 28, 28\\)"),
         ("alexnet", (1, 28, 28), r"want \(C, 32, 32\)"),
         ("cnn", (64,), r"want \(C, H, W\)"),
-        ("cnn", (1, 1, 8), "H, W >= 2"),
+        ("cnn", (1, 3, 8), "H, W >= 4"),
         ("logreg", (), "input_shape"),
         ("logreg", (0, 3), "positive ints"),
         ("mlp", (2.5,), "positive ints"),
