@@ -1,10 +1,10 @@
 """Coordinate-wise rules: Mean, Median, TrimmedMean, SignMajority and CMLS.
 
 The order statistics are pure functions (:func:`coordinate_median`, :func:`trimmed_mean`) that work on
-column blocks: on the CPU through ``numpy.sort`` along the short first axis (numpy's vectorized sort;
-measured here ~3x faster than ``torch.sort(dim=0)``/``torch.median(dim=0)`` and faster than
-``numpy.partition``), blocks spread over ``torch.get_num_threads()`` threads; on other devices through
-``torch.sort``.
+cache-sized column blocks: on the CPU through a comparator network applied to all columns of a block
+at once (:mod:`robust._network`; measured here ~2.5x faster than ``numpy.sort(axis=0)``, itself faster
+than ``torch.sort(dim=0)``/``torch.median(dim=0)``/``numpy.partition``), blocks spread over
+``torch.get_num_threads()`` threads; on other devices through ``torch.sort``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robust._network import apply_network, prune_network
 from robust.base import AGGREGATORS, Aggregator, Selection, as_weights, bound_error
 
 __all__ = [
@@ -69,11 +70,31 @@ def columnwise(
     return torch.from_numpy(out)
 
 
+def block_cols(n: int) -> int:
+    """Columns per block for ``n`` rows: about 1 MiB of float32 per block (cache-resident while a
+    comparator network runs over it), a power of two in [1024, CHUNK]."""
+    cols = 1024
+    while cols * 2 * n <= 2**18 and cols * 2 <= CHUNK:
+        cols *= 2
+    return cols
+
+
+def _median_ranks(n: int) -> tuple[int, ...]:
+    h = n // 2
+    return (h,) if n % 2 == 1 else (h - 1, h)
+
+
 def _np_median(block: np.ndarray) -> np.ndarray:
-    return _sorted_median(np.sort(block, axis=0))
+    n = block.shape[0]
+    ranks = _median_ranks(n)
+    rows = apply_network(block, prune_network(n, ranks))
+    if len(ranks) == 1:
+        return rows[ranks[0]]
+    return rows[ranks[0]] * 0.5 + rows[ranks[1]] * 0.5
 
 
 def _sorted_median(s: np.ndarray) -> np.ndarray:
+    """Median of each column of an already sorted ``(n, c)`` array."""
     n = s.shape[0]
     h = n // 2
     if n % 2 == 1:
@@ -90,7 +111,7 @@ def coordinate_median(x: torch.Tensor) -> torch.Tensor:
     """
     n = int(x.shape[0])
     if _numpy_ok(x):
-        return columnwise(x, _np_median)
+        return columnwise(x, _np_median, block_cols(n))
     if n % 2 == 1:
         return torch.median(x, dim=0).values
     s = torch.sort(x, dim=0).values
@@ -101,7 +122,7 @@ def trimmed_mean(x: torch.Tensor, f: int) -> torch.Tensor:
     """Coordinate-wise trimmed mean: per column drop the ``f`` largest and ``f`` smallest, average the
     ``n - 2f`` others (Yin et al., ICML 2018). Requires ``n > 2f``.
 
-    The middle values are selected by sorting, never by subtracting the extremes from the sum
+    The middle values are selected by order statistics, never by subtracting the extremes from the sum
     (that would lose the honest values to cancellation when a row is ~1e12).
     """
     n = int(x.shape[0])
@@ -110,11 +131,17 @@ def trimmed_mean(x: torch.Tensor, f: int) -> torch.Tensor:
     if f == 0:
         return x.mean(dim=0)
     if _numpy_ok(x):
+        net = prune_network(n, range(f, n - f))
 
         def kernel(block: np.ndarray) -> np.ndarray:
-            return np.sort(block, axis=0)[f : n - f].mean(axis=0)
+            rows = apply_network(block, net)
+            acc = rows[f].copy()
+            for r in rows[f + 1 : n - f]:
+                acc += r
+            acc /= n - 2 * f
+            return acc
 
-        return columnwise(x, kernel)
+        return columnwise(x, kernel, block_cols(n))
     s = torch.sort(x, dim=0).values
     return s[f : n - f].mean(dim=0)
 

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from robust._network import apply_network, batcher_network
 from robust.base import AGGREGATORS, Aggregator, Selection, bound_error, check_f
-from robust.coordinate import _numpy_ok, _sorted_median, columnwise, coordinate_median
+from robust.coordinate import _numpy_ok, _sorted_median, block_cols, columnwise, coordinate_median
 from robust.selection import bulyan_select, krum_select, pairwise_sq_distances
 
 __all__ = ["Bulyan", "Krum", "MultiKrum", "bulyan_coordinate_phase", "mean_of_rows"]
@@ -92,7 +93,7 @@ class MultiKrum(Krum):
 
 def _np_bulyan(beta: int) -> Any:
     def kernel(block: np.ndarray) -> np.ndarray:
-        s = np.sort(block, axis=0)
+        s = np.stack(apply_network(block, batcher_network(block.shape[0])))
         m = _sorted_median(s)
         # The beta values nearest to m are a window s[a : a + beta] of the sorted column: the window
         # whose farther end is nearest to m (first such window on ties).
@@ -116,7 +117,7 @@ def bulyan_coordinate_phase(sel: torch.Tensor, beta: int) -> torch.Tensor:
     if not 1 <= beta <= theta:
         raise ValueError(f"beta must be in [1, theta]; got beta={beta}, theta={theta}")
     if _numpy_ok(sel):
-        return columnwise(sel, _np_bulyan(beta))
+        return columnwise(sel, _np_bulyan(beta), block_cols(theta))
     med = coordinate_median(sel)
     idx = (sel - med).abs().topk(beta, dim=0, largest=False).indices
     return sel.gather(0, idx).mean(dim=0)
