@@ -271,3 +271,14 @@ def test_default_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.M
     write_fmnist(tmp_path / "fmnist")
     train, _ = load_dataset("fmnist")
     assert len(train) == 30
+
+
+def test_cifar_batch_with_legacy_numpy_module_path(tmp_path: Path) -> None:
+    """The distributed batches were pickled by old numpy, whose arrays name ``numpy.core.multiarray``."""
+    data = np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072)
+    raw = pickle.dumps({b"data": data, b"labels": [3, 4]}, protocol=2)
+    legacy = raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    assert b"numpy.core.multiarray" in legacy
+    (tmp_path / "b").write_bytes(legacy)
+    x, y = read_cifar_batch(tmp_path / "b")
+    assert y.tolist() == [3, 4] and np.array_equal(x.reshape(2, -1), data)
