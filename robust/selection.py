@@ -140,7 +140,10 @@ def bulyan_select(dist: torch.Tensor, f: int) -> torch.Tensor:
 
     ``theta = n - 2f`` times: compute Krum scores on the rows not yet selected (each with the
     ``n_k - f - 2`` nearest others among those ``n_k`` rows, at least 0) and move the lowest-scoring
-    row (ties: lower index) to the selection. Requires ``n >= 4f + 3``.
+    row to the selection. Ties -- always the case in the last steps, where ``n_k - f - 2 <= 0`` makes
+    every score 0 -- go to the row with the smallest sum of squared distances to all remaining rows,
+    then to the lower index, so the selection does not depend on the order of the rows.
+    Requires ``n >= 4f + 3``.
 
     Returns:
         ``(theta,)`` int64 row indices in the order they were selected.
@@ -157,7 +160,11 @@ def bulyan_select(dist: torch.Tensor, f: int) -> torch.Tensor:
         idx = torch.tensor(remaining, device=dist.device)
         sub = dist.index_select(0, idx).index_select(1, idx)
         scores = _nearest_sum(sub, len(remaining) - f - 2)
-        best = int(torch.sort(scores, stable=True).indices[0])
+        # Lexicographic (score, sum of all distances, index): a symmetric tie-break, so the
+        # degenerate last steps (n_k - f - 2 <= 0: every score is 0) do not depend on row order.
+        total = sub.sum(dim=1)
+        tied = torch.nonzero(scores == scores.min()).flatten()
+        best = int(tied[torch.sort(total[tied], stable=True).indices[0]])
         chosen.append(remaining.pop(best))
     return torch.tensor(chosen, dtype=torch.int64, device=dist.device)
 

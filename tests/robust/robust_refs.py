@@ -56,7 +56,8 @@ def ref_bulyan(x: np.ndarray, f: int) -> tuple[np.ndarray, list[int]]:
     for _ in range(theta):
         sub = x[remaining]
         scores = ref_krum_scores(sub, f, len(remaining) - f - 2)
-        best = min(range(len(remaining)), key=lambda i: (scores[i], i))
+        totals = [sum(sqdist(sub[i], sub[j]) for j in range(len(sub))) for i in range(len(sub))]
+        best = min(range(len(remaining)), key=lambda i: (scores[i], totals[i], i))
         chosen.append(remaining.pop(best))
     sel = x[chosen]
     beta = theta - 2 * f
