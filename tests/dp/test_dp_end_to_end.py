@@ -23,7 +23,7 @@ def test_fedavg_with_dp_sgd_clients_and_dp_fedavg_learns() -> None:
     torch.manual_seed(0)
     server = nn.Linear(10, 3)
     clients = [
-        PrivateClient(server, ds, noise_multiplier=0.6, max_grad_norm=1.0, batch_size=50, lr=0.5)
+        PrivateClient(server, ds, noise_multiplier=0.6, max_grad_norm=1.0, batch_size=50, lr=2.0)
         for ds in sets
     ]
     agg = DPFedAvg(mean_rule, clip=5.0, noise_multiplier=0.05, expected_clients=4)
@@ -36,13 +36,13 @@ def test_fedavg_with_dp_sgd_clients_and_dp_fedavg_learns() -> None:
             return float((server(x).argmax(1) == (x @ w_true).argmax(1)).float().mean())
 
     start = accuracy(w.clone())
-    for _ in range(8):
-        stack = torch.stack([c.compute(w, mode="fedavg", local_steps=2) for c in clients])
+    for _ in range(6):
+        stack = torch.stack([c.compute(w, mode="fedavg", local_steps=3) for c in clients])
         w = w + agg(stack)
-    assert accuracy(w.clone()) > max(0.8, start + 0.2)
+    assert accuracy(w.clone()) > max(0.85, start + 0.3)
     eps = [c.epsilon(1e-5) for c in clients]
     assert all(0 < e < float("inf") for e in eps)
-    assert agg.privacy_statement(1e-5)["rounds"] == 8
+    assert agg.privacy_statement(1e-5)["rounds"] == 6
 
 
 @pytest.mark.slow
