@@ -12,8 +12,10 @@ which
 4. maps the rule's selection (indices into the finite rows) back to indices of the given stack in
    ``last_selection``.
 
-Subclasses implement only the mathematics, in ``_aggregate(x, f)`` / ``_transform(x, f)`` on a finite
-stack with the effective ``f``.
+Subclasses implement only the mathematics, in ``_aggregate(x, f, stat)`` / ``_transform(x, f, stat)``
+on a finite stack with the effective ``f``. ``stat`` is what the subclass's ``row_stat`` computed in
+the same pass as the non-finite check (row norms, the Gram matrix ...), restricted to the finite rows,
+or ``None`` when the caller (a Pipeline's later stages) has none: then the subclass computes it.
 """
 
 from __future__ import annotations
@@ -34,12 +36,35 @@ __all__ = [
     "PreAggregator",
     "as_stack",
     "check_f",
+    "finite_split_with_stat",
     "make",
     "make_pre",
+    "new_like",
+    "row_sq_norms",
     "split_finite",
 ]
 
 Selection = torch.Tensor | None
+Stat = torch.Tensor | None
+
+
+def row_sq_norms(x: torch.Tensor) -> torch.Tensor:
+    """``||x_i||^2`` per row, float64 (float32 norms that overflow are recomputed in float64)."""
+    sq = torch.linalg.vector_norm(x, dim=1).to(torch.float64).square_()
+    bad = torch.nonzero(~torch.isfinite(sq)).flatten()
+    if bad.numel():
+        sq[bad] = x.index_select(0, bad).to(torch.float64).square_().sum(dim=1)
+    return sq
+
+
+def new_like(x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """An uninitialised ``(rows, d)`` tensor like ``x``. On the CPU it is allocated by numpy, which
+    asks the kernel for transparent huge pages: a fresh 50 MB output then costs a fraction of the page
+    faults a plain ``torch.empty`` takes."""
+    shape = (int(x.shape[0]) if rows is None else rows, int(x.shape[1]))
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return torch.from_numpy(np.empty(shape, dtype=np.float32 if x.dtype == torch.float32 else np.float64))
+    return torch.empty(shape, dtype=x.dtype, device=x.device)
 
 
 def as_stack(stack: Any, name: str = "stack") -> torch.Tensor:
@@ -72,18 +97,23 @@ def check_f(f: Any, name: str = "f") -> int:
     return int(f)
 
 
-def split_finite(stack: torch.Tensor, tolerated: int, who: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def split_finite(
+    stack: torch.Tensor, tolerated: int, who: str, check: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Drop rows holding NaN or Inf.
+
+    ``check`` is any per-row reduction that is non-finite for a row holding NaN/Inf (default: the row
+    sums, one pass over the stack); a rule that needs such a reduction anyway (row norms, the Gram
+    diagonal) passes its own and saves that pass. Suspect rows are confirmed element-wise, so a finite
+    row whose reduction merely overflowed is kept.
 
     Returns ``(finite_rows, kept)`` where ``kept`` holds the indices of the kept rows, or is ``None``
     when every row is finite (no copy is made then). Raises :class:`NonFiniteError` when more than
     ``tolerated`` rows are non-finite or when no row is left.
     """
-    # One reduction over the stack; sum() propagates NaN and +/-Inf (Inf - Inf -> NaN).
-    row_ok = torch.isfinite(stack.sum(dim=1))
+    row_ok = torch.isfinite(stack.sum(dim=1) if check is None else check)
     if bool(row_ok.all()):
         return stack, None
-    # sum() can overflow to Inf on huge but finite rows: confirm element-wise on the suspects only.
     suspects = torch.nonzero(~row_ok).flatten()
     bad_sub = ~torch.isfinite(stack.index_select(0, suspects)).all(dim=1)
     bad = suspects[bad_sub]
@@ -99,6 +129,21 @@ def split_finite(stack: torch.Tensor, tolerated: int, who: str) -> tuple[torch.T
     mask[bad] = False
     kept = torch.nonzero(mask).flatten()
     return stack.index_select(0, kept), kept
+
+
+def finite_split_with_stat(
+    x: torch.Tensor, stat: torch.Tensor | None, tolerated: int, who: str
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """:func:`split_finite` driven by a row statistic (``(n,)`` per-row values or an ``(n, n)``
+    Gram-like matrix, checked on its diagonal); returns the statistic restricted to the kept rows."""
+    check = None if stat is None else (torch.diagonal(stat) if stat.ndim == 2 else stat)
+    x, kept = split_finite(x, tolerated, who, check)
+    if kept is not None and stat is not None:
+        k = kept.to(stat.device)
+        stat = stat.index_select(0, k)
+        if stat.ndim == 2:
+            stat = stat.index_select(1, k)
+    return x, kept, stat
 
 
 def _map_back(sel: Selection, kept: torch.Tensor | None) -> list[int] | None:
@@ -134,7 +179,14 @@ class Aggregator:
         """How many non-finite rows the rule can drop (default: ``f``, or 0 without ``f``)."""
         return 0 if self.f is None else self.f
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        """A per-row statistic computed in the non-finite check's pass and handed to ``_aggregate``
+        (default ``None``: the check uses the row sums)."""
+        return None
+
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         raise NotImplementedError
 
     # -- public ---------------------------------------------------------------------------------
@@ -142,12 +194,12 @@ class Aggregator:
         x = as_stack(stack)
         n = int(x.shape[0])
         self.check_bound(n, self.f)
-        x, kept = split_finite(x, self.tolerated(n), self.name)
+        x, kept, stat = finite_split_with_stat(x, self.row_stat(x), self.tolerated(n), self.name)
         n_bad = 0 if kept is None else n - int(kept.numel())
         f_eff = None if self.f is None else max(self.f - n_bad, 0)
         if kept is not None:
             kw = self._subset_kwargs(kw, kept)
-        out, sel = self._aggregate(x, f_eff, **kw)
+        out, sel = self._aggregate(x, f_eff, stat, **kw)
         self.last_selection = _map_back(sel, kept)
         return out
 
@@ -194,7 +246,13 @@ class PreAggregator:
         """Number of rows the transform outputs for ``n`` input rows."""
         return n
 
-    def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        """See :meth:`Aggregator.row_stat`."""
+        return None
+
+    def _transform(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None
+    ) -> tuple[torch.Tensor, list[list[int]]]:
         raise NotImplementedError
 
     def __call__(self, stack: Any) -> torch.Tensor:
@@ -202,10 +260,10 @@ class PreAggregator:
         n = int(x.shape[0])
         self.check_bound(n, self.f)
         tol = self.tolerated(n)
-        x, kept = split_finite(x, 0 if tol is None else tol, self.name)
+        x, kept, stat = finite_split_with_stat(x, self.row_stat(x), 0 if tol is None else tol, self.name)
         n_bad = 0 if kept is None else n - int(kept.numel())
         f_eff = None if self.f is None else max(self.f - n_bad, 0)
-        out, sources = self._transform(x, f_eff)
+        out, sources = self._transform(x, f_eff, stat)
         if kept is not None:
             k = kept.tolist()
             sources = [[k[i] for i in s] for s in sources]

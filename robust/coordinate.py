@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from robust._network import apply_network, prune_network
-from robust.base import AGGREGATORS, Aggregator, Selection, as_weights, bound_error
+from robust.base import AGGREGATORS, Aggregator, Selection, Stat, as_weights, bound_error, row_sq_norms
 
 __all__ = [
     "CMLS",
@@ -160,7 +160,7 @@ class Mean(Aggregator):
         super().__init__(None)
 
     def _aggregate(
-        self, x: torch.Tensor, f: int | None, weights: Any = None, **kw: Any
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, weights: Any = None, **kw: Any
     ) -> tuple[torch.Tensor, Selection]:
         if kw:
             raise TypeError(f"Mean got unexpected keyword arguments {sorted(kw)}; want only weights=")
@@ -192,7 +192,9 @@ class Median(Aggregator):
     def tolerated(self, n: int) -> int:
         return (n - 1) // 2
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         return coordinate_median(x), None
 
 
@@ -213,7 +215,9 @@ class TrimmedMean(Aggregator):
         if n <= 2 * f:
             raise bound_error("TrimmedMean", f, n, "n > 2f")
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         assert f is not None
         return trimmed_mean(x, f), None
 
@@ -238,7 +242,9 @@ class SignMajority(Aggregator):
     def tolerated(self, n: int) -> int:
         return (n - 1) // 2
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         d = int(x.shape[1])
         votes = torch.empty(d, dtype=x.dtype, device=x.device)
         step = 2 * CHUNK
@@ -281,7 +287,9 @@ class CMLS(Aggregator):
         if n <= 2 * f:
             raise bound_error("CMLS", f, n, "n > 2f")
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         assert f is not None
         n = int(x.shape[0])
         m = coordinate_median(x).to(x.device)
@@ -314,17 +322,14 @@ def row_distances(x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tenso
     """
     n, d = int(x.shape[0]), int(x.shape[1])
     if z is None:
-        acc = torch.linalg.vector_norm(x, dim=1).to(torch.float64).square_()
-    else:
-        acc = torch.zeros(n, dtype=torch.float64, device=x.device)
-        for j in range(0, d, _NORM_CHUNK):
-            diff = x[:, j : j + _NORM_CHUNK] - z[j : j + _NORM_CHUNK]
-            acc += torch.linalg.vector_norm(diff, dim=1).to(torch.float64).square_()
+        return row_sq_norms(x).sqrt_()
+    acc = torch.zeros(n, dtype=torch.float64, device=x.device)
+    for j in range(0, d, _NORM_CHUNK):
+        diff = x[:, j : j + _NORM_CHUNK] - z[j : j + _NORM_CHUNK]
+        acc += torch.linalg.vector_norm(diff, dim=1).to(torch.float64).square_()
     bad = torch.nonzero(~torch.isfinite(acc)).flatten()
     if bad.numel():
-        rows = x.index_select(0, bad).to(torch.float64)
-        if z is not None:
-            rows -= z.to(torch.float64)
+        rows = x.index_select(0, bad).to(torch.float64) - z.to(torch.float64)
         acc[bad] = rows.square_().sum(dim=1)
     return acc.sqrt_()
 

@@ -13,11 +13,16 @@ import numpy as np
 import torch
 
 from robust._network import apply_network, batcher_network
-from robust.base import AGGREGATORS, Aggregator, Selection, bound_error, check_f
+from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f
 from robust.coordinate import _numpy_ok, _sorted_median, block_cols, columnwise, coordinate_median
-from robust.selection import bulyan_select, krum_select, pairwise_sq_distances
+from robust.selection import bulyan_select, krum_select, pairwise_sq_distances, sq_distances_from_gram
 
 __all__ = ["Bulyan", "Krum", "MultiKrum", "bulyan_coordinate_phase", "mean_of_rows"]
+
+
+def _distances(x: torch.Tensor, gram: Stat) -> torch.Tensor:
+    """Squared distances from the Gram matrix computed with the non-finite check (or afresh)."""
+    return pairwise_sq_distances(x) if gram is None else sq_distances_from_gram(gram)
 
 
 def mean_of_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -53,9 +58,14 @@ class Krum(Aggregator):
         if n <= 2 * f + 2:
             raise bound_error(type(self).__name__, f, n, "n > 2f + 2")
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        return x @ x.T  # the Gram matrix; its diagonal doubles as the non-finite check
+
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         assert f is not None
-        sel = krum_select(pairwise_sq_distances(x), f, 1)
+        sel = krum_select(_distances(x, stat), f, 1)
         return x[int(sel[0])].clone(), sel
 
 
@@ -80,11 +90,13 @@ class MultiKrum(Krum):
         if self.m is not None and self.m > n - f:
             raise ValueError(f"m must be <= n - f; got m={self.m}, n={n}, f={f}")
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         assert f is not None
         n = int(x.shape[0])
         m = n - f if self.m is None else min(self.m, n - f)
-        sel = krum_select(pairwise_sq_distances(x), f, m)
+        sel = krum_select(_distances(x, stat), f, m)
         return mean_of_rows(x, sel), torch.sort(sel).values
 
     def __repr__(self) -> str:
@@ -137,15 +149,20 @@ class Bulyan(Aggregator):
     def __init__(self, f: int) -> None:
         super().__init__(f)
 
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        return x @ x.T
+
     def check_bound(self, n: int, f: int | None) -> None:
         assert f is not None
         if n < 4 * f + 3:
             raise bound_error("Bulyan", f, n, "n >= 4f + 3")
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         assert f is not None
         n = int(x.shape[0])
-        sel = bulyan_select(pairwise_sq_distances(x), f)
+        sel = bulyan_select(_distances(x, stat), f)
         rows = x.index_select(0, sel.to(x.device))
         out = bulyan_coordinate_phase(rows, n - 4 * f)
         return out.to(x.device), torch.sort(sel).values

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from robust.base import AGGREGATORS, Aggregator, Selection, check_f
+from robust.base import AGGREGATORS, Aggregator, Selection, Stat, check_f, row_sq_norms
 from robust.coordinate import row_distances
 
 __all__ = ["CenteredClipping", "GeometricMedian", "weiszfeld"]
@@ -84,7 +84,9 @@ class GeometricMedian(Aggregator):
     def tolerated(self, n: int) -> int:
         return (n - 1) // 2
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         z, self.last_iterations, self.last_converged = weiszfeld(x, self.tol, self.max_iter, self.nu)
         if not self.last_converged:
             warnings.warn(
@@ -131,7 +133,13 @@ class CenteredClipping(Aggregator):
     def tolerated(self, n: int) -> int:
         return (n - 1) // 2
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        # With no center yet (v = 0) the first iteration needs the row norms: compute them now.
+        return row_sq_norms(x) if self.center is None else None
+
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         n, d = int(x.shape[0]), int(x.shape[1])
         if self.center is None:
             v = torch.zeros(d, dtype=x.dtype, device=x.device)
@@ -144,7 +152,10 @@ class CenteredClipping(Aggregator):
             v = self.center.to(device=x.device, dtype=x.dtype)
         at_zero = self.center is None
         for _ in range(self.iters):
-            r = row_distances(x, None if at_zero else v)
+            if at_zero:
+                r = (row_sq_norms(x) if stat is None else stat).sqrt()
+            else:
+                r = row_distances(x, v)
             at_zero = False
             s = torch.where(r > self.tau, self.tau / r, torch.ones_like(r))
             # v + (1/n) sum_i s_i (x_i - v) = v (1 - sum(s)/n) + (s/n) @ x

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from robust.base import Aggregator, PreAggregator, as_stack, split_finite
+from robust.base import Aggregator, PreAggregator, as_stack, finite_split_with_stat
 
 __all__ = ["Pipeline"]
 
@@ -64,15 +64,17 @@ class Pipeline(Aggregator):
         x = as_stack(stack)
         n = int(x.shape[0])
         self.check_bound(n, None)
-        x, kept = split_finite(x, self.tolerated(n), "Pipeline")
+        first: Aggregator | PreAggregator = self.pre[0] if self.pre else self.rule
+        x, kept, stat = finite_split_with_stat(x, first.row_stat(x), self.tolerated(n), "Pipeline")
         n_bad = 0 if kept is None else n - int(kept.numel())
         origin = list(range(n)) if kept is None else kept.tolist()
         sources: list[list[int]] = [[i] for i in origin]
         for p in self.pre:
-            x, src = p._transform(x, _reduced(p.f, n_bad))
+            x, src = p._transform(x, _reduced(p.f, n_bad), stat)
+            stat = None  # the statistic described the input of the first stage only
             p.last_sources = src
             sources = [sorted({o for j in s for o in sources[j]}) for s in src]
-        out, sel = self.rule._aggregate(x, _reduced(self.rule.f, n_bad), **kw)
+        out, sel = self.rule._aggregate(x, _reduced(self.rule.f, n_bad), stat, **kw)
         self.rule.last_selection = None if sel is None else [int(i) for i in sel.tolist()]
         if sel is None:
             self.last_selection = None

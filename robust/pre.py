@@ -8,9 +8,17 @@ from typing import Any
 import torch
 
 from robust._rng import make_generator, resolve_seed
-from robust.base import PRE_AGGREGATORS, PreAggregator, bound_error, check_f, identity_sources
-from robust.coordinate import row_distances
-from robust.selection import nnm_mixing, pairwise_sq_distances
+from robust.base import (
+    PRE_AGGREGATORS,
+    PreAggregator,
+    Stat,
+    bound_error,
+    check_f,
+    identity_sources,
+    new_like,
+    row_sq_norms,
+)
+from robust.selection import nnm_mixing, pairwise_sq_distances, sq_distances_from_gram
 
 __all__ = ["ARC", "NNM", "Bucketing", "Clip", "arc_threshold", "clip_rows"]
 
@@ -18,7 +26,7 @@ __all__ = ["ARC", "NNM", "Bucketing", "Clip", "arc_threshold", "clip_rows"]
 def clip_rows(x: torch.Tensor, norms: torch.Tensor, c: float) -> torch.Tensor:
     """``x_i * min(1, c / ||x_i||)`` for every row, given the row norms (float64)."""
     scale = torch.where(norms > c, c / norms.clamp_min(1e-300), torch.ones_like(norms))
-    return x * scale.to(x.dtype).unsqueeze(1)
+    return torch.mul(x, scale.to(x.dtype).unsqueeze(1), out=new_like(x))
 
 
 @PRE_AGGREGATORS.register("nnm")
@@ -37,10 +45,16 @@ class NNM(PreAggregator):
         if n <= 2 * f:
             raise bound_error("NNM", f, n, "n > 2f")
 
-    def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        return x @ x.T
+
+    def _transform(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None
+    ) -> tuple[torch.Tensor, list[list[int]]]:
         assert f is not None
-        mix = nnm_mixing(pairwise_sq_distances(x), f)
-        return mix.to(x.dtype) @ x, identity_sources(int(x.shape[0]))
+        dist = pairwise_sq_distances(x) if stat is None else sq_distances_from_gram(stat)
+        mix = nnm_mixing(dist, f)
+        return torch.matmul(mix.to(x.dtype), x, out=new_like(x)), identity_sources(int(x.shape[0]))
 
 
 @PRE_AGGREGATORS.register("bucketing")
@@ -76,14 +90,16 @@ class Bucketing(PreAggregator):
     def tolerated(self, n: int) -> int | None:
         return None
 
-    def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
+    def _transform(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None
+    ) -> tuple[torch.Tensor, list[list[int]]]:
         n = int(x.shape[0])
         perm = torch.randperm(n, generator=self.generator).tolist()
         buckets = [sorted(perm[i : i + self.s]) for i in range(0, n, self.s)]
         avg = torch.zeros(len(buckets), n, dtype=x.dtype)
         for b, rows in enumerate(buckets):
             avg[b, rows] = 1.0 / len(rows)
-        return avg.to(x.device) @ x, buckets
+        return torch.matmul(avg.to(x.device), x, out=new_like(x, len(buckets))), buckets
 
     def reset(self) -> None:
         super().reset()
@@ -111,8 +127,13 @@ class Clip(PreAggregator):
     def tolerated(self, n: int) -> int | None:
         return None
 
-    def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
-        norms = row_distances(x)
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        return row_sq_norms(x)
+
+    def _transform(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None
+    ) -> tuple[torch.Tensor, list[list[int]]]:
+        norms = (row_sq_norms(x) if stat is None else stat).sqrt()
         return clip_rows(x, norms, self.c), identity_sources(int(x.shape[0]))
 
     def __repr__(self) -> str:
@@ -145,9 +166,14 @@ class ARC(PreAggregator):
         if n <= 2 * f:
             raise bound_error("ARC", f, n, "n > 2f")
 
-    def _transform(self, x: torch.Tensor, f: int | None) -> tuple[torch.Tensor, list[list[int]]]:
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        return row_sq_norms(x)
+
+    def _transform(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None
+    ) -> tuple[torch.Tensor, list[list[int]]]:
         assert f is not None
-        norms = row_distances(x)
+        norms = (row_sq_norms(x) if stat is None else stat).sqrt()
         c = arc_threshold(norms, f)
-        out = x.clone() if c is None else clip_rows(x, norms, c)
+        out = new_like(x).copy_(x) if c is None else clip_rows(x, norms, c)
         return out, identity_sources(int(x.shape[0]))

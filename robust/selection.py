@@ -27,7 +27,13 @@ def pairwise_sq_distances(stack: torch.Tensor) -> torch.Tensor:
     """
     if stack.ndim != 2:
         raise ValueError(f"stack must be 2-D (n, d); got shape {tuple(stack.shape)}")
-    gram = stack @ stack.T
+    return sq_distances_from_gram(stack @ stack.T)
+
+
+def sq_distances_from_gram(gram: torch.Tensor) -> torch.Tensor:
+    """``D_ij = G_ii + G_jj - 2 G_ij`` from a Gram matrix ``G = X X^T``, clamped at 0, zero diagonal
+    (the second half of :func:`pairwise_sq_distances`, for callers that already hold ``G``)."""
+    _check_square(gram)
     sq = torch.diagonal(gram)
     dist = (sq[:, None] + sq[None, :] - 2.0 * gram).clamp_min_(0.0)
     dist.fill_diagonal_(0.0)

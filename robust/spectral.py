@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from robust._rng import make_generator, resolve_seed
-from robust.base import AGGREGATORS, Aggregator, Selection, bound_error, check_f
+from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f
 from robust.distance import mean_of_rows
 
 __all__ = ["DnC", "dnc_keep", "sample_columns"]
@@ -87,7 +87,9 @@ class DnC(Aggregator):
         if n - math.floor(self.c * f) < 1:
             raise bound_error("DnC", f, n, f"n > c*f (c={self.c})")
 
-    def _aggregate(self, x: torch.Tensor, f: int | None, **kw: Any) -> tuple[torch.Tensor, Selection]:
+    def _aggregate(
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
+    ) -> tuple[torch.Tensor, Selection]:
         assert f is not None
         n, d = int(x.shape[0]), int(x.shape[1])
         n_keep = n - math.floor(self.c * f)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robust.base import AGGREGATORS, Aggregator, Selection, as_stack
+from robust.base import AGGREGATORS, Aggregator, Selection, Stat, as_stack, row_sq_norms
 from robust.coordinate import row_distances
 
 __all__ = ["FLTrust", "Reputation"]
@@ -36,8 +36,11 @@ class FLTrust(Aggregator):
     def tolerated(self, n: int) -> int:
         return n - 1
 
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        return row_sq_norms(x)
+
     def _aggregate(
-        self, x: torch.Tensor, f: int | None, root: Any = None, **kw: Any
+        self, x: torch.Tensor, f: int | None, stat: Stat = None, root: Any = None, **kw: Any
     ) -> tuple[torch.Tensor, Selection]:
         if kw:
             raise TypeError(f"FLTrust got unexpected keyword arguments {sorted(kw)}; want only root=")
@@ -57,7 +60,7 @@ class FLTrust(Aggregator):
         if g0_norm == 0.0:
             self.last_trust = torch.zeros(int(x.shape[0]), dtype=torch.float64)
             return zero, torch.zeros(0, dtype=torch.int64)
-        norms = row_distances(x)
+        norms = (row_sq_norms(x) if stat is None else stat).sqrt()
         cos = (x @ (g0 / g0_norm)).to(torch.float64) / norms.clamp_min(1e-300)
         ts = torch.where(norms > 0, cos.clamp_min(0.0), torch.zeros_like(cos))
         self.last_trust = ts.cpu()

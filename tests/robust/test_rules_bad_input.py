@@ -172,7 +172,32 @@ F_RULES = {
     "cmls": lambda f: robust.CMLS(f=f),
     "dnc": lambda f: robust.DnC(f=f, sub_dim=3, seed=0),
     "nnm_krum": lambda f: robust.Pipeline(pre=[robust.NNM(f=f)], rule=robust.MultiKrum(f=f)),
+    "arc_krum": lambda f: robust.Pipeline(pre=[robust.ARC(f=f)], rule=robust.MultiKrum(f=f)),
+    "clip_trimmed_mean": lambda f: robust.Pipeline(pre=[robust.Clip(c=1.5)], rule=robust.TrimmedMean(f=f)),
 }
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        robust.Median,
+        robust.GeometricMedian,
+        lambda: robust.CenteredClipping(tau=1.0),
+        robust.SignMajority,
+        robust.FLTrust,
+    ],
+)
+def test_rules_without_f_drop_non_finite_rows(factory: object) -> None:
+    x = np.random.default_rng(4).normal(size=(9, 5)) + 0.5
+    bad = x.copy()
+    bad[2] = -np.inf
+    bad[6, 4] = np.nan
+    finite_rows = [0, 1, 3, 4, 5, 7, 8]
+    kw = {"root": torch.ones(5, dtype=torch.float64)} if factory is robust.FLTrust else {}
+    agg, ref = factory(), factory()  # type: ignore[operator]
+    torch.testing.assert_close(agg(bad, **kw), ref(x[finite_rows], **kw))
+    if ref.last_selection is not None:
+        assert agg.last_selection == [finite_rows[i] for i in ref.last_selection]
 
 
 @pytest.mark.parametrize("name", sorted(F_RULES))
