@@ -74,7 +74,8 @@ class CKKSRound:
     """Base of the CKKS protocols: holds the parties and the transcript of the last round.
 
     Subclasses set ``name``, ``rotations`` (whether the server needs Galois keys), ``depth`` and
-    implement ``_round``.
+    implement ``run``. ``run``'s ``rng`` is accepted for the common interface and unused: keys, blinding
+    masks and signatures draw from libsodium only.
     """
 
     name = "ckks"

@@ -5,6 +5,13 @@ evaluation keys (relinearization, rotations) but no secret key; the key holder h
 decrypts only what a protocol's leakage states. Server and key holder do not collude and are
 honest-but-curious; Byzantine clients may send arbitrary (signed) ciphertexts.
 
+Known limitation (stated, not mitigated): the server receives CKKS decryptions of ciphertexts it
+computed itself (the released aggregate). Li and Micciancio (EUROCRYPT 2021, "On the Security of
+Homomorphic Encryption on Approximate Numbers") show that approximate decryptions together with their
+ciphertexts can reveal the secret key (IND-CPA-D). Noise flooding before release would remove that at a
+precision cost this implementation does not pay; deployments must add it or keep decryptions away from
+parties that hold the matching ciphertexts.
+
 Parties exchange signed frames of bytes only (:mod:`protocols.ckks.messages`); a party never holds
 another party's Python objects. The pure computations (chunking, squared distances summed over
 chunks, blinding) are module-level functions; the classes only hold keys and parse messages.
