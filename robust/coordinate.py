@@ -324,8 +324,11 @@ def row_distances(x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tenso
     if z is None:
         return row_sq_norms(x).sqrt_()
     acc = torch.zeros(n, dtype=torch.float64, device=x.device)
+    # One small buffer reused for every block (a fresh temporary per block costs page faults).
+    buf = torch.empty((n, min(d, _NORM_CHUNK)), dtype=x.dtype, device=x.device)
     for j in range(0, d, _NORM_CHUNK):
-        diff = x[:, j : j + _NORM_CHUNK] - z[j : j + _NORM_CHUNK]
+        w = min(_NORM_CHUNK, d - j)
+        diff = torch.sub(x[:, j : j + w], z[j : j + w], out=buf[:, :w])
         acc += torch.linalg.vector_norm(diff, dim=1).to(torch.float64).square_()
     bad = torch.nonzero(~torch.isfinite(acc)).flatten()
     if bad.numel():
@@ -334,4 +337,4 @@ def row_distances(x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tenso
     return acc.sqrt_()
 
 
-_NORM_CHUNK = 65536
+_NORM_CHUNK = 16384

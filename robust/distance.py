@@ -108,14 +108,10 @@ def _np_bulyan(beta: int) -> Any:
         s = np.stack(apply_network(block, batcher_network(block.shape[0])))
         m = _sorted_median(s)
         # The beta values nearest to m are a window s[a : a + beta] of the sorted column: the window
-        # whose farther end is nearest to m (first such window on ties).
-        best = np.maximum(m - s[0], s[beta - 1] - m)
-        start = np.zeros(best.shape, dtype=np.intp)
-        for a in range(1, s.shape[0] - beta + 1):
-            cost = np.maximum(m - s[a], s[a + beta - 1] - m)
-            better = cost < best
-            np.copyto(best, cost, where=better)
-            np.copyto(start, a, where=better)
+        # whose farther end is nearest to m (the first such window on ties).
+        k = s.shape[0] - beta + 1
+        cost = np.maximum(m - s[:k], s[beta - 1 :] - m)
+        start = cost.argmin(axis=0)
         idx = start[None, :] + np.arange(beta)[:, None]
         return np.take_along_axis(s, idx, axis=0).mean(axis=0)
 
