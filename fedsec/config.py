@@ -665,7 +665,7 @@ def dump_toml(d: Mapping[str, Any]) -> str:
         ):
             lines.append(f"{k} = {_toml_value(v)}")
     for k, v in d.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and v:
             lines.append(f"\n[{k}]")
             lines += [f"{json.dumps(str(kk))} = {_toml_value(vv)}" for kk, vv in v.items()]
         elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
