@@ -40,9 +40,19 @@ def is_opacus_module(module: nn.Module) -> bool:
     """True if ``module`` is already wrapped by Opacus or carries its per-sample gradient hooks."""
     if isinstance(module, GradSampleModule) or module in _ATTACHED:
         return True
-    return any(
-        hasattr(m, "autograd_grad_sample_hooks") or hasattr(m, "_opacus_hooks") for m in module.modules()
-    )
+    for m in module.modules():
+        if isinstance(m, GradSampleModule) or hasattr(m, "autograd_grad_sample_hooks"):
+            return True
+        hooks = [*m._forward_hooks.values(), *m._backward_hooks.values()]
+        if any(_from_opacus(h) for h in hooks):
+            return True
+    return False
+
+
+def _from_opacus(hook: object) -> bool:
+    """True for a hook Opacus registered (a function or a ``functools.partial`` from its modules)."""
+    fn = getattr(hook, "func", hook)
+    return str(getattr(fn, "__module__", "") or "").startswith("opacus")
 
 
 def _positive(name: str, value: float) -> float:

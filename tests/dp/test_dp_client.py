@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from dp import AlreadyAttachedError, PrivacyConfigError, PrivateClient
+from dp.client import is_opacus_module
 
 N = 24  # examples per client
 
@@ -102,6 +103,7 @@ def test_server_model_is_never_touched() -> None:
         assert torch.equal(v, before[k])
     assert all(not hasattr(p, "grad_sample") for p in model.parameters())
     assert all(p.grad is None for p in model.parameters())
+    assert not is_opacus_module(model)
     # and a second client on the same server model is fine: each has its own copy
     make(model).compute(flat(model), mode="fedsgd")
 
@@ -122,6 +124,11 @@ def test_never_attached_twice() -> None:
         )
     with pytest.raises(AlreadyAttachedError):
         make(client._plain)
+    # a module whose wrapper was made elsewhere still carries Opacus's hooks
+    inner = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+    GradSampleModule(inner)
+    with pytest.raises(AlreadyAttachedError, match="already made private"):
+        make(inner)
 
 
 def test_default_noise_is_not_from_the_global_seed() -> None:
