@@ -45,3 +45,17 @@ def test_median_network_is_pruned_and_input_untouched() -> None:
 def test_bad_arguments(n: int, outputs: list[int]) -> None:
     with pytest.raises(ValueError, match="must be"):
         prune_network(n, outputs) if n else batcher_network(n)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 20), st.data(), st.integers(0, 2**32 - 1))
+def test_bulyan_window_is_the_beta_nearest_to_the_median(theta: int, data: st.DataObject, seed: int) -> None:
+    """The crossing-point window search returns the mean of the beta values nearest to the median."""
+    from robust.distance import _nearest_window_mean
+
+    beta = data.draw(st.integers(1, theta))
+    rng = np.random.default_rng(seed)
+    s = np.sort(rng.normal(size=(theta, 9)) * rng.choice([1.0, 1e6], size=(theta, 9)), axis=0)
+    m = np.median(s, axis=0)
+    expected = [np.mean(sorted(s[:, j], key=lambda v: abs(v - m[j]))[:beta]) for j in range(9)]
+    np.testing.assert_allclose(_nearest_window_mean(s, m, beta), expected, rtol=1e-12)
