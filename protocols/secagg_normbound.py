@@ -50,7 +50,6 @@ import math
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
 
 import nacl.utils
 import numpy as np
@@ -294,8 +293,29 @@ class SecAggNormBound:
 
     name = "secagg_normbound"
 
-    def __init__(self, bound: float, **kwargs: Any) -> None:
-        self.config = NormBoundConfig(bound=bound, **kwargs)
+    def __init__(
+        self,
+        bound: float,
+        clip: float | None = None,
+        frac_bits: int = 8,
+        bits: int = 48,
+        t: int | None = None,
+        active: bool = False,
+        dropout: float = 0.0,
+        verify_fraction: float = 1.0,
+        label: str = DEFAULT_LABEL,
+    ) -> None:
+        self.config = NormBoundConfig(
+            bound=bound,
+            clip=clip,
+            frac_bits=frac_bits,
+            bits=bits,
+            t=t,
+            active=active,
+            dropout=dropout,
+            verify_fraction=verify_fraction,
+            label=label,
+        )
         self.rounds = 0
         self.last_rejected: dict[int, str] = {}
 
