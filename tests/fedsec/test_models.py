@@ -21,6 +21,9 @@ CASES = [
     ("mlp", (1, 8, 8), {"hidden": (32, 16)}),
     ("cnn", (1, 8, 8), {}),
     ("cnn", (3, 12, 10), {}),
+    ("cnn", (3, 13, 9), {}),
+    ("cnn", (1, 8, 8), {"downsample": "max"}),
+    ("cnn", (3, 13, 9), {"downsample": "max"}),
     ("lenet5", (1, 28, 28), {}),
     ("lenet5", (3, 32, 32), {}),
     ("alexnet", (3, 32, 32), {"fc_width": 64}),
@@ -59,6 +62,20 @@ def test_lenet5_classic_parameter_count() -> None:
         ("mlp", (20,), {"hidden": (32, 16)}, _lin(20, 32) + _lin(32, 16) + _lin(16, 10)),
         ("mlp", (20,), {"hidden": ()}, _lin(20, 10)),
         ("cnn", (1, 8, 8), {}, _conv(1, 16, 3) + _conv(16, 32, 3) + _lin(32 * 2 * 2, 64) + _lin(64, 10)),
+        (
+            "cnn",
+            (1, 8, 8),
+            {"downsample": "max"},
+            _conv(1, 16, 3) + _conv(16, 32, 3) + _lin(128, 64) + _lin(64, 10),
+        ),
+        # 13x9 -> stride 2 twice: 7x5 -> 4x3; max pooling twice: 6x4 -> 3x2
+        ("cnn", (3, 13, 9), {}, _conv(3, 16, 3) + _conv(16, 32, 3) + _lin(32 * 4 * 3, 64) + _lin(64, 10)),
+        (
+            "cnn",
+            (3, 13, 9),
+            {"downsample": "max"},
+            _conv(3, 16, 3) + _conv(16, 32, 3) + _lin(32 * 3 * 2, 64) + _lin(64, 10),
+        ),
         (
             "lenet5",
             (3, 32, 32),
@@ -183,6 +200,7 @@ def test_unknown_model_lists_known_names() -> None:
         ("mlp", {"hidden": 5}, "hidden"),
         ("cnn", {"channels": (4,)}, "channels"),
         ("cnn", {"hidden": 0}, "hidden"),
+        ("cnn", {"downsample": "avg"}, "downsample: got 'avg'; want 'stride' or 'max'"),
         ("alexnet", {"dropout": 1.0}, "dropout"),
         ("alexnet", {"fc_width": 0}, "fc_width"),
         ("lenet5", {"width": 2}, "unexpected keyword argument 'width'"),
