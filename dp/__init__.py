@@ -10,7 +10,7 @@ Public names:
                           distributed discrete Gaussian under secure aggregation (Kairouz et al. 2021).
 """
 
-from dp.accounting import Accountant, compose, statement
+from dp.accounting import Accountant, compose, noise_for_epsilon, statement
 from dp.central import AdaptiveClipping, DPFedAvg, LocalNoise, clip_rows, mean_rule
 from dp.client import PrivateClient
 from dp.distributed import DDGClient, DDGConfig, DDGServer
@@ -42,5 +42,6 @@ __all__ = [
     "clip_rows",
     "compose",
     "mean_rule",
+    "noise_for_epsilon",
     "statement",
 ]

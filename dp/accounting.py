@@ -24,6 +24,7 @@ import math
 from typing import Any, Literal
 
 from opacus.accountants import PRVAccountant, RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
 
 from dp.errors import PrivacyConfigError
 
@@ -116,6 +117,32 @@ class Accountant:
 
     def __repr__(self) -> str:
         return f"Accountant(kind={self.kind!r}, history={self.history!r})"
+
+
+def noise_for_epsilon(
+    target_epsilon: float, delta: float, sample_rate: float, steps: int, kind: AccountantKind = "rdp"
+) -> float:
+    """The noise multiplier z for which ``steps`` steps at rate q spend about ``target_epsilon``
+    (Opacus's ``get_noise_multiplier``: a bisection on z with tolerance 0.01 in epsilon, rounded up so
+    that the spent epsilon does not exceed the target). For sweeps over a target epsilon."""
+    if (
+        isinstance(target_epsilon, bool)
+        or not isinstance(target_epsilon, int | float)
+        or not target_epsilon > 0
+    ):
+        raise PrivacyConfigError(f"got target_epsilon={target_epsilon!r}; want a number > 0")
+    if kind not in KINDS:
+        raise PrivacyConfigError(f"got accountant kind={kind!r}; want one of {KINDS}")
+    compose([], 1.0, sample_rate, steps)  # validates q and steps
+    return float(
+        get_noise_multiplier(
+            target_epsilon=float(target_epsilon),
+            target_delta=check_delta(delta),
+            sample_rate=float(sample_rate),
+            steps=int(steps),
+            accountant=kind,
+        )
+    )
 
 
 def statement(

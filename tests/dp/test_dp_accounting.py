@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dp import Accountant, PrivacyConfigError, compose, statement
+from dp import Accountant, PrivacyConfigError, compose, noise_for_epsilon, statement
 
 
 def test_rdp_check_value_tff_tutorial() -> None:
@@ -100,3 +100,15 @@ def test_statement_keys_and_level() -> None:
     assert set(s) == {"epsilon", "delta", "accountant", "mechanism", "sampling", "level"}
     with pytest.raises(PrivacyConfigError, match="level"):
         statement(epsilon=1.0, delta=1e-5, accountant="rdp", mechanism="m", sampling="s", level="x")  # type: ignore[arg-type]
+
+
+def test_noise_for_epsilon_inverts_the_check_value() -> None:
+    z = noise_for_epsilon(1.99, 1e-5, 120 / 3383, 100)
+    assert z == pytest.approx(1.2, abs=0.02)
+    acc = Accountant()
+    acc.step(z, 120 / 3383, 100)
+    assert acc.epsilon(1e-5) <= 1.99 + 0.01
+    with pytest.raises(PrivacyConfigError, match="got target_epsilon=0"):
+        noise_for_epsilon(0, 1e-5, 0.1, 10)
+    with pytest.raises(PrivacyConfigError, match="got sample_rate=2"):
+        noise_for_epsilon(1.0, 1e-5, 2, 10)
