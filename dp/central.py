@@ -321,6 +321,12 @@ class DPFedAvg:
             sampling=sampling,
             level="user",
             guarantee=self.guarantee,
+            note=(
+                "Gaussian mechanism on the clipped sum, L2 sensitivity C"
+                if self.guarantee == "proven"
+                else "n * rule(clipped) treated as the clipped sum with sensitivity C; a robust rule's "
+                "true sensitivity can be larger, so this epsilon is not a proven guarantee"
+            ),
             order="clip_rule_noise",
             noise_multiplier=self.noise_multiplier,
             rounds=self.rounds,
