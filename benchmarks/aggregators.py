@@ -5,8 +5,9 @@ beside two roofline references measured in the same run (``stack.mean(0)`` and `
 and as a multiple of the mean's time; the target multiple from the issue and the ByzFL 0.0.11 time
 measured by the issue on a comparable 2-core machine are printed next to it (byzfl itself is timed in
 the same run only when it is importable). Peak extra memory is the growth of the resident set during
-one call (glibc is told to return every large block, see ``MALLOC_MMAP_THRESHOLD_``), as a multiple of
-the stack's size. A second table shows how each rule scales with n (25, 50, 100) at d = 100,000.
+one call, measured in a child process in which glibc returns every block >= 64 KiB to the kernel on
+free (``MALLOC_MMAP_THRESHOLD_``, which would distort the timings), as a multiple of the stack's
+size. A second table shows how each rule scales with n (25, 50, 100) at d = 100,000.
 
 Other processes may share the CPU: medians over repeats damp that, but absolute times move with load.
 
@@ -16,16 +17,13 @@ Usage: python benchmarks/aggregators.py [--repeats 7] [--quick]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
-
-if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and sys.platform.startswith("linux"):
-    # Every block >= 64 KiB is mmapped and unmapped on free, so the resident set tracks live memory.
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    os.execv(sys.executable, [sys.executable, *sys.argv])
 
 import torch
 
@@ -138,15 +136,52 @@ def byzfl_rules() -> dict[str, Callable[[torch.Tensor], object]] | str:
     }
 
 
+def make_stack() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(N, D, generator=g) + 0.1 * torch.randn(D, generator=g)
+
+
+def memory_table() -> dict[str, float | None]:
+    """Child-process mode: peak extra bytes of one call of every rule (after one warm-up call)."""
+    stack = make_stack()
+    out: dict[str, float | None] = {}
+    for name, factory, _, _ in RULES:
+        agg = factory(F)
+        agg(stack)
+        out[name] = peak_extra_bytes(lambda agg=agg: agg(stack))  # type: ignore[misc]
+    return out
+
+
+def measure_memory() -> dict[str, float | None]:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    try:
+        res = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--memory-child"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+    except (subprocess.CalledProcessError, ValueError, IndexError) as exc:
+        print(f"memory measurement failed: {exc}")
+        return {}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="fewer repeats, skip the scaling table")
+    ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.memory_child:
+        print(json.dumps(memory_table()))
+        return
     repeats = 3 if args.quick else args.repeats
 
-    g = torch.Generator().manual_seed(0)
-    stack = torch.randn(N, D, generator=g) + 0.1 * torch.randn(D, generator=g)
+    memory = measure_memory()
+    g = torch.Generator().manual_seed(1)
+    stack = make_stack()
     stack_bytes = stack.numel() * stack.element_size()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, n={N}, d={D:,}, f={F}, float32")
     print(f"median of {repeats} runs after one warm-up; other processes may share the CPU\n")
@@ -175,7 +210,7 @@ def main() -> None:
     for name, factory, target, byz_ms in RULES:
         agg = factory(F)
         t, t_base = paired_ms(lambda agg=agg: agg(stack), lambda: stack.mean(0), repeats)  # type: ignore[misc]
-        mem = peak_extra_bytes(lambda agg=agg: agg(stack))  # type: ignore[misc]
+        mem = memory.get(name)
         ratio = t / t_base
         ok = "" if target != target else ("yes" if ratio <= target else "NO")
         tgt = "" if target != target else f"{target:.0f}x"
