@@ -26,6 +26,7 @@ Usage: python benchmarks/he.py [--quick] [--repeats 3] [--skip-scaling]
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -233,7 +234,7 @@ def main() -> None:
     for nn in scaling:
         ff = max(1, nn // 5)
         xs = make_stack(nn, d, ff, seed=nn)
-        plain = time_plain(lambda ff=ff: robust.make("multi_krum", f=ff), torch.as_tensor(xs), 3)
+        plain = time_plain(functools.partial(robust.make, "multi_krum", f=ff), torch.as_tensor(xs), 3)
         s, _, _ = run_protocol("ckks_multi_krum", {"f": ff}, xs, 1)
         pairs = nn * (nn - 1) // 2
         dist_s = s["phases"][("server", "distances")][0]
