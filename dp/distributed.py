@@ -24,15 +24,19 @@ discrete Gaussian, 1/4 for each rounding error); so ``2 D exp(-(2^(b-1))^2 / (2 
 The conditioning of the rounding makes that last term approximate. Each client also checks that its own
 integers fit the ring (:class:`dp.errors.ModularWrapError`).
 
-Accounting (:func:`ddg_rho`): Kairouz et al., Theorem 1, first branch: the sum of n iid N_Z(0, sigma^2)
-vectors with L2 sensitivity Delta2 (integer units) in D coordinates is (1/2) eps^2 zero-concentrated
-DP with ``eps^2 = Delta2^2 / (n sigma^2) + tau D / 2``, ``tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2
-k / (k + 1))``; i.e. rho = eps^2 / 2 (tau is negligible once sigma >~ 2). Rounds compose by adding rho;
-rho-zCDP is RDP of order alpha with value alpha * rho, converted to (epsilon, delta) by Opacus's RDP
-conversion. Assumptions, stated in the privacy statement: every contributor adds its share honestly
-(Byzantine clients that skip their noise are not discounted unless the caller passes fewer noisy
-contributors), the server sees only the sum (secure aggregation), and no amplification by subsampling
-is claimed.
+Accounting (:func:`ddg_rdp`): Kairouz et al. (arXiv 2102.06387), Proposition 14: the sum of n iid
+N_Z(0, sigma^2)^D vectors with L2 sensitivity Delta2 (integer units) satisfies Renyi DP of every integer
+order alpha >= 2 with
+
+    RDP(alpha) <= min( alpha/2 * s^2 + tau D,  alpha/2 * (s + sqrt(D) tau)^2 ),
+    s = Delta2 / (sqrt(n) sigma),   tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k + 1)),
+
+(the proposition's third term needs an L1 bound and is left out, which only loosens the bound). With
+sigma >~ 2, tau is negligible and this is the continuous Gaussian's alpha / (2 z^2). Rounds compose by
+adding RDP curves; Opacus's RDP conversion gives (epsilon, delta). Assumptions, stated in the privacy
+statement: every contributor adds its share honestly (Byzantine clients that skip their noise are not
+discounted unless the caller passes fewer noisy contributors), the server sees only the sum (secure
+aggregation), and no amplification by subsampling is claimed.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from dp.discrete import UniformSource, conditional_round, rounded_norm_bound, sa
 from dp.errors import ModularWrapError, PrivacyConfigError
 
 SEED_BYTES = 32
-RDP_ORDERS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 256)))
+RDP_ORDERS: tuple[int, ...] = tuple(range(2, 257))  # integer orders: Proposition 14 is stated for them
 
 
 # ---- rotation -------------------------------------------------------------------------------------
@@ -144,25 +148,32 @@ def ddg_tau(sigma: float, n: int) -> float:
     return float(10.0 * np.exp(-2.0 * math.pi**2 * sigma**2 * k / (k + 1.0)).sum())
 
 
-def ddg_rho(delta2: float, sigma: float, n: int, dim: int) -> float:
-    """zCDP rho of one release of the sum of ``n`` iid N_Z(0, sigma^2)^dim with L2 sensitivity delta2:
-    ``rho = (delta2^2 / (n sigma^2) + tau dim / 2) / 2``; ``inf`` without noise. The theorem assumes
-    sigma >= 1/2; a smaller positive sigma raises."""
+def ddg_rdp(
+    delta2: float, sigma: float, n: int, dim: int, orders: tuple[int, ...] = RDP_ORDERS
+) -> np.ndarray:
+    """RDP at ``orders`` of one release of the sum of ``n`` iid N_Z(0, sigma^2)^dim with L2 sensitivity
+    delta2 (Proposition 14 of Kairouz et al., see the module docstring); ``inf`` without noise. The
+    result assumes sigma >= 1/2; a smaller positive sigma raises."""
+    a = np.asarray(orders, dtype=np.float64)
     if n < 1 or sigma <= 0:
-        return math.inf
+        return np.full(a.shape, math.inf)
     if sigma < 0.5:
-        raise PrivacyConfigError(f"got a per-client discrete Gaussian sigma={sigma:.4g}; want >= 0.5 (Thm 1)")
-    return 0.5 * (delta2**2 / (n * sigma**2) + ddg_tau(sigma, n) * dim / 2.0)
+        raise PrivacyConfigError(
+            f"got a per-client discrete Gaussian sigma={sigma:.4g}; want >= 0.5 (Prop. 14)"
+        )
+    s = delta2 / (math.sqrt(n) * sigma)
+    tau = ddg_tau(sigma, n)
+    return np.minimum(a / 2.0 * s**2 + tau * dim, a / 2.0 * (s + math.sqrt(dim) * tau) ** 2)
 
 
-def zcdp_epsilon(rho: float, delta: float) -> float:
-    """(epsilon, delta) of rho-zCDP via RDP (order alpha -> alpha rho) and Opacus's conversion."""
-    if rho == 0.0:
+def rdp_epsilon(rdp: np.ndarray, delta: float, orders: tuple[int, ...] = RDP_ORDERS) -> float:
+    """(epsilon, delta) from an RDP curve at ``orders`` via Opacus's conversion; 0 for a zero curve."""
+    r = np.asarray(rdp, dtype=np.float64)
+    if not np.any(r):
         return 0.0
-    if not math.isfinite(rho):
+    if not np.isfinite(r).any():
         return math.inf
-    orders = list(RDP_ORDERS)
-    eps, _ = get_privacy_spent(orders=orders, rdp=np.array(orders) * rho, delta=delta)
+    eps, _ = get_privacy_spent(orders=list(orders), rdp=r, delta=delta)
     return float(eps)
 
 
@@ -211,7 +222,12 @@ class DDGConfig:
             raise PrivacyConfigError(f"got beta={self.beta!r}; want 0 <= beta < 1")
         if not (0.0 < self.wrap_prob < 1.0):
             raise PrivacyConfigError(f"got wrap_prob={self.wrap_prob!r}; want 0 < wrap_prob < 1")
-        self.gamma  # noqa: B018 - fail early when no granularity fits the ring
+        g = self.gamma  # fails early when no granularity fits the ring
+        if self.noise_multiplier > 0 and self.sigma_client(g) < 0.5:
+            raise PrivacyConfigError(
+                f"got noise_multiplier={self.noise_multiplier} giving a per-client sigma of "
+                f"{self.sigma_client(g):.3g}; want sigma >= 0.5 (the accounting bound's assumption)"
+            )
 
     @property
     def padded_dim(self) -> int:
@@ -255,10 +271,10 @@ class DDGConfig:
                 break
         return hi
 
-    def rho(self, contributors: int | None = None) -> float:
-        """zCDP rho of one round with ``contributors`` noisy clients (default n)."""
+    def rdp(self, contributors: int | None = None) -> np.ndarray:
+        """RDP curve (at :data:`RDP_ORDERS`) of one round with ``contributors`` noisy clients (default n)."""
         n = self.n_clients if contributors is None else contributors
-        return ddg_rho(self.delta2(self.gamma), self.sigma_client(self.gamma), n, self.padded_dim)
+        return ddg_rdp(self.delta2(self.gamma), self.sigma_client(self.gamma), n, self.padded_dim)
 
 
 # ---- parties --------------------------------------------------------------------------------------
@@ -301,7 +317,7 @@ class DDGServer:
 
     def __init__(self, config: DDGConfig) -> None:
         self.config = config
-        self.rho_total = 0.0
+        self.rdp_total = np.zeros(len(RDP_ORDERS))
         self.rounds = 0
         self.min_contributors: int | None = None
 
@@ -314,7 +330,7 @@ class DDGServer:
         if y.shape != (cfg.padded_dim,):
             raise PrivacyConfigError(f"got a ring sum of shape {y.shape}; want ({cfg.padded_dim},)")
         out = unrotate(from_ring(y, cfg.bits).astype(np.float64) * cfg.gamma, round_seed, cfg.dim)
-        self.rho_total += cfg.rho(contributors)
+        self.rdp_total = self.rdp_total + cfg.rdp(contributors)
         self.rounds += 1
         self.min_contributors = (
             contributors if self.min_contributors is None else min(self.min_contributors, contributors)
@@ -322,12 +338,12 @@ class DDGServer:
         return out
 
     def reset(self) -> None:
-        self.rho_total = 0.0
+        self.rdp_total = np.zeros(len(RDP_ORDERS))
         self.rounds = 0
         self.min_contributors = None
 
     def epsilon(self, delta: float) -> float:
-        return zcdp_epsilon(self.rho_total, check_delta(delta))
+        return rdp_epsilon(self.rdp_total, check_delta(delta))
 
     def privacy_statement(self, delta: float) -> dict[str, Any]:
         delta = check_delta(delta)
@@ -336,7 +352,7 @@ class DDGServer:
         return statement(
             epsilon=self.epsilon(delta),
             delta=delta,
-            accountant="zcdp (Kairouz et al. 2021 Thm 1) -> RDP conversion",
+            accountant="rdp (Kairouz et al. 2021, Prop. 14; Opacus conversion)",
             mechanism=(
                 f"distributed discrete Gaussian under secure aggregation: rotate, clip {cfg.clip}, "
                 f"round to grid {g:.4g}, N_Z noise split over {cfg.n_clients} clients, {cfg.bits}-bit ring"
@@ -345,7 +361,6 @@ class DDGServer:
             level="user",
             guarantee="proven under the stated assumptions",
             noise_multiplier=float(cfg.noise_multiplier),
-            rho=self.rho_total,
             rounds=self.rounds,
             min_contributors=self.min_contributors,
             sensitivity_int=cfg.delta2(g),

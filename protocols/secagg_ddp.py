@@ -13,7 +13,7 @@ One round over a stack of n client updates:
    the survivors** (with ``weights``: the weighted mean, each client scaling its clipped update by
    ``w_u / max w`` before encoding, as the ``"secagg"`` protocol does).
 
-Privacy: the server sees only the noisy sum; its privacy statement composes, round by round, the zCDP of
+Privacy: the server sees only the noisy sum; its privacy statement composes, round by round, the RDP of
 the sum of the survivors' discrete Gaussians (fewer survivors, less noise, a larger epsilon) and
 converts it to (epsilon, delta) -- see :mod:`dp.distributed` for the bound and its assumptions (every
 contributor adds its noise share; no amplification by sampling).
@@ -34,8 +34,7 @@ import numpy as np
 import torch
 
 from dp.accounting import check_delta, statement
-from dp.distributed import DDGClient, DDGConfig, DDGServer, zcdp_epsilon
-from dp.errors import PrivacyConfigError
+from dp.distributed import RDP_ORDERS, DDGClient, DDGConfig, DDGServer, rdp_epsilon
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg import SecAggError
 from secagg.driver import PHASES, run_round
@@ -173,9 +172,9 @@ class SecAggDDP:
         self._servers.clear()
 
     def privacy_statement(self, delta: float) -> dict[str, Any]:
-        """Per-user (epsilon, delta) over every round run so far (zCDP composed across rounds)."""
+        """Per-user (epsilon, delta) over every round run so far (RDP composed across rounds)."""
         delta = check_delta(delta)
-        rho = sum(s.rho_total for s in self._servers.values())
+        rdp = sum((s.rdp_total for s in self._servers.values()), np.zeros(len(RDP_ORDERS)))
         rounds = sum(s.rounds for s in self._servers.values())
         mins = [s.min_contributors for s in self._servers.values() if s.min_contributors is not None]
         if not self._servers:
@@ -188,14 +187,11 @@ class SecAggDDP:
                 "sensitivity_int": last.delta2(g),
                 "sigma_client_int": last.sigma_client(g),
             }
-        try:
-            eps = zcdp_epsilon(rho, delta)
-        except ValueError as e:  # pragma: no cover - Opacus rejects nothing we pass
-            raise PrivacyConfigError(f"got rho={rho}; want a finite zCDP value ({e})") from e
+        eps = rdp_epsilon(rdp, delta)
         return statement(
             epsilon=eps,
             delta=delta,
-            accountant="zcdp (Kairouz et al. 2021 Thm 1) -> RDP conversion",
+            accountant="rdp (Kairouz et al. 2021, Prop. 14; Opacus conversion)",
             mechanism=(
                 f"distributed discrete Gaussian under masked secure aggregation (clip {self.clip}, "
                 f"{self.bits}-bit ring, noise split over the round's clients)"
@@ -204,7 +200,6 @@ class SecAggDDP:
             level="user",
             guarantee="proven under the stated assumptions",
             noise_multiplier=self.noise_multiplier,
-            rho=rho,
             rounds=rounds,
             min_contributors=min(mins) if mins else None,
             **detail,

@@ -15,19 +15,20 @@ from scipy import stats
 
 from dp import Accountant
 from dp.distributed import (
+    RDP_ORDERS,
     DDGClient,
     DDGConfig,
     DDGServer,
-    ddg_rho,
+    ddg_rdp,
     ddg_tau,
     from_ring,
     hadamard,
     padded_dim,
+    rdp_epsilon,
     rotate,
     rotation_signs,
     to_ring,
     unrotate,
-    zcdp_epsilon,
 )
 from dp.errors import ModularWrapError, PrivacyConfigError
 
@@ -165,25 +166,38 @@ def test_default_client_noise_is_not_fixed_seed() -> None:
 
 
 def test_accounting_matches_gaussian_when_tau_is_negligible() -> None:
-    # sigma large -> tau ~ 0 -> rho = 1 / (2 z^2): the same epsilon as Opacus's Gaussian at q = 1.
+    # sigma large -> tau ~ 0 -> RDP(alpha) = alpha / (2 z^2): the continuous Gaussian at q = 1.
     assert ddg_tau(5.0, 100) < 1e-100
     z = 1.3
-    rho = ddg_rho(delta2=100.0, sigma=z * 100.0 / math.sqrt(10), n=10, dim=1024)
-    assert rho == pytest.approx(1 / (2 * z**2))
+    rdp = ddg_rdp(delta2=100.0, sigma=z * 100.0 / math.sqrt(10), n=10, dim=1024)
+    assert np.allclose(rdp, np.array(RDP_ORDERS) / (2 * z**2))
     acc = Accountant("rdp")
     acc.step(z, 1.0, steps=3)
-    assert zcdp_epsilon(3 * rho, 1e-5) == pytest.approx(acc.epsilon(1e-5), rel=0.02)
+    assert rdp_epsilon(3 * rdp, 1e-5) == pytest.approx(acc.epsilon(1e-5), rel=0.02)
+
+
+def test_accounting_known_answer_with_tau() -> None:
+    # sigma = 0.5, n = 2: tau = 10 exp(-2 pi^2 / 4 / 2); s = 2 / (sqrt(2) / 2) = 2 sqrt(2)
+    tau = 10 * math.exp(-(math.pi**2) / 4)
+    assert ddg_tau(0.5, 2) == pytest.approx(tau)
+    rdp = ddg_rdp(2.0, 0.5, 2, 16, orders=(2, 8))
+    s = 2 * math.sqrt(2)
+    want = [min(a / 2 * s**2 + tau * 16, a / 2 * (s + 4 * tau) ** 2) for a in (2, 8)]
+    assert np.allclose(rdp, want)
 
 
 def test_accounting_penalizes_small_sigma_and_fewer_contributors() -> None:
     # With sigma = 0.5 the tau term dominates (Kairouz et al.'s correction for discreteness).
-    assert ddg_rho(2.0, 0.5, 10, 1024) > 10 * ddg_rho(2.0, 0.5, 10, 1) > 0
+    assert (ddg_rdp(2.0, 0.5, 10, 1024) > 10 * ddg_rdp(2.0, 0.5, 10, 1)).all()
     cfg = DDGConfig(dim=100, n_clients=10, clip=1.0, noise_multiplier=1.0)
-    assert cfg.rho(5) == pytest.approx(2 * cfg.rho(10))
-    assert ddg_rho(1.0, 0.0, 10, 4) == math.inf
+    assert np.allclose(cfg.rdp(5), 2 * cfg.rdp(10))
+    assert np.isinf(ddg_rdp(1.0, 0.0, 10, 4)).all()
+    assert rdp_epsilon(ddg_rdp(1.0, 0.0, 10, 4), 1e-5) == math.inf
     with pytest.raises(PrivacyConfigError, match=r"want >= 0\.5"):
-        ddg_rho(1.0, 0.4, 10, 4)
-    assert zcdp_epsilon(0.0, 1e-5) == 0.0
+        ddg_rdp(1.0, 0.4, 10, 4)
+    with pytest.raises(PrivacyConfigError, match=r"want sigma >= 0\.5"):
+        DDGConfig(dim=4, n_clients=1000, clip=1.0, noise_multiplier=1e-3)
+    assert rdp_epsilon(np.zeros(len(RDP_ORDERS)), 1e-5) == 0.0
 
 
 def test_server_statement_composes_rounds() -> None:
@@ -194,6 +208,6 @@ def test_server_statement_composes_rounds() -> None:
         server.decode(np.zeros(cfg.padded_dim, np.uint64), SEED, contributors)
     s = server.privacy_statement(1e-5)
     assert s["rounds"] == 2 and s["min_contributors"] == 3
-    assert s["rho"] == pytest.approx(cfg.rho(4) + cfg.rho(3))
-    assert s["epsilon"] == pytest.approx(zcdp_epsilon(cfg.rho(4) + cfg.rho(3), 1e-5))
+    assert np.allclose(server.rdp_total, cfg.rdp(4) + cfg.rdp(3))
+    assert s["epsilon"] == pytest.approx(rdp_epsilon(cfg.rdp(4) + cfg.rdp(3), 1e-5))
     assert s["level"] == "user" and "q=1" in s["sampling"]

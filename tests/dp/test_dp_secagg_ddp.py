@@ -10,7 +10,7 @@ import torch
 from _dp_stats import assert_gaussian_std
 
 import protocols
-from dp.distributed import zcdp_epsilon
+from dp.distributed import rdp_epsilon
 from protocols.secagg_ddp import SecAggDDP
 from secagg import SecAggError
 
@@ -56,9 +56,8 @@ def test_dropouts_reduce_noise_and_are_accounted() -> None:
     s = proto.privacy_statement(1e-5)
     cfg = proto.config(6, 64)
     assert s["min_contributors"] == survivors
-    assert s["rho"] == pytest.approx(cfg.rho(survivors))
-    assert s["rho"] > cfg.rho(6)
-    assert s["epsilon"] == pytest.approx(zcdp_epsilon(cfg.rho(survivors), 1e-5))
+    assert s["epsilon"] == pytest.approx(rdp_epsilon(cfg.rdp(survivors), 1e-5))
+    assert s["epsilon"] > rdp_epsilon(cfg.rdp(6), 1e-5)
 
 
 def test_epsilon_composes_over_rounds() -> None:
@@ -69,7 +68,7 @@ def test_epsilon_composes_over_rounds() -> None:
         proto.run(stack(3, 16))
         eps.append(proto.privacy_statement(1e-5)["epsilon"])
     assert 0 < eps[0] < eps[1]
-    assert proto.privacy_statement(1e-5)["rho"] == pytest.approx(2 * proto.config(3, 16).rho())
+    assert eps[1] == pytest.approx(rdp_epsilon(2 * proto.config(3, 16).rdp(), 1e-5))
     proto.reset()
     assert proto.privacy_statement(1e-5)["rounds"] == 0
 
