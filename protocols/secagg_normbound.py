@@ -15,9 +15,11 @@ One round (every arrow is serialized bytes, metered per party and phase):
    with entries in ``b = bitlen(ceil(clip s)) + 1`` bits and ``||q_i||^2 <= B``, bound to
    (session, round, client). A client whose update exceeds the bound cannot make such a proof; the
    simulation lets it send what a cheater can compute (:func:`secagg.normbound.forge_proof`).
-2. ``verify`` (server): decode (every point validated) and verify each proof -- all of them, or a random
-   ``verify_fraction`` of the clients chosen with libsodium randomness after every commitment arrived
-   (probabilistic checking; :func:`detection_probability` gives the chance to catch k cheaters). Clients
+2. ``verify`` (server): decode (every point validated) and verify the proofs in one batched MSM
+   (:func:`secagg.normbound.verify_batch`; a failing batch is re-checked proof by proof) -- all of them,
+   or a random ``verify_fraction`` of the clients chosen with libsodium randomness after every
+   commitment arrived (probabilistic checking; :func:`detection_probability` gives the chance to catch
+   k cheaters). Clients
    whose proof fails are excluded before masking; the typed rejection is recorded in
    ``leakage.learns["server"]["rejected"]`` and in :attr:`SecAggNormBound.last_rejected`.
 3. The accepted clients run the Bonawitz double-masking protocol (:func:`secagg.driver.run_round`) on the
@@ -68,7 +70,7 @@ from secagg.normbound import (
     combine,
     forge_proof,
     prove,
-    verify,
+    verify_batch,
 )
 from secagg.normbound.generators import DEFAULT_LABEL
 from secagg.normbound.group import L, decode_point, random_scalar
@@ -237,22 +239,36 @@ class NormBoundServer:
     commitments: dict[int, bytes] = field(default_factory=dict)
     rejected: dict[int, str] = field(default_factory=dict)
 
-    def receive(self, cid: int, message: bytes, check: bool) -> bool:
-        """Decode ``C || proof`` and, if ``check``, verify it; record a rejection and return False."""
-        ctx = ProofContext(session=self.session, round=self.round, client=cid)
+    pending: dict[int, bytes] = field(default_factory=dict)
+
+    def receive(self, cid: int, message: bytes) -> bool:
+        """Decode ``C || proof`` (the point is validated); record a rejection and return False."""
         try:
             if len(message) != 32 + self.params.proof_size:
                 raise MalformedProof(
                     f"commitment message: got {len(message)} bytes; want {32 + self.params.proof_size}"
                 )
             C = decode_point(message[:32], "commitment C")
-            if check:
-                verify(self.params, C, message[32:], ctx)
         except ProtocolAbort as e:
             self.rejected[cid] = f"{type(e).__name__}: {e}"
             return False
         self.commitments[cid] = C
+        self.pending[cid] = message[32:]
         return True
+
+    def verify(self, checked: set[int]) -> list[int]:
+        """Verify the proofs of the received clients in ``checked`` in one batch (the others pass
+        unverified); drop and record the rejected ones; return the accepted ids."""
+        ids = sorted(i for i in self.pending if i in checked)
+        items = [
+            (self.commitments[i], self.pending[i], ProofContext(self.session, self.round, i)) for i in ids
+        ]
+        for i, err in zip(ids, verify_batch(self.params, items)):
+            if err is not None:
+                self.rejected[i] = f"{type(err).__name__}: {err}"
+                del self.commitments[i]
+        self.pending.clear()
+        return sorted(self.commitments)
 
     def link_check(self, survivors: list[int], q_sum: np.ndarray, blind_sums: np.ndarray, w: int) -> None:
         """Raise :class:`LinkCheckFailed` unless ``sum C_i = <q_sum, G> + R h`` over ``survivors``."""
@@ -361,12 +377,12 @@ class SecAggNormBound:
                 q = encode_within_bound(cfg, w[i] * x[i], n)
                 messages[i] = clients[i].commit_message(q)
         checked = self._audit_sample(n)
-        accepted: list[int] = []
         for i in range(n):
             msg = meter.send(f"client[{i}]", "server", "commit_prove", messages[i])
             with meter.time("server", "verify"):
-                if server.receive(i, msg, check=i in checked):
-                    accepted.append(i)
+                server.receive(i, msg)
+        with meter.time("server", "verify"):
+            accepted = server.verify(checked)
         self.last_rejected = dict(server.rejected)
         if len(accepted) < 2:
             raise TooFewSurvivors(

@@ -16,9 +16,9 @@ from secagg.normbound.normproof import (
     commit_and_prove,
     forge_proof,
     prove,
-    verify,
 )
 from secagg.normbound.pedersen import CommitmentKey, combine
+from secagg.normbound.verifier import verify, verify_batch
 
 __all__ = [
     "CommitmentKey",
@@ -36,4 +36,5 @@ __all__ = [
     "forge_proof",
     "prove",
     "verify",
+    "verify_batch",
 ]

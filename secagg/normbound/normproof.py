@@ -65,10 +65,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from secagg.normbound import ipa
-from secagg.normbound.errors import MalformedProof, ParameterError, ProofRejected, WitnessError
+from secagg.normbound.errors import MalformedProof, ParameterError, WitnessError
 from secagg.normbound.generators import DEFAULT_LABEL, generators
 from secagg.normbound.group import (
-    IDENTITY,
     POINT_BYTES,
     SCALAR_BYTES,
     L,
@@ -463,84 +462,6 @@ def forge_proof(
     return _prove_unchecked(params, x, r, C, context)
 
 
-def verify(params: NormBoundParams, C: bytes, proof: NormProof | bytes, context: ProofContext) -> None:
-    """Verify a proof for commitment ``C`` in ``context``; return ``None`` or raise.
-
-    Both checks (the t polynomial and the inner-product argument) are merged into one MSM with a random
-    weight beta drawn by the verifier from libsodium (a false check survives with probability 1/l).
-
-    Raises:
-        MalformedProof: undecodable proof, invalid point (small order, non-canonical) or scalar >= l.
-        ProofRejected: the proof does not verify for this statement and context.
-    """
-    C = decode_point(C, "commitment C")
-    pf = NormProof.from_bytes(proof, params) if isinstance(proof, bytes | bytearray) else proof
-    if not isinstance(pf, NormProof):
-        raise MalformedProof(f"norm proof: got {type(proof).__name__}; want NormProof or bytes")
-    gens = _gens(params)
-    n_bits = params.n_bits
-    t = _transcript(params, context, C)
-    t.append(b"A", pf.A)
-    t.append(b"S", pf.S)
-    ch = _Challenges(*(t.challenge(lab) for lab in (b"y", b"z", b"u", b"v", b"w")))
-    pub = _public_vectors(params, ch)
-    t.append(b"T1", pf.T1)
-    t.append(b"T2", pf.T2)
-    X = t.challenge(b"x")
-    t.append_scalar(b"tau_x", pf.tau_x)
-    t.append_scalar(b"mu", pf.mu)
-    t.append_scalar(b"t_hat", pf.t_hat)
-    w_u = t.challenge(b"w_u")
-    chk = ipa.verifier_check(t, pf.ipa, params.n)
-
-    y, z, u = ch.y, ch.z, ch.u
-    t0 = _t0(params, ch, pub)
-    beta = random_scalar() or 1
-    y_inv = pow(y, -1, L)
-    yinv_pow = _powers(y_inv, n_bits)
-    a_star, b_star = chk.a, chk.b
-    # Coefficients of G_N, G, H_N, H_d in (P' - IPA right-hand side).
-    cg = [(-z - a_star * gi) % L for gi in chk.g[:n_bits]] + [
-        (pi - a_star * gi) % L for pi, gi in zip(pub["p"], chk.g[n_bits:])
-    ]
-    ch_n = [(z + (ex - b_star * hi) * yi) % L for ex, hi, yi in zip(pub["extra"], chk.h[:n_bits], yinv_pow)]
-    ch_d = [(qi - b_star * hi) % L for qi, hi in zip(pub["q"], chk.h[n_bits:])]
-    scalars = [
-        *cg,
-        *ch_n,
-        *ch_d,
-        1,  # A
-        u,  # C
-        X,  # S
-        (beta * pf.tau_x - pf.mu) % L,  # h
-        (pf.t_hat - a_star * b_star) * w_u % L,  # U
-        beta * (pf.t_hat - t0) % L,  # g
-        (-beta * X) % L,  # T1
-        (-beta * X * X) % L,  # T2
-        *(-c % L for c, _ in chk.terms),
-    ]
-    points = [
-        *gens.G_N,
-        *gens.G,
-        *gens.H_N,
-        *gens.H_d,
-        pf.A,
-        C,
-        pf.S,
-        gens.h,
-        gens.U,
-        gens.g,
-        pf.T1,
-        pf.T2,
-        *(p for _, p in chk.terms),
-    ]
-    if msm(scalars, points) != IDENTITY:
-        raise ProofRejected(
-            f"norm proof for client {context.client}, round {context.round}: got a failing check; want a "
-            f"proof that C opens to x with {params.entry_bits}-bit entries and ||x||^2 <= {params.bound}"
-        )
-
-
 __all__ = [
     "NormBoundParams",
     "NormProof",
@@ -549,5 +470,4 @@ __all__ = [
     "commit_and_prove",
     "forge_proof",
     "prove",
-    "verify",
 ]

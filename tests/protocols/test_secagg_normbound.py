@@ -127,9 +127,9 @@ def test_too_few_accepted_clients() -> None:
 def test_server_rejects_malformed_commitment_messages() -> None:
     params = NormBoundParams(d=2, entry_bits=4, bound=10)
     server = NormBoundServer(params, b"s" * 16, 0)
-    assert not server.receive(0, b"short", check=True)
+    assert not server.receive(0, b"short")
     small_order = bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
-    assert not server.receive(1, small_order + bytes(params.proof_size), check=False)
+    assert not server.receive(1, small_order + bytes(params.proof_size))
     assert server.rejected[0].startswith("MalformedProof") and "invalid point" in server.rejected[1]
 
 

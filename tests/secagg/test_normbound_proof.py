@@ -23,6 +23,7 @@ from secagg.normbound import (
     normproof,
     prove,
     verify,
+    verify_batch,
 )
 from secagg.normbound import generators as gg
 from secagg.normbound import group as g
@@ -283,3 +284,19 @@ def test_scalar_multiplication_count_matches_the_floor(monkeypatch: pytest.Monke
     floor = params.scalar_mults()
     assert proved == floor["prove"]
     assert count["n"] <= floor["verify"] and count["n"] >= floor["verify"] - 8
+
+
+def test_batch_verification_names_the_bad_proofs(honest: tuple[bytes, int, NormProof]) -> None:
+    C, _, proof = honest
+    ctx2 = ProofContext(session=b"session-1", round=3, client=8)
+    C2, _, proof2 = commit_and_prove(PARAMS, np.array([1, 1, -1, 0]), ctx2)
+    good = [(C, proof.to_bytes(), CTX), (C2, proof2, ctx2)]
+    assert verify_batch(PARAMS, good) == [None, None]
+    bad_c, forged = _cheat([7, -7, 7, -7])
+    items = [*good, (C, proof, ctx2), (SMALL_ORDER, proof, CTX), (bad_c, forged, CTX)]
+    errors = verify_batch(PARAMS, items)
+    assert errors[:2] == [None, None]
+    assert isinstance(errors[2], ProofRejected) and isinstance(errors[4], ProofRejected)
+    assert isinstance(errors[3], MalformedProof)
+    assert verify_batch(PARAMS, []) == []
+    assert isinstance(verify_batch(PARAMS, [(bad_c, forged, CTX)])[0], ProofRejected)
