@@ -20,7 +20,9 @@ quadratic in n.
 
 The CPU may be shared with other processes: medians damp that, absolute times still move with load.
 
-Usage: python benchmarks/he.py [--quick] [--repeats 3] [--skip-scaling]
+``--workers k`` lets the Krum server fork k processes for the pairwise distances.
+
+Usage: python benchmarks/he.py [--quick] [--repeats 3] [--skip-scaling] [--workers 1] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -171,6 +173,7 @@ def main() -> None:
     ap.add_argument("--paillier-d", type=int, default=None)
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--only", nargs="*", default=None, help="protocol names to run")
+    ap.add_argument("--workers", type=int, default=1, help="server processes for the Krum distances")
     args = ap.parse_args()
     n, d, f = (7, 5_000, 1) if args.quick else (N, D, F)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -194,6 +197,8 @@ def main() -> None:
     for name, kw, rule in cases(f, CLIP):
         if args.only and name not in args.only:
             continue
+        if "krum" in name:
+            kw = {**kw, "workers": args.workers}
         plain = time_plain(rule, xt, max(repeats, 5))
         s, setup_s, setup_b = run_protocol(name, kw, x, repeats)
         details[name] = s
@@ -235,7 +240,7 @@ def main() -> None:
         ff = max(1, nn // 5)
         xs = make_stack(nn, d, ff, seed=nn)
         plain = time_plain(functools.partial(robust.make, "multi_krum", f=ff), torch.as_tensor(xs), 3)
-        s, _, _ = run_protocol("ckks_multi_krum", {"f": ff}, xs, 1)
+        s, _, _ = run_protocol("ckks_multi_krum", {"f": ff, "workers": args.workers}, xs, 1)
         pairs = nn * (nn - 1) // 2
         dist_s = s["phases"][("server", "distances")][0]
         print(

@@ -29,6 +29,8 @@ key holder aborts (:class:`secagg.ProtocolAbort`) when a decrypted distance is o
 
 from __future__ import annotations
 
+import multiprocessing
+import warnings
 from typing import Any
 
 import numpy as np
@@ -38,7 +40,7 @@ from protocols.base import PROTOCOLS, Leakage, RoundResult
 from protocols.ckks.driver import CKKSRound
 from protocols.ckks.messages import Kind, array_part, parse_array
 from protocols.ckks.params import CKKSParameterError, CKKSParams
-from protocols.ckks.parties import CKKSKeyHolder, CKKSServer, sq_distance
+from protocols.ckks.parties import CKKSKeyHolder, CKKSServer, Update, sq_distance
 from robust.errors import ByzantineBoundError
 from robust.selection import krum_select
 from secagg.errors import MalformedMessage, ProtocolAbort
@@ -73,13 +75,54 @@ def distance_matrix(values: np.ndarray, n: int) -> np.ndarray:
     return dist + dist.T
 
 
+_FORKED: dict[str, list[Update]] = {}
+
+
+def _distance_job(pairs: list[tuple[int, int]]) -> list[bytes]:
+    ups = _FORKED["updates"]
+    return [sq_distance(ups[i], ups[j]).serialize() for i, j in pairs]
+
+
+def pairwise_distance_parts(updates: list[Update], workers: int = 1) -> list[bytes]:
+    """Serialized ``E(||x_i - x_j||^2)`` for every pair ``i < j`` (in :func:`pair_index` order).
+
+    With ``workers > 1`` the pairs are split over forked server processes (they inherit the loaded
+    ciphertexts and the evaluation keys; only the serialized distances travel back). TenSEAL's own
+    thread pool does not help here: every operation touches a single ciphertext.
+    """
+    pairs = pair_index(len(updates))
+    if workers == 1 or len(pairs) < 2:
+        return [sq_distance(updates[i], updates[j]).serialize() for i, j in pairs]
+    if "fork" not in multiprocessing.get_all_start_methods():
+        warnings.warn(
+            "server workers need the 'fork' start method; computing distances serially", stacklevel=2
+        )
+        return pairwise_distance_parts(updates, 1)
+    shards = [pairs[w::workers] for w in range(workers)]
+    _FORKED["updates"] = updates
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_distance_job, shards)
+    finally:
+        _FORKED.clear()
+    out: list[bytes] = [b""] * len(pairs)
+    for w, res in enumerate(results):
+        out[w::workers] = res
+    return out
+
+
 class _KrumBase(CKKSRound):
     rotations = True
     depth = 1
 
-    def __init__(self, f: int, m: int | None, params: CKKSParams | dict[str, Any] | None) -> None:
+    def __init__(
+        self, f: int, m: int | None, params: CKKSParams | dict[str, Any] | None, workers: int
+    ) -> None:
         if not isinstance(f, int) or isinstance(f, bool) or f < 0:
             raise CKKSParameterError(f"got f={f!r}; want an integer >= 0")
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise CKKSParameterError(f"got workers={workers!r}; want an integer >= 1")
+        self.workers = workers
         if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < 1):
             raise CKKSParameterError(f"got m={m!r}; want an integer >= 1 or None")
         super().__init__(params)
@@ -139,8 +182,7 @@ class _KrumBase(CKKSRound):
         m = self._check_bound(n)
         updates = self._upload(server, x)
         with self.meter.time("server", "distances"):
-            dists = [sq_distance(updates[i], updates[j]) for i, j in pair_index(n)]
-            msg = server.seal(Kind.DISTANCES, dists)
+            msg = server.identity.seal(Kind.DISTANCES, pairwise_distance_parts(updates, self.workers))
         msg = self.send("server", "key_holder", "distances", msg)
         with self.meter.time("key_holder", "select"):
             reply, dist = self._select(kh, msg, n, d, m)
@@ -166,12 +208,13 @@ class CKKSKrum(_KrumBase):
     Args:
         f: Byzantine clients tolerated; requires ``n > 2f + 2``.
         params: a :class:`CKKSParams` (or dict).
+        workers: server processes computing the pairwise distances (fork; 1 = in process).
     """
 
     name = "ckks_krum"
 
-    def __init__(self, f: int, params: CKKSParams | dict[str, Any] | None = None) -> None:
-        super().__init__(f, None, params)
+    def __init__(self, f: int, params: CKKSParams | dict[str, Any] | None = None, workers: int = 1) -> None:
+        super().__init__(f, None, params, workers)
 
     def _m(self, n: int) -> int:
         return 1
@@ -186,14 +229,19 @@ class CKKSMultiKrum(_KrumBase):
         f: Byzantine clients tolerated; requires ``n > 2f + 2``.
         m: clients averaged, ``1 <= m <= n - f``; ``None`` for ``n - f``.
         params: a :class:`CKKSParams` (or dict).
+        workers: server processes computing the pairwise distances (fork; 1 = in process).
     """
 
     name = "ckks_multi_krum"
 
     def __init__(
-        self, f: int, m: int | None = None, params: CKKSParams | dict[str, Any] | None = None
+        self,
+        f: int,
+        m: int | None = None,
+        params: CKKSParams | dict[str, Any] | None = None,
+        workers: int = 1,
     ) -> None:
-        super().__init__(f, m, params)
+        super().__init__(f, m, params, workers)
 
     def _m(self, n: int) -> int:
         return n - self.f if self.m is None else self.m

@@ -88,6 +88,7 @@ def test_protocol_refuses_too_shallow_parameters() -> None:
         ("ckks_multi_krum", {"f": 1, "m": 0}, "m=0"),
         ("ckks_trimmed_mean", {"f": 1.5}, "f=1.5"),
         ("ckks_norm_clip", {"clip": 0.0}, "clip=0.0"),
+        ("ckks_krum", {"f": 1, "workers": 0}, "workers=0"),
         ("ckks_norm_clip", {"clip": math.nan}, "clip=nan"),
         ("ckks_mean", {"params": {"poly_modulus": 8192}}, "poly_modulus"),
         ("ckks_mean", {"params": "fast"}, "got params of type str"),

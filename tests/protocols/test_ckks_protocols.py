@@ -273,3 +273,15 @@ def test_meter_records_every_party_and_phase(rounds: dict) -> None:
     assert res.meter.total("server", "upload").bytes_received == up.bytes_sent
     per_client = up.bytes_sent / N
     assert per_client < 2 * 300_000  # two fresh ciphertexts of ~235 kB each
+
+
+def test_forked_server_workers_give_the_same_round() -> None:
+    x = STACK[:6, :300]
+    one = protocols.make("ckks_multi_krum", f=1).run(x)
+    two_proto = protocols.make("ckks_multi_krum", f=1, workers=2)
+    two = two_proto.run(x)
+    assert one.accepted == two.accepted
+    np.testing.assert_allclose(one.aggregate.numpy(), two.aggregate.numpy(), atol=1e-6)
+    d1 = one.leakage.learns["key_holder"]["pairwise_sq_distances"].numpy()
+    d2 = two.leakage.learns["key_holder"]["pairwise_sq_distances"].numpy()
+    np.testing.assert_allclose(d1, d2, atol=2 * distance_error_bound(two_proto.params, d1.max()))
