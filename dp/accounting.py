@@ -21,6 +21,7 @@ epsilon of about 1.99 at delta = 1e-5.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal
 
 from opacus.accountants import PRVAccountant, RDPAccountant
@@ -134,15 +135,18 @@ def noise_for_epsilon(
     if kind not in KINDS:
         raise PrivacyConfigError(f"got accountant kind={kind!r}; want one of {KINDS}")
     compose([], 1.0, sample_rate, steps)  # validates q and steps
-    return float(
-        get_noise_multiplier(
+    with warnings.catch_warnings():
+        # The bisection probes tiny multipliers, where Opacus warns that the best RDP order is the
+        # largest one; those probes are discarded, so the warning says nothing about the answer.
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        z = get_noise_multiplier(
             target_epsilon=float(target_epsilon),
             target_delta=check_delta(delta),
             sample_rate=float(sample_rate),
             steps=int(steps),
             accountant=kind,
         )
-    )
+    return float(z)
 
 
 def statement(
