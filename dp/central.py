@@ -34,7 +34,7 @@ from dp.accounting import (
     check_noise_multiplier,
     statement,
 )
-from dp.errors import PrivacyConfigError
+from dp.errors import BudgetExceededError, PrivacyConfigError
 
 Rule = Callable[[torch.Tensor], torch.Tensor]
 
@@ -202,6 +202,9 @@ class DPFedAvg:
             (libsodium) -- never a fixed seed. Pass a seeded generator only for reproducibility.
         population: N, the number of clients the cohort is drawn from (for the sampling rate).
         accountant: ``"rdp"`` or ``"prv"``.
+        budget: optional ``(epsilon, delta)``: a call that would spend more raises
+            :class:`dp.errors.BudgetExceededError` *before* touching the stack or any state, so a
+            training loop can stop cleanly and keep everything computed so far.
     """
 
     def __init__(
@@ -215,6 +218,7 @@ class DPFedAvg:
         generator: torch.Generator | None = None,
         population: int | None = None,
         accountant: AccountantKind = "rdp",
+        budget: tuple[float, float] | None = None,
     ) -> None:
         if not callable(rule):
             raise PrivacyConfigError(f"got rule={rule!r}; want a callable (n, d) -> (d,)")
@@ -231,6 +235,11 @@ class DPFedAvg:
                 f"got population={population} < expected_clients={expected_clients}; "
                 "want population >= expected_clients"
             )
+        if budget is not None:
+            if not isinstance(budget, tuple) or len(budget) != 2 or not budget[0] > 0:
+                raise PrivacyConfigError(f"got budget={budget!r}; want None or (epsilon > 0, delta)")
+            budget = (float(budget[0]), check_delta(budget[1]))
+        self.budget = budget
         self.adaptive = adaptive
         self.count_noise_std = (
             adaptive.resolve_count_noise_std(self.expected_clients, self.noise_multiplier)
@@ -276,6 +285,13 @@ class DPFedAvg:
 
     def __call__(self, stack: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = _as_stack(stack)
+        if self.budget is not None and self.would_exceed(*self.budget):
+            eps, delta = self.budget
+            raise BudgetExceededError(
+                f"got a round that would spend epsilon "
+                f"{self.accountant.epsilon_after(delta, self.noise_multiplier, self.sample_rate):.4g} "
+                f"at delta={delta:g} after {self.rounds} rounds; want <= budget {eps:g}"
+            )
         n, d = x.shape
         clip = self._clip
         clipped, norms = clip_rows(x, clip)

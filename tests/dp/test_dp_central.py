@@ -12,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from dp import AdaptiveClipping, DPFedAvg, LocalNoise, PrivacyConfigError, clip_rows, mean_rule
+from dp import (
+    Accountant,
+    AdaptiveClipping,
+    BudgetExceededError,
+    DPFedAvg,
+    LocalNoise,
+    PrivacyConfigError,
+    clip_rows,
+    mean_rule,
+)
 from dp.central import adaptive_clip_update, update_noise_multiplier
 
 
@@ -262,3 +271,19 @@ def test_noiseless_mean_is_permutation_invariant_and_bounded(a: np.ndarray, rnd:
     out, out_perm = agg(x), agg(x[perm])
     assert torch.allclose(out, out_perm, atol=1e-6)
     assert float(out.norm()) <= 0.5 * x.shape[0] / 3 * (1 + 1e-5)
+
+
+def test_budget_stops_before_spending_more() -> None:
+    acc = Accountant()
+    acc.step(1.0, 0.1, steps=3)
+    budget = (acc.epsilon(1e-5) + 1e-9, 1e-5)  # exactly three rounds fit
+    agg = DPFedAvg(
+        mean_rule, clip=1.0, noise_multiplier=1.0, expected_clients=10, population=100, budget=budget
+    )
+    for _ in range(3):
+        agg(torch.randn(10, 4))
+    with pytest.raises(BudgetExceededError, match="want <= budget"):
+        agg(torch.randn(10, 4))
+    assert agg.rounds == 3 and agg.accountant.history == [(1.0, 0.1, 3)]
+    with pytest.raises(PrivacyConfigError, match="got budget="):
+        DPFedAvg(mean_rule, clip=1.0, noise_multiplier=1.0, expected_clients=1, budget=(0.0, 1e-5))
