@@ -51,7 +51,7 @@ def weiszfeld(
         beta = 1.0 / r.clamp_min(nu)
         w = (beta / beta.sum()).to(x.dtype)
         z_new = w @ x
-        step = float(torch.linalg.vector_norm((z_new - z).to(torch.float64)))
+        step = float(torch.dist(z_new, z))
         scale = float(r.median())
         z = z_new
         if step <= tol * scale or step == 0.0:
