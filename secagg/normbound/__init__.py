@@ -1,5 +1,14 @@
 """Client-side norm-bound proofs: Pedersen vector commitments on Ed25519 and a zero-knowledge proof that
-the committed integer vector has bounded entries and squared L2 norm at most B (see :mod:`normproof`)."""
+the committed integer vector has bounded entries and squared L2 norm at most B (see :mod:`normproof`).
+
+>>> import numpy as np
+>>> params = NormBoundParams(d=3, entry_bits=4, bound=30)
+>>> ctx = ProofContext(session=b"round-id", round=0, client=1)
+>>> C, r, proof = commit_and_prove(params, np.array([3, -4, 2]), ctx)
+>>> verify(params, C, proof.to_bytes(), ctx)  # None, or raises ProofRejected / MalformedProof
+>>> len(proof.to_bytes()) == params.proof_size
+True
+"""
 
 from secagg.normbound.errors import (
     LinkCheckFailed,
