@@ -163,7 +163,9 @@ class PaillierServer:
         self.client_vks: dict[int, bytes] = {}
 
     def load_update(self, i: int, msg: bytes, count: int) -> list[int]:
-        parts = open_message(msg, self.client_vks[i], f"client[{i}]", Kind.PAILLIER_UPDATE, count)
+        parts = open_message(
+            msg, self.client_vks[i], f"client[{i}]", Kind.PAILLIER_UPDATE, count, self.identity.round
+        )
         size, nsq = _ct_bytes(self.pub), self.pub.nsquare
         out = []
         for k, part in enumerate(parts):
@@ -205,7 +207,7 @@ class PaillierKeyHolder:
     def decrypt_sum(self, msg: bytes, count: int, n_clients: int, d: int) -> tuple[bytes, np.ndarray]:
         if self.server_vk is None:
             raise ProtocolAbort("key_holder: no server key registered; want setup first")
-        parts = open_message(msg, self.server_vk, "server", Kind.PAILLIER_SUM, count)
+        parts = open_message(msg, self.server_vk, "server", Kind.PAILLIER_SUM, count, self.identity.round)
         p = self.params
         ints = [self._priv.raw_decrypt(int.from_bytes(c, "big")) for c in parts]
         slots = unpack(ints, p.slot_bits(n_clients), p.per_plaintext(n_clients), d)
@@ -235,6 +237,7 @@ class PaillierMean:
         self.clients: dict[int, PaillierClient] = {}
         self.transcript: list[Message] = []
         self.meter = Meter()
+        self.round_id = 0
 
     def _send(self, sender: str, receiver: str, phase: str, payload: bytes) -> bytes:
         self.transcript.append(Message(sender, receiver, phase, bytes(payload)))
@@ -274,6 +277,9 @@ class PaillierMean:
         self.transcript, self.meter = [], Meter()
         self.params.encoding().scale_bits(n)  # raises EncodingError if n summands could wrap the ring
         kh, server = self._setup(n)
+        self.round_id += 1
+        for ident in [kh.identity, server.identity, *(c.identity for c in self.clients.values())]:
+            ident.round = self.round_id
         count = -(-d // self.params.per_plaintext(n))
         updates = []
         for i in range(n):
@@ -290,7 +296,9 @@ class PaillierMean:
             reply, total = kh.decrypt_sum(agg, count, n, d)
         reply = self._send("key_holder", "server", "decrypt", reply)
         with self.meter.time("server", "decrypt"):
-            (part,) = open_message(reply, kh.identity.verify_key, "key_holder", Kind.PLAINTEXT, 1)
+            (part,) = open_message(
+                reply, kh.identity.verify_key, "key_holder", Kind.PLAINTEXT, 1, server.identity.round
+            )
             mean = torch.as_tensor(parse_array(part, "float64", d, "aggregate") / n, dtype=torch.float32)
         leak = Leakage({"server": {"aggregate": mean}, "key_holder": {"aggregate": torch.as_tensor(total)}})
         return RoundResult(aggregate=mean, accepted=list(range(n)), meter=self.meter, leakage=leak)

@@ -92,6 +92,8 @@ class CKKSRound:
         #: Transport hook: ``intercept(message) -> bytes`` may rewrite, replay or corrupt a message in
         #: flight (fault injection in tests); ``None`` delivers messages unchanged.
         self.intercept: Callable[[Message], bytes] | None = None
+        #: Round counter, stamped on every frame: a message replayed from another round is refused.
+        self.round_id = 0
 
     # -- plumbing ---------------------------------------------------------------------------------------
     def send(self, sender: str, receiver: str, phase: str, payload: bytes) -> bytes:
@@ -164,6 +166,9 @@ class CKKSRound:
         self.meter = Meter()
         self._check_params(x)
         kh, server = self._setup(x.shape[0])
+        self.round_id += 1
+        for ident in [kh.identity, server.identity, *(c.identity for c in self.clients.values())]:
+            ident.round = self.round_id
         return x, kh, server
 
     def _check_params(self, x: np.ndarray) -> None:

@@ -1,12 +1,13 @@
 """Wire format of the HE protocols: signed, typed frames of length-prefixed parts.
 
-A frame is ``MAGIC | version (1 byte) | kind (1 byte) | count (uint32 BE) | (len (uint32 BE) | part)*``
-and travels signed with the sender's Ed25519 key (libsodium through PyNaCl): ``signature (64) | frame``.
-The receiver checks the signature first (:class:`secagg.AuthenticationError`), then the frame's magic,
-version, kind and part count (:class:`secagg.MalformedMessage`, :class:`secagg.StageError` for a frame of
-the wrong kind), then each part's content (a ciphertext that fails to load, or loads with the wrong size,
-scale or level, is a :class:`secagg.MalformedMessage`). A tampered message is therefore rejected and never
-turns into a wrong aggregate.
+A frame is ``MAGIC | version (1 B) | kind (1 B) | round (uint32 BE) | count (uint32 BE) |
+(len (uint32 BE) | part)*`` and travels signed with the sender's Ed25519 key (libsodium through
+PyNaCl): ``signature (64) | frame``. The receiver checks the signature first
+(:class:`secagg.AuthenticationError`), then magic, version and part count
+(:class:`secagg.MalformedMessage`), kind and round (:class:`secagg.StageError`: a frame of the wrong stage
+or replayed from another round), then each part's content (a ciphertext that fails to load, or loads
+with the wrong size, scale or level, is a :class:`secagg.MalformedMessage`). A tampered or replayed
+message is therefore rejected and never turns into a wrong aggregate.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from secagg.errors import AuthenticationError, MalformedMessage, StageError
 
 MAGIC = b"FSHE"
 VERSION = 1
-_HEAD = struct.Struct(">4sBBI")
+_HEAD = struct.Struct(">4sBBII")
 _LEN = struct.Struct(">I")
 
 
@@ -43,25 +44,29 @@ class Kind(IntEnum):
     PAILLIER_SUM = 11  # server -> key holder: the product of the clients' ciphertexts
 
 
-def encode_frame(kind: Kind, parts: list[bytes]) -> bytes:
-    """Frame ``parts`` as a message of ``kind``."""
-    out = [_HEAD.pack(MAGIC, VERSION, int(kind), len(parts))]
+def encode_frame(kind: Kind, parts: list[bytes], round_id: int = 0) -> bytes:
+    """Frame ``parts`` as a message of ``kind`` in round ``round_id``."""
+    out = [_HEAD.pack(MAGIC, VERSION, int(kind), round_id, len(parts))]
     for p in parts:
         out.append(_LEN.pack(len(p)))
         out.append(bytes(p))
     return b"".join(out)
 
 
-def decode_frame(data: bytes, want: Kind, count: int | None = None) -> list[bytes]:
-    """Parse a frame, checking magic, version, kind, part count and lengths."""
+def decode_frame(
+    data: bytes, want: Kind, count: int | None = None, round_id: int | None = None
+) -> list[bytes]:
+    """Parse a frame, checking magic, version, kind, round (when given), part count and lengths."""
     if len(data) < _HEAD.size:
         raise MalformedMessage(f"got a {len(data)}-byte frame; want at least {_HEAD.size} bytes")
-    magic, version, kind, n = _HEAD.unpack_from(data, 0)
+    magic, version, kind, rnd, n = _HEAD.unpack_from(data, 0)
     if magic != MAGIC or version != VERSION:
         raise MalformedMessage(f"got magic {magic!r} version {version}; want {MAGIC!r} version {VERSION}")
     if kind != int(want):
         got = Kind(kind).name if kind in Kind._value2member_map_ else str(kind)
         raise StageError(f"got a {got} message; want {want.name}")
+    if round_id is not None and rnd != round_id:
+        raise StageError(f"got a {want.name} message of round {rnd}; want round {round_id} (a replay?)")
     if count is not None and n != count:
         raise MalformedMessage(f"got {n} parts in a {want.name} message; want {count}")
     parts: list[bytes] = []
@@ -86,6 +91,7 @@ class Identity:
 
     name: str
     _key: nacl.signing.SigningKey
+    round: int = 0  # the round this party is in; stamped on every frame it signs
 
     @classmethod
     def generate(cls, name: str) -> Identity:
@@ -97,14 +103,19 @@ class Identity:
 
     def seal(self, kind: Kind, parts: list[bytes]) -> bytes:
         """Frame and sign ``parts``."""
-        return bytes(self._key.sign(encode_frame(kind, parts)))
+        return bytes(self._key.sign(encode_frame(kind, parts, self.round)))
 
     def __repr__(self) -> str:  # never print the key
         return f"Identity({self.name!r})"
 
 
 def open_message(
-    data: bytes, verify_key: bytes, sender: str, want: Kind, count: int | None = None
+    data: bytes,
+    verify_key: bytes,
+    sender: str,
+    want: Kind,
+    count: int | None = None,
+    round_id: int | None = None,
 ) -> list[bytes]:
     """Verify ``sender``'s signature on ``data`` and parse the frame it carries."""
     try:
@@ -113,7 +124,7 @@ def open_message(
         raise AuthenticationError(
             f"message from {sender}: signature does not verify; want a valid signature"
         ) from e
-    return decode_frame(frame, want, count)
+    return decode_frame(frame, want, count, round_id)
 
 
 def unsigned_frame(data: bytes) -> bytes:

@@ -153,7 +153,7 @@ class CKKSServer:
 
     def load_update(self, i: int, msg: bytes, d: int) -> Update:
         k = self.params.n_chunks(d)
-        parts = open_message(msg, self.client_vks[i], f"client[{i}]", Kind.UPDATE, k)
+        parts = open_message(msg, self.client_vks[i], f"client[{i}]", Kind.UPDATE, k, self.identity.round)
         what = f"update of client[{i}]"
         return [
             load_vector(self.ctx, p, levels=self.top, slots=self.params.slots, scale=self.scale, what=what)
@@ -161,7 +161,7 @@ class CKKSServer:
         ]
 
     def open_from_key_holder(self, msg: bytes, kind: Kind, count: int | None = None) -> list[bytes]:
-        return open_message(msg, self.key_holder_vk, "key_holder", kind, count)
+        return open_message(msg, self.key_holder_vk, "key_holder", kind, count, self.identity.round)
 
     def load_from_key_holder(self, msg: bytes, kind: Kind, count: int) -> list[Vec]:
         parts = self.open_from_key_holder(msg, kind, count)
@@ -261,7 +261,7 @@ class CKKSKeyHolder:
     def _open(self, msg: bytes, kind: Kind, count: int) -> list[bytes]:
         if self.server_vk is None:
             raise ProtocolAbort("key_holder: no server key registered; want setup first")
-        return open_message(msg, self.server_vk, "server", kind, count)
+        return open_message(msg, self.server_vk, "server", kind, count, self.identity.round)
 
     def _decrypt_parts(self, parts: list[bytes], *, levels: int, slots: int, what: str) -> list[np.ndarray]:
         out = []

@@ -166,9 +166,11 @@ def test_forged_selection_is_rejected(krum: CKKSRound) -> None:
 
 
 def test_selection_out_of_bounds_is_malformed(krum: CKKSRound) -> None:
-    bad = krum.key_holder.seal(Kind.SELECTION, [np.array([0, 1, 2, 9], dtype="<i8").tobytes()])
+    def bad(m: Message) -> bytes:  # signed by the key holder in the current round
+        return krum.key_holder.seal(Kind.SELECTION, [np.array([0, 1, 2, 9], dtype="<i8").tobytes()])
+
     with pytest.raises(MalformedMessage, match=r"got selection \[0, 1, 2, 9\]"):
-        run_with(krum, replace(lambda m: m.phase == "select", lambda m: bad))
+        run_with(krum, replace(lambda m: m.phase == "select", bad))
 
 
 def test_client_refuses_out_of_range_update(krum: CKKSRound) -> None:
@@ -182,3 +184,12 @@ def test_server_refuses_a_context_with_the_secret_key(krum: CKKSRound) -> None:
     private = krum.key_holder._ctx.serialize(save_secret_key=True)
     with pytest.raises(ProtocolAbort, match="secret key"):
         CKKSServer(krum.params, private, Identity.generate("server"), b"\x00" * 32)
+
+
+def test_message_replayed_from_an_earlier_round_is_refused(krum: CKKSRound) -> None:
+    krum.run(X)  # a completed round whose messages are replayed below
+    earlier = {(m.sender, m.phase): m.payload for m in krum.transcript}
+    for key in (("server", "distances"), ("key_holder", "select"), ("client[1]", "upload")):
+        hook = replace(lambda m, key=key: (m.sender, m.phase) == key, lambda m, key=key: earlier[key])
+        with pytest.raises(StageError, match=r"of round \d+; want round \d+ \(a replay\?\)"):
+            run_with(krum, hook)
