@@ -128,8 +128,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     res = run(cfg, out=args.out, progress=not args.quiet)
     s0 = res.units[0].summary
     title = (
-        f"{cfg.name}: {cfg.data.dataset}, {cfg.data.n_clients} clients, {s0['threat_model']['byzantine_actual']} "
-        f"Byzantine ({s0['threat_model']['attack']}), {s0['threat_model']['data_split']}, {cfg.train.rounds} rounds"
+        f"{cfg.name}: {cfg.data.dataset}, {cfg.data.n_clients} clients, "
+        f"{s0['threat_model']['byzantine_actual']} Byzantine ({s0['threat_model']['attack']}), "
+        f"{s0['threat_model']['data_split']}, {cfg.train.rounds} rounds"
     )
     _print_table(res.table(), title)
     print(f"wrote {res.out_dir} in {time.perf_counter() - t0:.0f} s (report.md, summary.csv, *.png)")
@@ -143,7 +144,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     res = sweep(args.config, out=args.out, overrides=args.overrides, jobs=args.jobs, progress=not args.quiet)
     print(
-        f"{len(res.ran)} run(s) done, {len(res.skipped)} skipped (already finished); report: {res.out_dir / 'report.md'}"
+        f"{len(res.ran)} run(s) done, {len(res.skipped)} skipped (already finished); "
+        f"report: {res.out_dir / 'report.md'}"
     )
     return 0
 

@@ -27,7 +27,7 @@ def _save(fig: Any, path: Path) -> str:
 
 
 def accuracy_curves(runs: Sequence[dict[str, Any]], path: Path, max_panels: int = 12) -> str:
-    """Test accuracy vs round: one panel per setting (attack, beta), one line per defense (mean over seeds)."""
+    """Test accuracy vs round: a panel per setting (attack, beta), a line per defense (mean over seeds)."""
     panels: dict[str, dict[str, list[list[tuple[int, float]]]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         key = f"{attack_name(r)}, beta={r['beta']:g}"

@@ -15,7 +15,7 @@ The statement written into metrics and report.md: epsilon, delta, accountant, me
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ class PrivacyWiring:
             ) from e
         self._dp = dp
         if self.mode == "user":
-            self.accountant = dp.Accountant(kind=self.dp.accountant)
+            self.accountant = dp.Accountant(kind=cast(Any, self.dp.accountant))
 
     # ---------------------------------------------------------------- server side
     @property
@@ -102,7 +102,7 @@ class PrivacyWiring:
                 max_grad_norm=self.dp.clip,
                 batch_size=self.cfg.train.batch_size,
                 lr=self.cfg.train.lr,
-                accountant=self.dp.accountant,
+                accountant=cast(Any, self.dp.accountant),
             )
 
     def client_updates(

@@ -107,14 +107,15 @@ def table1(groups: Sequence[dict[str, Any]]) -> str:
                 txt = f"{100 * g['max_acc_mean']:.1f} ± {100 * g['max_acc_std']:.1f}"
                 row.append(f"**{txt}***" if a == worst else txt)
         lines.append("| " + " | ".join(row) + " |")
-    note = "\nMax top-1 test accuracy (%), mean ± std over seeds; **bold\\*** = most damaging attack per block.\n"
+    note = "\nMax top-1 test accuracy (%), mean ± std over seeds; **bold\\*** = the most damaging attack"
+    note += " per block.\n"
     return "\n".join(lines) + "\n" + note
 
 
 def heatmap_cells(
     groups: Sequence[dict[str, Any]], attack: str
 ) -> dict[str, tuple[list[float], list[float], np.ndarray]]:
-    """Per defense: (strengths, betas, accuracy[beta, strength]) for runs of ``attack`` (NaN where missing)."""
+    """Per defense: (strengths, betas, accuracy[beta, strength]) for ``attack`` (NaN where missing)."""
     sel = [g for g in groups if g["attack"] == attack]
     strengths = sorted({float(g["strength"]) for g in sel if g["strength"] is not None})
     betas = sorted({float(g["beta"]) for g in sel})

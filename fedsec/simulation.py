@@ -198,7 +198,8 @@ def _load(cfg: Config) -> tuple[Any, Any, list[np.ndarray], np.ndarray]:
     if len(train.y) < need:
         raise ConfigError(
             f"data.n_clients: got {n} clients x data.min_samples={cfg.data.min_samples} for dataset "
-            f"{cfg.data.dataset!r} of {len(train.y)} training samples; want at most {len(train.y)} samples in all"
+            f"{cfg.data.dataset!r} of {len(train.y)} training samples; "
+            f"want at most {len(train.y)} samples in all"
         )
     rng = np.random.default_rng([cfg.train.seed, 1])
     ys = train.y.numpy()
@@ -266,10 +267,16 @@ def simulate(
 
     rule = build_defense(cfg)
     root_rule = _RootRule(rule) if getattr(rule, "needs_root", False) else None
-    root_x = root_y = None
+    root_computer = None
     if root_rule is not None:
-        ridx = torch.from_numpy(np.random.default_rng([seed, 4]).choice(len(train.y), 100, replace=False))
-        root_x, root_y = train.x[ridx].to(device), train.y[ridx].to(device)
+        # The server's root dataset (FLTrust): 100 clean training samples it holds itself.
+        ridx = np.random.default_rng([seed, 4]).choice(len(train.y), min(100, len(train.y)), replace=False)
+        root_data = ClientData.build(train.x, train.y, [ridx], device)
+        root_computer = ClientComputer(
+            fm, root_data, mode=cfg.train.mode, lr=cfg.train.lr, batch_size=cfg.train.batch_size,
+            local_steps=cfg.train.local_steps, weight_decay=cfg.train.weight_decay,
+            vectorize=cfg.train.vectorize,
+        )  # fmt: skip
     selector = root_rule or rule
     cohort_size = cfg.train.clients_per_round or n
     privacy = PrivacyWiring(cfg, sample_rate=cohort_size / n, expected_clients=cohort_size)
@@ -303,11 +310,7 @@ def simulate(
     try:
         if writer is not None:
             writer.write_text("config.toml", cfg.to_toml())
-            writer.write_text(
-                "label_histogram.csv",
-                csv_text({"client": i, "byzantine": bool(is_byz[i]), **{f"class_{c}": int(v) for c, v in enumerate(row)}}
-                         for i, row in enumerate(hist)),
-            )  # fmt: skip
+            writer.write_text("label_histogram.csv", _histogram_csv(hist, is_byz))
         for t in range(1, cfg.train.rounds + 1):
             if privacy.would_exceed_budget():
                 stopped = f"privacy budget: epsilon would exceed {cfg.dp.budget_epsilon}"
@@ -338,14 +341,9 @@ def simulate(
                 stack[br] = attack(stack[br], honest, ctx=ctx).to(stack.dtype)
             stack = privacy.local_noise(stack)
             client_times.append(time.perf_counter() - t0)
-            if root_rule is not None:
-                root_data = ClientData.build(root_x, root_y, [np.arange(len(root_y))], device)
-                rc = ClientComputer(
-                    fm, root_data, mode=cfg.train.mode, lr=cfg.train.lr, batch_size=cfg.train.batch_size,
-                    local_steps=cfg.train.local_steps, weight_decay=cfg.train.weight_decay,
-                    vectorize=computer.vectorize,
-                )  # fmt: skip
-                root_rule.root = rc.updates(w, torch.zeros(1, dtype=torch.long, device=device), gen)[0]
+            if root_rule is not None and root_computer is not None:
+                server_id = torch.zeros(1, dtype=torch.long, device=device)
+                root_rule.root = root_computer.updates(w, server_id, gen)[0]
             t1 = time.perf_counter()
             result = proto.run(stack, rng=np.random.default_rng([seed, 5, t]))
             agg_dt = time.perf_counter() - t1
@@ -453,6 +451,14 @@ def simulate(
             writer.abort()
         raise
     return UnitResult(cfg.defense.label, cfg_hash, seed, metrics, summary, run_dir, w.detach().cpu())
+
+
+def _histogram_csv(hist: np.ndarray, is_byz: np.ndarray) -> str:
+    rows = []
+    for i, row in enumerate(hist):
+        counts = {f"class_{c}": int(v) for c, v in enumerate(row)}
+        rows.append({"client": i, "byzantine": bool(is_byz[i]), **counts})
+    return csv_text(rows)
 
 
 def _flat_summary(s: dict[str, Any]) -> dict[str, Any]:

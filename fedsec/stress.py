@@ -37,7 +37,7 @@ def _units(cfg: Config, betas: Sequence[float], strengths: Sequence[float]) -> l
 
 
 def worst_cases(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (defense, beta): the strength with the lowest mean max accuracy, and the accuracy without attack."""
+    """Per (defense, beta): the strength of lowest mean max accuracy, and the accuracy without attack."""
     acc: dict[tuple[str, float], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for s in summaries:
         acc[(s["label"], float(s["beta"]))][float(s["strength"])].append(float(s["max_accuracy"]))
@@ -78,7 +78,7 @@ def stress(
     jobs: int = 1,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run the strength search; write ``stress.csv`` and ``stress.md`` under ``out``; return the worst cases."""
+    """Run the strength search; write ``stress.csv`` and ``stress.md`` under ``out``; return worst cases."""
     cfg = (
         Config.from_toml(config, overrides)
         if isinstance(config, str | Path)
@@ -86,7 +86,8 @@ def stress(
     )
     if cfg.attack.name == "none" or cfg.attack.f == 0:
         raise ConfigError(
-            f"attack.name: got {cfg.attack.name!r} with f={cfg.attack.f}; want an attack with a strength and f > 0"
+            f"attack.name: got {cfg.attack.name!r} with f={cfg.attack.f}; "
+            "want an attack with a strength and f > 0"
         )
     root = ensure_writable_dir(Path(out if out is not None else cfg.output.dir))
     runs = root / "runs"

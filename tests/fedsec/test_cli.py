@@ -35,11 +35,25 @@ def test_default_config_is_bundled_package_data() -> None:
     assert default_config().is_file() and default_config().name == "quickstart.toml"
 
 
-def test_run_prints_a_table_and_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_prints_a_table_and_writes_the_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     text = tiny_toml(attack={"name": "alie", "f": 2}, defense=[{"rule": "mean"}, {"rule": "median"}])
     cfg = _write(tmp_path, text)
     out = tmp_path / "out"
-    code = main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "train.rounds=4", "--set", "output.plots=true"])
+    code = main(
+        [
+            "run",
+            str(cfg),
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            "train.rounds=4",
+            "--set",
+            "output.plots=true",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "max_acc" in printed and "median" in printed and "wrote" in printed
@@ -47,15 +61,21 @@ def test_run_prints_a_table_and_writes_the_run_directory(tmp_path: Path, capsys:
         p.name for p in out.iterdir()
     }
     rows = (out / "summary.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].startswith(("agg_seconds_mean", "attack")) or "max_accuracy" in rows[0]
-    assert "rounds = 4" in (out / "config.toml").read_text() or '"rounds" = 4' in (out / "config.toml").read_text()
+    assert len(rows) == 3 and "max_accuracy" in rows[0].split(",")
+    assert (
+        "rounds = 4" in (out / "config.toml").read_text()
+        or '"rounds" = 4' in (out / "config.toml").read_text()
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--set", "train.lr=-1"], "train.lr: got -1.0; want > 0"),
-        (["--set", "attack.f=4", "--set", 'attack.name="alie"'], "attack.f: got 4 with data.n_clients=8; want f < n/2"),
+        (
+            ["--set", "attack.f=4", "--set", 'attack.name="alie"'],
+            "attack.f: got 4 with data.n_clients=8; want f < n/2",
+        ),
         (["--set", "data.dataset=nope"], "nope"),
         (["--set", "train.epochs=3"], "train.epochs: got an unknown key"),
     ],
@@ -88,7 +108,9 @@ def test_missing_config_and_report_dir_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert "no finished run" in capsys.readouterr().err
 
 
-def test_sweep_is_resumable_and_report_draws_the_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_is_resumable_and_report_draws_the_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     text = tiny_toml(
         attack={"name": "alie", "f": 2, "strength": 1.0},
         defense=[{"rule": "mean"}, {"rule": "median"}],
@@ -112,7 +134,14 @@ def test_sweep_is_resumable_and_report_draws_the_figures(tmp_path: Path, capsys:
     assert not list(out.glob(".*partial*"))
     assert main(["report", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
-    assert {"report.md", "summary.csv", "groups.csv", "accuracy.png", "heatmap_alie.png", "runtime.png"} <= names
+    assert {
+        "report.md",
+        "summary.csv",
+        "groups.csv",
+        "accuracy.png",
+        "heatmap_alie.png",
+        "runtime.png",
+    } <= names
     report = (out / "report.md").read_text()
     assert "Table 1 layout" in report and "***" in report
 
@@ -145,9 +174,14 @@ def test_console_script_runs(tmp_path: Path) -> None:
         pytest.skip("the fedsec console script is not installed next to this interpreter")
     cfg = _write(tmp_path, tiny_toml())
     proc = subprocess.run(
-        [exe, "run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"], capture_output=True, text=True, timeout=120
+        [exe, "run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "o" / "mean" / "summary.json").read_text())["rounds"] == 6
-    bad = subprocess.run([exe, "run", str(cfg), "--set", "train.lr=0"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [exe, "run", str(cfg), "--set", "train.lr=0"], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 2 and bad.stderr.strip() == "fedsec: error: train.lr: got 0.0; want > 0"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,11 +51,15 @@ def test_bad_config_names_the_key(raw: dict, message: str) -> None:
 
 
 def test_defaults_and_derived_values() -> None:
-    cfg = Config.from_dict({"attack": {"name": "alie", "f": 5}, "defense": {"rule": "trimmed_mean", "pre": ["nnm"]}})
+    cfg = Config.from_dict(
+        {"attack": {"name": "alie", "f": 5}, "defense": {"rule": "trimmed_mean", "pre": ["nnm"]}}
+    )
     assert cfg.defense.label == "trimmed_mean(nnm)"
     assert cfg.assumed_f() == 5  # the defense assumes the actual f unless told otherwise
     assert Config.from_dict({"attack": {"name": "alie", "f": 5}, "defense": {"f": 3}}).assumed_f() == 3
-    assert cfg.train.lr == pytest.approx(0.1) and isinstance(Config.from_dict({"train": {"lr": 1}}).train.lr, float)
+    assert cfg.train.lr == pytest.approx(0.1) and isinstance(
+        Config.from_dict({"train": {"lr": 1}}).train.lr, float
+    )
 
 
 def test_overrides_are_parsed_as_toml() -> None:
@@ -66,31 +70,35 @@ def test_overrides_are_parsed_as_toml() -> None:
     assert raw["train"]["lr"] == 0.5
     assert raw["data"] == {"dataset": "synthetic", "options": {"n_samples": 100}}
     assert raw["attack"]["name"] == "ipm"
-    with pytest.raises(ConfigError, match="got no '='"):
+    with pytest.raises(ConfigError, match=r"got no '='"):
         apply_overrides({}, ["train.lr"])
-    with pytest.raises(ConfigError, match="want section.key=value"):
+    with pytest.raises(ConfigError, match=r"want section.key=value"):
         apply_overrides({}, ["lr=3"])
-    with pytest.raises(ConfigError, match="train.lr: got 'abc'; want a number"):
+    with pytest.raises(ConfigError, match=r"train.lr: got 'abc'; want a number"):
         Config.from_dict({}).with_overrides(["train.lr=abc"])
 
 
 def test_defense_override_applies_to_every_defense_and_selects_by_label() -> None:
-    cfg = Config.from_dict({"attack": {"name": "alie", "f": 2}, "defense": [{"rule": "mean"}, {"rule": "median"}]})
+    cfg = Config.from_dict(
+        {"attack": {"name": "alie", "f": 2}, "defense": [{"rule": "mean"}, {"rule": "median"}]}
+    )
     assert {d.f for d in cfg.with_overrides(["defense.f=1"]).defenses} == {1}
     only = cfg.replace(defense="median")
     assert [d.label for d in only.defenses] == ["median"]
-    with pytest.raises(ConfigError, match="defense: got 'krum'"):
+    with pytest.raises(ConfigError, match=r"defense: got 'krum'"):
         cfg.replace(defense="krum")
 
 
 def test_units_one_per_defense_and_hash_identifies_what_is_computed() -> None:
-    cfg = Config.from_dict({"attack": {"name": "alie", "f": 2}, "defense": [{"rule": "mean"}, {"rule": "median"}]})
+    cfg = Config.from_dict(
+        {"attack": {"name": "alie", "f": 2}, "defense": [{"rule": "mean"}, {"rule": "median"}]}
+    )
     units = cfg.units()
     assert [u.defense.label for u in units] == ["mean", "median"]
     assert units[0].hash() != units[1].hash()
     assert units[0].hash() == units[0].with_overrides(["output.dir=elsewhere", "output.plots=false"]).hash()
     assert units[0].hash() != units[0].with_overrides(["train.seed=1"]).hash()
-    with pytest.raises(ConfigError, match="want exactly one"):
+    with pytest.raises(ConfigError, match=r"want exactly one"):
         _ = cfg.defense
 
 
@@ -101,7 +109,7 @@ def test_units_one_per_defense_and_hash_identifies_what_is_computed() -> None:
     beta=st.floats(1e-3, 100, allow_nan=False),
     pre=st.lists(st.sampled_from(["nnm", "bucketing", "clip"]), max_size=2, unique=True),
     strength=st.none() | st.floats(0, 50, allow_nan=False),
-    label=st.text(alphabet="abc_(), é\"\\", max_size=8),
+    label=st.text(alphabet='abc_(), é"\\', max_size=8),
 )
 def test_toml_round_trip_keeps_the_hash(
     lr: float, rounds: int, beta: float, pre: list[str], strength: float | None, label: str
@@ -124,22 +132,27 @@ def test_toml_round_trip_keeps_the_hash(
 
 
 def test_dump_toml_rejects_non_toml_values() -> None:
-    with pytest.raises(ConfigError, match="want a TOML value"):
+    with pytest.raises(ConfigError, match=r"want a TOML value"):
         dump_toml({"a": {"b": object()}})
 
 
 def test_from_toml_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match=r"does not exist"):
         Config.from_toml(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[train\nlr = 1")
-    with pytest.raises(ConfigError, match="invalid TOML"):
+    with pytest.raises(ConfigError, match=r"invalid TOML"):
         Config.from_toml(bad)
 
 
 @pytest.mark.parametrize(
     "path",
-    ["fedsec/configs/quickstart.toml", "examples/quickstart.toml", "examples/stress_digits.toml", "examples/paper_fmnist.toml"],
+    [
+        "fedsec/configs/quickstart.toml",
+        "examples/quickstart.toml",
+        "examples/stress_digits.toml",
+        "examples/paper_fmnist.toml",
+    ],
 )
 def test_bundled_configs_are_valid(path: str) -> None:
     cfg = Config.from_toml(ROOT / path)
@@ -152,4 +165,6 @@ def test_quickstart_matches_the_issue() -> None:
     assert (cfg.data.partition, cfg.data.beta) == ("dirichlet", 0.3)
     labels = {d.label for d in cfg.defenses}
     assert {"mean", "median", "trimmed_mean(nnm)", "multi_krum", "centered_clipping", "dnc"} <= labels
-    assert (ROOT / "examples/quickstart.toml").read_text() == (ROOT / "fedsec/configs/quickstart.toml").read_text()
+    assert (ROOT / "examples/quickstart.toml").read_text() == (
+        ROOT / "fedsec/configs/quickstart.toml"
+    ).read_text()

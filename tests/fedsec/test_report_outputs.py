@@ -46,15 +46,23 @@ RUNS = [
 def test_group_runs_means_and_stds_over_seeds() -> None:
     groups = group_runs(RUNS)
     g = next(g for g in groups if (g["defense"], g["attack_label"], g["beta"]) == ("mean", "alie(8)", 0.1))
-    vals = [r["max_accuracy"] for r in RUNS if (r["label"], r["strength"], r["beta"], r["attack"]) == ("mean", 8.0, 0.1, "alie")]
+    vals = [
+        r["max_accuracy"]
+        for r in RUNS
+        if (r["label"], r["strength"], r["beta"], r["attack"]) == ("mean", 8.0, 0.1, "alie")
+    ]
     assert g["seeds"] == len(vals) == 3
-    assert g["max_acc_mean"] == pytest.approx(np.mean(vals)) and g["max_acc_std"] == pytest.approx(np.std(vals))
+    assert g["max_acc_mean"] == pytest.approx(np.mean(vals)) and g["max_acc_std"] == pytest.approx(
+        np.std(vals)
+    )
 
 
 def test_table1_marks_the_most_damaging_attack_per_block() -> None:
     md = table1(group_runs(RUNS))
     lines = md.splitlines()
-    assert lines[0].startswith("| defense | β=0.1 alie(2.5) | β=0.1 alie(8) | β=0.1 ipm(2.5) | β=0.5 alie(2.5)")
+    assert lines[0].startswith(
+        "| defense | β=0.1 alie(2.5) | β=0.1 alie(8) | β=0.1 ipm(2.5) | β=0.5 alie(2.5)"
+    )
     mean_row = next(line for line in lines if line.startswith("| mean "))
     median_row = next(line for line in lines if line.startswith("| median "))
     # One mark per (defense, beta) block.
@@ -125,7 +133,7 @@ def test_run_writer_abort_and_partial_cleanup(tmp_path: Path) -> None:
 def test_ensure_writable_dir(tmp_path: Path) -> None:
     assert ensure_writable_dir(tmp_path / "a" / "b").is_dir()
     (tmp_path / "f").write_text("")
-    with pytest.raises(ConfigError, match="output.dir: got .*not writable"):
+    with pytest.raises(ConfigError, match=r"output.dir: got .*not writable"):
         ensure_writable_dir(tmp_path / "f" / "sub")
 
 

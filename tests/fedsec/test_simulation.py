@@ -22,7 +22,9 @@ def _strip(metrics: list[dict]) -> list[dict]:
 
 
 def test_unit_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
-    cfg = tiny(attack={"name": "sign_flip", "f": 2}, defense={"rule": "multi_krum"}, output={"checkpoint_every": 3})
+    cfg = tiny(
+        attack={"name": "sign_flip", "f": 2}, defense={"rule": "multi_krum"}, output={"checkpoint_every": 3}
+    )
     res = simulate(cfg, tmp_path / "run")
     d = tmp_path / "run"
     assert {p.name for p in d.iterdir()} >= {
@@ -105,19 +107,19 @@ def test_fltrust_gets_the_root_gradient() -> None:
 
 def test_dataset_smaller_than_the_clients_is_a_config_error(tmp_path: Path) -> None:
     cfg = tiny(data={"options": {"n_samples": 20, "n_features": 4, "n_classes": 2}, "min_samples": 4})
-    with pytest.raises(ConfigError, match="data.n_clients: got 8 clients x data.min_samples=4"):
+    with pytest.raises(ConfigError, match=r"data.n_clients: got 8 clients x data.min_samples=4"):
         simulate(cfg, tmp_path / "run")
     assert not list(tmp_path.iterdir())
 
 
 def test_unknown_names_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="defense.rule: got 'krum2'"):
+    with pytest.raises(ConfigError, match=r"defense.rule: got 'krum2'"):
         build_defense(tiny(defense={"rule": "krum2"}))
-    with pytest.raises(ConfigError, match="attack.name: got 'alei'"):
+    with pytest.raises(ConfigError, match=r"attack.name: got 'alei'"):
         simulate(tiny(attack={"name": "alei", "f": 1}))
-    with pytest.raises(ConfigError, match="attack.strength: got 2.0 for 'sign_flip'"):
+    with pytest.raises(ConfigError, match=r"attack.strength: got 2.0 for 'sign_flip'"):
         simulate(tiny(attack={"name": "sign_flip", "f": 1, "strength": 2.0}))
-    with pytest.raises(ConfigError, match="defense.rule 'median': got kwargs"):
+    with pytest.raises(ConfigError, match=r"defense.rule 'median': got kwargs"):
         build_defense(tiny(defense={"rule": "median", "kwargs": {"tau": 1}}))
 
 

@@ -35,7 +35,9 @@ def _data(n_clients: int = 5, per: int = 6) -> tuple[torch.Tensor, torch.Tensor,
     return x, y, [perm[i * per : (i + 1) * per] for i in range(n_clients)]
 
 
-def _computer(model: nn.Module, mode: str, vectorize: bool, wd: float = 0.0) -> tuple[ClientComputer, FlatModel]:
+def _computer(
+    model: nn.Module, mode: str, vectorize: bool, wd: float = 0.0
+) -> tuple[ClientComputer, FlatModel]:
     x, y, parts = _data()
     fm = FlatModel(model)
     data = ClientData.build(x, y, parts, torch.device("cpu"))
@@ -136,7 +138,9 @@ def test_backdoor_stamps_a_trigger_and_relabels_a_fraction() -> None:
     x = torch.zeros(10, 1, 8, 8)
     y = torch.ones(10, dtype=torch.long)
     byz = np.arange(2, 10)
-    x2, y2 = poison(x, y, byz, kind="backdoor", num_classes=3, target=2, fraction=0.5, rng=np.random.default_rng(0))
+    x2, y2 = poison(
+        x, y, byz, kind="backdoor", num_classes=3, target=2, fraction=0.5, rng=np.random.default_rng(0)
+    )
     changed = (y2 == 2).nonzero().flatten().tolist()
     assert len(changed) == 4 and set(changed) <= set(byz.tolist())
     s = trigger_size((1, 8, 8))

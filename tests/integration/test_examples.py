@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quickstart_example_at_reduced_size(tmp_path: Path) -> None:
     res = run(ROOT / "examples/quickstart.toml", out=tmp_path, overrides=["train.rounds=3", "eval.every=3"])
     assert len(res.units) == 6
-    assert {"accuracy.png", "label_histogram.png", "runtime.png", "report.md"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"accuracy.png", "label_histogram.png", "runtime.png", "report.md"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
 
 
 def test_stress_digits_example_at_reduced_size(tmp_path: Path) -> None:
@@ -45,7 +47,19 @@ def _idx(path: Path, arr: np.ndarray) -> None:
 def test_paper_fmnist_example_on_small_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg_path = ROOT / "examples/paper_fmnist.toml"
     # Without the data: one clear line naming the expected path, exit code 2.
-    assert main(["run", str(cfg_path), "--set", f'data.data_dir="{tmp_path / "none"}"', "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                str(cfg_path),
+                "--set",
+                f'data.data_dir="{tmp_path / "none"}"',
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("fedsec: error: ") and "train-images-idx3-ubyte.gz" in err
     # With small files in the FMNIST IDX format.
@@ -55,6 +69,12 @@ def test_paper_fmnist_example_on_small_files(tmp_path: Path, capsys: pytest.Capt
     for split, n in (("train", 300), ("t10k", 60)):
         _idx(d / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
         _idx(d / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-    over = [f'data.data_dir="{tmp_path}"', "data.min_samples=2", "train.rounds=2", "eval.every=1", "defense.f=5"]
+    over = [
+        f'data.data_dir="{tmp_path}"',
+        "data.min_samples=2",
+        "train.rounds=2",
+        "eval.every=1",
+        "defense.f=5",
+    ]
     res = run(cfg_path, out=tmp_path / "run", overrides=over)
     assert len(res.units) == 5 and all(u.summary["rounds"] == 2 for u in res.units)

@@ -31,7 +31,9 @@ FEDSGD: dict[str, Any] = {
 }
 
 
-def _cfg(base: dict[str, Any], attack: dict[str, Any] | None = None, rule: str = "mean", pre: tuple = ()) -> Config:
+def _cfg(
+    base: dict[str, Any], attack: dict[str, Any] | None = None, rule: str = "mean", pre: tuple = ()
+) -> Config:
     raw = {**base, "defense": {"rule": rule, "pre": list(pre)}}
     if attack is not None:
         raw["attack"] = attack

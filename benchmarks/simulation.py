@@ -1,0 +1,106 @@
+"""Simulation throughput: vectorized clients (torch.func vmap) vs a Python loop over clients, and the
+quickstart's rounds per second.
+
+Table 1: seconds of client computation per round (25 clients, digits, batch 32) for each model and
+mode; baseline = the Python loop measured in the same run; ratio = loop / vectorized.
+Table 2: the bundled quickstart (digits, 25 clients, 5 ALIE attackers), every defense for a few rounds:
+rounds per second of the whole round (clients, attack, aggregation, server step; evaluation excluded
+by evaluating only at the end), and aggregation milliseconds per round.
+
+Medians over repeats; the machine may be shared with other work, so absolute numbers are noisy.
+
+    python benchmarks/simulation.py [--repeats 7] [--rounds 20] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# Running this file puts benchmarks/ first on sys.path, where sibling scripts (e.g. secagg.py) would
+# shadow the packages of the same name: drop it.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from fedsec.cli import default_config  # noqa: E402
+from fedsec.config import Config  # noqa: E402
+from fedsec.data import load_dataset, partition  # noqa: E402
+from fedsec.models import make_model  # noqa: E402
+from fedsec.simulation import simulate  # noqa: E402
+from fedsec.training import ClientComputer, ClientData, FlatModel  # noqa: E402
+
+
+def client_seconds(model_name: str, mode: str, vectorize: bool, repeats: int, n_clients: int = 25) -> float:
+    train, _ = load_dataset("digits", seed=0)
+    parts = partition(
+        train.y.numpy(), n_clients, "dirichlet", beta=0.3, min_samples=8, rng=np.random.default_rng(0)
+    )
+    torch.manual_seed(0)
+    fm = FlatModel(make_model(model_name, tuple(train.x.shape[1:]), train.num_classes))
+    data = ClientData.build(train.x, train.y, parts, torch.device("cpu"))
+    cc = ClientComputer(
+        fm, data, mode=mode, lr=0.1, batch_size=32, local_steps=2, weight_decay=0.0, vectorize=vectorize
+    )
+    w = fm.flat()
+    clients = torch.arange(n_clients)
+    gen = torch.Generator().manual_seed(0)
+    cc.updates(w, clients, gen)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        cc.updates(w, clients, gen)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians over {args.repeats} repeats\n"
+    )
+    print("Table 1: client computation per round, 25 clients (baseline: Python loop over clients)")
+    print(f"{'model':<6} {'mode':<7} {'d':>7} {'loop s/round':>13} {'vmap s/round':>13} {'speed-up':>9}")
+    for model_name in ("cnn", "mlp", "logreg"):
+        for mode in ("fedsgd", "fedavg"):
+            loop = client_seconds(model_name, mode, False, args.repeats)
+            vec = client_seconds(model_name, mode, True, args.repeats)
+            train, _ = load_dataset("digits", seed=0)
+            d = FlatModel(make_model(model_name, tuple(train.x.shape[1:]), 10)).d
+            print(f"{model_name:<6} {mode:<7} {d:>7} {loop:>13.4f} {vec:>13.4f} {loop / vec:>8.1f}x")
+
+    print(f"\nTable 2: quickstart defenses, {args.rounds} rounds each (evaluation only at the end)")
+    cfg = Config.from_toml(default_config(), [f"train.rounds={args.rounds}", f"eval.every={args.rounds}"])
+    print(f"{'defense':<20} {'rounds/s':>9} {'agg ms/round':>13} {'vs mean':>8}")
+    base = None
+    total_rounds = 0
+    t_all = time.perf_counter()
+    for unit in cfg.units():
+        rps = []
+        agg = []
+        for _ in range(max(1, args.repeats // 3)):
+            t0 = time.perf_counter()
+            res = simulate(unit)
+            rps.append(args.rounds / (time.perf_counter() - t0))
+            agg.append(1e3 * res.summary["agg_seconds_mean"])
+            total_rounds += args.rounds
+        r, a = statistics.median(rps), statistics.median(agg)
+        base = a if base is None else base
+        print(f"{unit.defense.label:<20} {r:>9.1f} {a:>13.2f} {a / base:>7.1f}x")
+    print(
+        f"all defenses: {total_rounds / (time.perf_counter() - t_all):.1f} rounds/s (including data loading)"
+    )
+
+
+if __name__ == "__main__":
+    main()
