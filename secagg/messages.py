@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
+
 from secagg import keys
 from secagg.errors import MalformedMessage
 from secagg.shamir import SHARE_BYTES
@@ -267,15 +269,36 @@ def encode_unmask(entries: Sequence[UnmaskEntry]) -> bytes:
     return _u32(len(entries)) + b"".join(_u32(i) + bytes([int(w)]) + s for i, w, s in entries)
 
 
-def decode_unmask(body: bytes, limit: int) -> list[UnmaskEntry]:
+_UNMASK_DTYPE = np.dtype([("id", "<u4"), ("what", "u1"), ("share", "u1", (SHARE_BYTES,))])
+
+
+def decode_unmask_arrays(body: bytes, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """UNMASK body as arrays ``(ids u32, what u8, shares (m, 33) u8)``, validated without Python loops:
+    count and length exact, ids strictly increasing, ``what`` in {0, 1}, every share canonical (< p)."""
     r = _Reader(body, "UNMASK")
-    out: list[UnmaskEntry] = []
-    for _ in range(r.count(5 + SHARE_BYTES, limit)):
-        i = r.u32()
-        w = r.take(1)[0]
-        if w not in (0, 1):
-            raise MalformedMessage(f"UNMASK entry kind: got {w}; want 0 (self seed) or 1 (mask key)")
-        out.append((i, What(w), r.take(SHARE_BYTES)))
+    count = r.count(_UNMASK_DTYPE.itemsize, limit)
+    rec = np.frombuffer(r.take(count * _UNMASK_DTYPE.itemsize), dtype=_UNMASK_DTYPE)
     r.done()
-    _increasing([e[0] for e in out], "UNMASK")
-    return out
+    ids, what, shares = rec["id"], rec["what"], rec["share"]
+    if count > 1 and not (ids[1:] > ids[:-1]).all():
+        raise MalformedMessage(
+            f"UNMASK: got ids {ids[:10].tolist()}; want strictly increasing (no duplicates)"
+        )
+    if (what > 1).any():
+        raise MalformedMessage(
+            f"UNMASK entry kind: got {int(what.max())}; want 0 (self seed) or 1 (mask key)"
+        )
+    # p = 2^256 + 297: a 33-byte little-endian value is < p iff its top byte is 0, or it is 1 with
+    # bytes 2..31 zero and bytes 0..1 below 297.
+    top = shares[:, SHARE_BYTES - 1]
+    low = shares[:, 0].astype(np.int64) + 256 * shares[:, 1].astype(np.int64)
+    ok = (top == 0) | ((top == 1) & ~shares[:, 2 : SHARE_BYTES - 1].any(axis=1) & (low < 297))
+    if not ok.all():
+        raise MalformedMessage("UNMASK share: got a value >= p; want a canonical field element")
+    return ids, what, shares
+
+
+def decode_unmask(body: bytes, limit: int) -> list[UnmaskEntry]:
+    """UNMASK body as ``(id, What, share bytes)`` tuples (see :func:`decode_unmask_arrays`)."""
+    ids, what, shares = decode_unmask_arrays(body, limit)
+    return [(int(i), What(int(w)), sh.tobytes()) for i, w, sh in zip(ids, what, shares)]

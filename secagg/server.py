@@ -160,20 +160,21 @@ class SecAggServer:
         keys.verify(self._pki[u], m.survivors_statement(self.cfg.session, self.sets["U3"]), body)
 
     def _check_unmask(self, u: int, body: bytes) -> None:
-        entries = m.decode_unmask(body, self.cfg.n)
+        ids, what, _ = m.decode_unmask_arrays(body, self.cfg.n)
         u2, u3 = set(self.sets["U2"]), set(self.sets["U3"])
         want = sorted(v for v in self._holders(u) if v in u2)
-        if [v for v, _, _ in entries] != want:
+        if ids.tolist() != want:
+            raise MalformedMessage(f"UNMASK from client {u}: got ids {ids[:10].tolist()}; want {want[:10]}")
+        expect = np.array(
+            [int(m.What.SELF_SEED if v in u3 else m.What.MASK_KEY) for v in want], dtype=np.uint8
+        )
+        bad = np.flatnonzero(what != expect)
+        if bad.size:
+            v = want[int(bad[0])]
             raise MalformedMessage(
-                f"UNMASK from client {u}: got ids {[v for v, _, _ in entries][:10]}; want {want[:10]}"
+                f"UNMASK from client {u}: got {m.What(int(what[bad[0]])).name} for client {v}; "
+                f"want {m.What(int(expect[bad[0]])).name}"
             )
-        for v, what, share in entries:
-            expect = m.What.SELF_SEED if v in u3 else m.What.MASK_KEY
-            if what is not expect:
-                raise MalformedMessage(
-                    f"UNMASK from client {u}: got {what.name} for client {v}; want {expect.name}"
-                )
-            shamir.decode_share(share)
 
     # ------------------------------------------------------------------------------------------------
     def advance(self) -> dict[int, bytes]:
@@ -248,10 +249,13 @@ class SecAggServer:
         # that has a surviving neighbour (the others' pairwise masks never entered the sum)
         needed = {v for v in u2 if v in u3 or any(u in u3 for u in self._graph[v])}
         shares: dict[int, list[tuple[int, int]]] = {v: [] for v in sorted(needed)}
-        for w in u5:
-            for v, _, share in m.decode_unmask(got[w], self.cfg.n):
-                if v in needed:
-                    shares[v].append((w + 1, shamir.decode_share(share)))
+        t = self.cfg.t
+        for w in u5:  # t shares per secret suffice; the rest stay unparsed
+            ids, _, rows = m.decode_unmask_arrays(got[w], self.cfg.n)
+            for j, v in enumerate(ids.tolist()):
+                lst = shares.get(v)
+                if lst is not None and len(lst) < t:
+                    lst.append((w + 1, int.from_bytes(rows[j].tobytes(), "little")))
         secrets = self._reconstruct_all(shares)
         sess, bits, acc = self.cfg.session, self.cfg.bits, self._acc
         for v in sorted(needed):
