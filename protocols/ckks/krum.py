@@ -12,8 +12,10 @@ Round:
 5. decrypt: the key holder decrypts the sum only; the server divides by ``m``.
 
 Leakage:
-    key_holder: the ``(n, n)`` matrix of pairwise squared distances, and the aggregate (for Krum,
-        ``m = 1``, the aggregate *is* the selected client's update, as Krum's output always is).
+    key_holder: the ``(n, n)`` matrix of pairwise squared distances -- stated plainly, this fixes the
+        cloud of updates up to a rigid motion (classical multidimensional scaling recovers it), so the
+        key holder knows the updates' whole relative geometry but no coordinate -- and the aggregate
+        (for Krum, ``m = 1``, the aggregate *is* the selected client's update, as Krum's output is).
     server: the selection (which clients entered), and the aggregate.
 
 Selection equality: the key holder sees ``D~ = D + E`` with ``|E_ij| <= e(D_ij)``,
