@@ -23,7 +23,7 @@ import torch
 from opacus import GradSampleModule, PrivacyEngine
 from opacus.validators import ModuleValidator
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from dp._rng import secure_generator
 from dp.accounting import KINDS, check_delta, check_noise_multiplier, statement
@@ -55,6 +55,20 @@ def _from_opacus(hook: object) -> bool:
     return str(getattr(fn, "__module__", "") or "").startswith("opacus")
 
 
+def as_dataset(data: object) -> Dataset[Any]:
+    """A map-style torch ``Dataset`` as is; an object with tensor attributes ``x`` and ``y`` of equal
+    length (e.g. a features/labels container) as ``TensorDataset(x, y)``."""
+    if isinstance(data, Dataset) and hasattr(data, "__len__"):
+        return data
+    x, y = getattr(data, "x", None), getattr(data, "y", None)
+    if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and len(x) == len(y):
+        return TensorDataset(x, y)
+    raise PrivacyConfigError(
+        f"got data of type {type(data).__name__}; want a map-style torch Dataset or an object with "
+        "tensors x and y of equal length"
+    )
+
+
 def _positive(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise PrivacyConfigError(f"got {name}={value!r}; want a number > 0")
@@ -66,7 +80,8 @@ class PrivateClient:
 
     Args:
         model: the (server's) model; it is deep-copied, never modified or wrapped.
-        data: the client's dataset of ``(input, label)`` pairs.
+        data: the client's dataset of ``(input, label)`` pairs: a map-style torch ``Dataset``, or an
+            object with tensors ``x`` and ``y`` (see :func:`as_dataset`).
         noise_multiplier: z, noise std over ``max_grad_norm``.
         max_grad_norm: C, per-sample L2 clip.
         batch_size: expected Poisson batch size (sampling rate ``~ batch_size / len(data)``).
@@ -83,7 +98,7 @@ class PrivateClient:
     def __init__(
         self,
         model: nn.Module,
-        data: Dataset[Any],
+        data: Dataset[Any] | Any,
         *,
         noise_multiplier: float,
         max_grad_norm: float,
@@ -109,6 +124,7 @@ class PrivateClient:
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise PrivacyConfigError(f"got batch_size={batch_size!r}; want an int >= 1")
+        data = as_dataset(data)
         n = len(data)  # type: ignore[arg-type]
         if n < 1:
             raise PrivacyConfigError("got an empty dataset; want at least one example")

@@ -187,3 +187,16 @@ def test_bad_compute_arguments() -> None:
         client.compute(flat(model), mode="sgd")
     with pytest.raises(PrivacyConfigError, match="got local_steps=0"):
         client.compute(flat(model), mode="fedavg", local_steps=0)
+
+
+def test_accepts_a_features_labels_container() -> None:
+    class Pair:
+        def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+            self.x, self.y = x, y
+
+    model = tiny_model()
+    x, y = tiny_data().tensors
+    a = PrivateClient(model, Pair(x, y), noise_multiplier=0.0, max_grad_norm=0.5, batch_size=N, lr=0.1)
+    assert torch.allclose(a.compute(flat(model)), manual_clipped_mean_grad(model, 0.5), atol=1e-5)
+    with pytest.raises(PrivacyConfigError, match="got data of type list"):
+        PrivateClient(model, [1, 2], noise_multiplier=0.0, max_grad_norm=0.5, batch_size=2, lr=0.1)
