@@ -94,3 +94,18 @@ def test_reconstruct_many_matches_single() -> None:
     xs = [2, 5, 7, 9]
     ys = shamir.share_many(secrets, 3, xs)
     assert shamir.reconstruct_many(xs[1:], [row[1:] for row in ys], 3) == secrets
+
+
+@settings(max_examples=30, deadline=None)
+@given(xs=st.lists(st.integers(1, 10_000), min_size=1, max_size=12, unique=True))
+def test_lagrange_coefficients_match_the_definition(xs: list[int]) -> None:
+    want = []
+    for i, xi in enumerate(xs):
+        num, den = 1, 1
+        for j, xj in enumerate(xs):
+            if j != i:
+                num = num * xj % P
+                den = den * (xj - xi) % P
+        want.append(num * pow(den, -1, P) % P)
+    assert shamir.lagrange_at_zero(xs) == want
+    assert sum(shamir.lagrange_at_zero(xs)) % P == 1  # interpolating the constant 1
