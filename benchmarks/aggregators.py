@@ -34,7 +34,7 @@ N, D, F = 25, 500_000, 5
 # (name, factory, target multiple of the mean, ByzFL 0.0.11 ms from the issue or None)
 Factory = Callable[[int], Callable[[torch.Tensor], torch.Tensor]]
 RULES: list[tuple[str, Factory, float, str | None]] = [
-    ("Mean", lambda f: robust.Mean(), 1.0, None),
+    ("Mean", lambda f: robust.Mean(), float("nan"), None),
     ("Median", lambda f: robust.Median(), 12.0, "167-197"),
     ("TrimmedMean", lambda f: robust.TrimmedMean(f=f), 12.0, "41"),
     ("Krum", lambda f: robust.Krum(f=f), 8.0, "131"),

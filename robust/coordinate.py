@@ -103,6 +103,14 @@ def _sorted_median(s: np.ndarray) -> np.ndarray:
     return s[h - 1] * 0.5 + s[h] * 0.5
 
 
+def _np_sign_votes(block: np.ndarray) -> np.ndarray:
+    votes = np.sign(block[0])
+    tmp = np.empty_like(votes)
+    for row in block[1:]:
+        votes += np.sign(row, out=tmp)
+    return votes
+
+
 def coordinate_median(x: torch.Tensor) -> torch.Tensor:
     """Coordinate-wise median of the rows of ``x`` (``(n, d) -> (d,)``).
 
@@ -246,11 +254,14 @@ class SignMajority(Aggregator):
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
     ) -> tuple[torch.Tensor, Selection]:
-        d = int(x.shape[1])
-        votes = torch.empty(d, dtype=x.dtype, device=x.device)
-        step = 2 * CHUNK
-        for j in range(0, d, step):
-            votes[j : j + step] = torch.sign(x[:, j : j + step]).sum(dim=0)
+        if _numpy_ok(x):
+            votes = columnwise(x, _np_sign_votes, block_cols(int(x.shape[0])))
+        else:
+            d = int(x.shape[1])
+            votes = torch.empty(d, dtype=x.dtype, device=x.device)
+            step = 4 * CHUNK
+            for j in range(0, d, step):
+                votes[j : j + step] = torch.sign(x[:, j : j + step]).sum(dim=0)
         return torch.sign(votes).mul_(self.scale), None
 
 
