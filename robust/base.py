@@ -197,15 +197,9 @@ class Aggregator:
         x, kept, stat = finite_split_with_stat(x, self.row_stat(x), self.tolerated(n), self.name)
         n_bad = 0 if kept is None else n - int(kept.numel())
         f_eff = None if self.f is None else max(self.f - n_bad, 0)
-        if kept is not None:
-            kw = self._subset_kwargs(kw, kept)
         out, sel = self._aggregate(x, f_eff, stat, **kw)
         self.last_selection = _map_back(sel, kept)
         return out
-
-    def _subset_kwargs(self, kw: dict[str, Any], kept: torch.Tensor) -> dict[str, Any]:
-        """Restrict per-row keyword arguments (e.g. ``weights``) to the kept rows."""
-        return kw
 
     def reset(self) -> None:
         """Forget state carried across rounds (no-op for stateless rules)."""

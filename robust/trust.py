@@ -159,9 +159,6 @@ class Reputation(Aggregator):
             old = self.trust.get(cid, self.initial)
             self.trust[cid] = self.decay * old + (1.0 - self.decay) * (1.0 if ok[i] else 0.0)
 
-    def tolerated(self, n: int) -> int:
-        return self.rule.tolerated(n)
-
     def reset(self) -> None:
         super().reset()
         self.trust = {}
