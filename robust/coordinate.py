@@ -29,7 +29,7 @@ __all__ = [
     "trimmed_mean",
 ]
 
-#: Columns per block for the column-wise kernels (25 rows x 32768 float32 = 3.2 MB).
+#: Default columns per block of :func:`columnwise`, and the chunk of the non-CPU SignMajority path.
 CHUNK = 32768
 
 _POOL: ThreadPoolExecutor | None = None
@@ -244,7 +244,9 @@ class SignMajority(Aggregator):
 
     def __init__(self, scale: float = 1.0) -> None:
         super().__init__(None)
-        if not (isinstance(scale, int | float) and np.isfinite(scale) and scale > 0):
+        if isinstance(scale, bool) or not (
+            isinstance(scale, int | float) and np.isfinite(scale) and scale > 0
+        ):
             raise ValueError(f"scale must be a finite float > 0; got scale={scale!r}")
         self.scale = float(scale)
 
@@ -289,7 +291,7 @@ class CMLS(Aggregator):
 
     def __init__(self, f: int, penalty: float = 0.5) -> None:
         super().__init__(f)
-        if not (isinstance(penalty, int | float) and 0.0 <= penalty <= 1.0):
+        if isinstance(penalty, bool) or not (isinstance(penalty, int | float) and 0.0 <= penalty <= 1.0):
             raise ValueError(f"penalty must be a float in [0, 1]; got penalty={penalty!r}")
         self.penalty = float(penalty)
         self.last_weights: torch.Tensor | None = None
