@@ -112,7 +112,10 @@ def _print_table(rows: Sequence[dict[str, Any]], title: str) -> None:
     table = Table(title=title)
     cols = [c for c in rows[0] if any(r.get(c) is not None for r in rows)] if rows else []
     for c in cols:
-        table.add_column(c, justify="left" if c in ("defense",) else "right")
+        if c == "defense":
+            table.add_column(c, justify="left", no_wrap=True)
+        else:
+            table.add_column(c, justify="right")
     for r in rows:
         table.add_row(*(fmt(r.get(c)) for c in cols))
     Console().print(table)

@@ -109,5 +109,5 @@ def label_histogram(csv_path: Path, path: Path) -> str:
         bottom += counts[:, j]
     ax.set_xlabel("client (hatched: Byzantine)")
     ax.set_ylabel("samples")
-    ax.legend(ncol=min(10, len(classes)), fontsize=6, title="class", title_fontsize=7)
+    ax.legend(fontsize=6, title="class", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)

@@ -170,9 +170,12 @@ def threat_model(cfg: Config, privacy: dict[str, Any] | None) -> dict[str, Any]:
             )
         except ConfigError:
             knowledge = "unknown"
-    secure = {
-        "plain": "none: the server sees every update in the clear",
-    }.get(cfg.protocol.name, f"protocol {cfg.protocol.name!r}")
+    if cfg.protocol.name == "plain":
+        secure = "none: the server sees every update in the clear"
+    else:
+        factory = protocols.PROTOCOLS.get(cfg.protocol.name)
+        doc = (factory.__doc__ or "").strip().splitlines()
+        secure = f"protocol {cfg.protocol.name!r}" + (f": {doc[0]}" if doc else "")
     return {
         "byzantine_actual": f"{a.f} of {cfg.data.n_clients}",
         "byzantine_assumed_by_defense": f"{cfg.assumed_f(d)} of {cfg.data.n_clients}",

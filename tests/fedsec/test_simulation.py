@@ -157,3 +157,40 @@ def test_user_level_dp_reports_epsilon_and_stops_at_the_budget() -> None:
         acc.step(1.0, 0.5)
     assert p["epsilon"] == pytest.approx(acc.epsilon(1e-5))
     assert res.metrics[-1]["dp_epsilon"] == pytest.approx(p["epsilon"])
+
+
+@pytest.mark.parametrize(
+    ("sections", "mechanism"),
+    [
+        ({"dp": {"mode": "user", "order": "local_noise_rule", "noise_multiplier": 0.5}}, "local Gaussian"),
+        (
+            {"protocol": {"name": "secagg_ddp"}, "dp": {"mode": "distributed"}},
+            "distributed discrete Gaussian",
+        ),
+        pytest.param({"dp": {"mode": "dpsgd", "noise_multiplier": 1.0}}, "DP-SGD", marks=pytest.mark.slow),
+    ],
+)
+def test_every_dp_mode_writes_its_privacy_statement(sections: dict, mechanism: str) -> None:
+    pytest.importorskip("dp")
+    res = simulate(tiny(**sections, train={"rounds": 2}, eval={"every": 1}))
+    p = res.summary["privacy"]
+    assert mechanism in p["mechanism"] and p["delta"] == 1e-5 and p["epsilon"] > 0
+    assert {"epsilon", "delta", "accountant", "mechanism", "sampling", "level"} <= set(p)
+    assert res.metrics[-1]["dp_epsilon"] == p["epsilon"]
+    assert res.summary["threat_model"]["dp"] == p
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "secagg",
+        pytest.param("ckks_mean", marks=pytest.mark.slow),
+        pytest.param("paillier_mean", marks=pytest.mark.slow),
+    ],
+)
+def test_secure_aggregation_protocols_give_the_plain_mean(name: str) -> None:
+    """Secure sums are exact up to fixed-point encoding: the trained model matches the plain run."""
+    plain = simulate(tiny(train={"rounds": 2}))
+    secure = simulate(tiny(train={"rounds": 2}, protocol={"name": name}))
+    torch.testing.assert_close(secure.weights, plain.weights, rtol=1e-3, atol=1e-4)
+    assert name in secure.summary["threat_model"]["secure_aggregation"]
