@@ -337,6 +337,8 @@ def row_distances(x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tenso
     """
     if z is None:
         return row_sq_norms(x).sqrt_()
+    if x.dtype not in (torch.float32, torch.float64):  # cdist has no half-precision CPU kernel
+        x, z = x.float(), z.float()
     acc = torch.cdist(z.unsqueeze(0), x, compute_mode="donot_use_mm_for_euclid_dist")[0].to(torch.float64)
     bad = torch.nonzero(~torch.isfinite(acc)).flatten()
     if bad.numel():

@@ -254,3 +254,14 @@ def test_huge_finite_rows_are_not_mistaken_for_non_finite() -> None:
     agg = robust.MultiKrum(f=1)
     np.testing.assert_array_equal(agg(x).numpy(), np.ones(4, dtype=np.float32))
     assert agg.last_selection == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("name", sorted(ALL_RULES))
+def test_output_keeps_the_stack_dtype(name: str, dtype: torch.dtype) -> None:
+    x = torch.from_numpy(np.random.default_rng(5).normal(size=(9, 6))).to(dtype)
+    agg = robust.make(name, **ALL_RULES[name])
+    kw = {"root": x.mean(dim=0)} if agg.needs_root else {}
+    for _ in range(2):  # stateful rules take another path once they hold state
+        out = agg(x, **kw)
+        assert out.shape == (6,) and out.dtype == dtype and bool(torch.isfinite(out).all())
