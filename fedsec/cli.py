@@ -21,8 +21,8 @@ Byzantine (ALIE), and compares the plain mean with robust defenses."""
 
 EPILOG = """\
 examples:
-  fedsec run                                  # the bundled quickstart (about 1-2 minutes on 2 CPU cores)
-  fedsec run examples/quickstart.toml --set attack.name='"sign_flip"' --out runs/sf
+  fedsec run                                  # the bundled quickstart (about 70 s of CPU time)
+  fedsec run --set attack.name=ipm --set attack.strength=2.5 --out runs/ipm
   fedsec sweep examples/stress_digits.toml --jobs 2
   fedsec report runs/stress_digits
   fedsec stress examples/stress_digits.toml

@@ -185,3 +185,23 @@ def test_console_script_runs(tmp_path: Path) -> None:
         [exe, "run", str(cfg), "--set", "train.lr=0"], capture_output=True, text=True, timeout=120
     )
     assert bad.returncode == 2 and bad.stderr.strip() == "fedsec: error: train.lr: got 0.0; want > 0"
+
+
+@pytest.mark.slow
+def test_sweep_in_parallel_processes(tmp_path: Path) -> None:
+    text = tiny_toml(attack={"name": "ipm", "f": 2}, sweep={"attack.strength": [0.5, 2.0]})
+    cfg = _write(tmp_path, text)
+    out = tmp_path / "par"
+    assert main(["sweep", str(cfg), "--out", str(out), "--quiet", "--jobs", "2"]) == 0
+    runs = [p for p in out.iterdir() if (p / "summary.json").is_file()]
+    assert len(runs) == 2
+    # The parallel result equals the sequential one (same config, same seed).
+    seq = tmp_path / "seq"
+    assert main(["sweep", str(cfg), "--out", str(seq), "--quiet"]) == 0
+    for r in runs:
+        a = [json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()]
+        b = [json.loads(x) for x in (seq / r.name / "metrics.jsonl").read_text().splitlines()]
+        strip = ("elapsed", "agg_seconds")
+        assert [{k: v for k, v in m.items() if k not in strip} for m in a] == [
+            {k: v for k, v in m.items() if k not in strip} for m in b
+        ]
