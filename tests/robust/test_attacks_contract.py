@@ -151,7 +151,7 @@ OMNISCIENT = [
 ]
 
 
-@pytest.mark.parametrize("atk", OMNISCIENT, ids=repr)
+@pytest.mark.parametrize("atk", OMNISCIENT, ids=lambda a: type(a).__name__)
 def test_omniscient_attack_without_honest_raises(atk: A.Attack) -> None:
     assert atk.omniscient
     own, _ = _data()
