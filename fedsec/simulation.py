@@ -334,7 +334,8 @@ def simulate(
                 beta = cfg.train.momentum
                 momentum[clients] = beta * momentum[clients] + (1 - beta) * stack
                 stack = momentum[clients].clone()
-            if attack is not None and len(byz_rows):
+            # (A cohort of Byzantine clients only has no honest update to attack: they send their own.)
+            if attack is not None and len(byz_rows) and len(honest_rows):
                 br = torch.from_numpy(byz_rows).to(device)
                 hr = torch.from_numpy(honest_rows).to(device)
                 ctx = robust.attacks.AttackContext(
@@ -348,7 +349,16 @@ def simulate(
                 server_id = torch.zeros(1, dtype=torch.long, device=device)
                 root_rule.root = root_computer.updates(w, server_id, gen)[0]
             t1 = time.perf_counter()
-            result = proto.run(stack, rng=np.random.default_rng([seed, 5, t]))
+            try:
+                result = proto.run(stack, rng=np.random.default_rng([seed, 5, t]))
+            except robust.NonFiniteError as e:
+                # The rule refuses more non-finite updates than it tolerates: a server using it would
+                # release a non-finite model. Record the divergence and stop this run cleanly.
+                diverged = True
+                stopped = f"diverged at round {t}: {e}"
+                w = torch.full_like(w, float("nan"))
+                rounds_done = t
+                break
             agg_dt = time.perf_counter() - t1
             agg_times.append(agg_dt)
             window_agg.append(agg_dt)

@@ -194,3 +194,17 @@ def test_secure_aggregation_protocols_give_the_plain_mean(name: str) -> None:
     secure = simulate(tiny(train={"rounds": 2}, protocol={"name": name}))
     torch.testing.assert_close(secure.weights, plain.weights, rtol=1e-3, atol=1e-4)
     assert name in secure.summary["threat_model"]["secure_aggregation"]
+
+
+def test_non_finite_updates_stop_the_mean_cleanly_and_a_robust_rule_survives(tmp_path: Path) -> None:
+    broken = simulate(tiny(attack={"name": "non_finite", "f": 2}), tmp_path / "mean")
+    assert broken.summary["diverged"] and broken.summary["stopped"].startswith("diverged at round 1: mean")
+    assert broken.summary["rounds"] == 1 and math.isnan(broken.metrics[-1]["loss"])
+    assert json.loads((tmp_path / "mean" / "metrics.jsonl").read_text().splitlines()[-1])["loss"] is None
+    robust_run = simulate(tiny(attack={"name": "non_finite", "f": 2}, defense={"rule": "median"}))
+    assert not robust_run.summary["diverged"] and robust_run.max_accuracy > 0.8
+
+
+def test_cohorts_with_only_byzantine_clients_are_handled() -> None:
+    res = simulate(tiny(train={"clients_per_round": 2, "rounds": 12}, attack={"name": "sign_flip", "f": 3}))
+    assert res.summary["rounds"] == 12
