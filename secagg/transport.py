@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -223,7 +224,7 @@ def run_local_round(
     active: bool = False,
     dropouts: Mapping[int, str] | None = None,
     stage_timeout: float = 10.0,
-    session: bytes = bytes(16),
+    session: bytes | None = None,
 ) -> tuple[ServeResult, dict[int, str]]:
     """Run one round with each client in its own process, over TCP on 127.0.0.1.
 
@@ -231,7 +232,8 @@ def run_local_round(
     """
     x = np.asarray(inputs)
     n, d = x.shape
-    cfg = RoundConfig(n=n, t=t, d=d, bits=bits, session=session, k=k, active=active)
+    sess = session if session is not None else secrets.token_bytes(16)
+    cfg = RoundConfig(n=n, t=t, d=d, bits=bits, session=sess, k=k, active=active)
     ctx = mp.get_context("spawn")
     pipes, procs = [], []
     drops = dict(dropouts or {})
