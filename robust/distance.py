@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from robust._network import apply_network, batcher_network
-from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f
+from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f, take_rows
 from robust.coordinate import _numpy_ok, _sorted_median, block_cols, columnwise, coordinate_median
 from robust.selection import bulyan_select, krum_select, pairwise_sq_distances, sq_distances_from_gram
 
@@ -178,6 +178,6 @@ class Bulyan(Aggregator):
         assert f is not None
         n = int(x.shape[0])
         sel = bulyan_select(_distances(x, stat), f)
-        rows = x.index_select(0, sel.to(x.device))
+        rows = take_rows(x, sel)
         out = bulyan_coordinate_phase(rows, n - 4 * f)
         return out.to(x.device), torch.sort(sel).values

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robust.base import AGGREGATORS, Aggregator, Selection, Stat, as_stack, row_sq_norms
+from robust.base import AGGREGATORS, Aggregator, Selection, Stat, as_stack, row_sq_norms, take_rows
 from robust.coordinate import row_distances
 
 __all__ = ["FLTrust", "Reputation"]
@@ -141,7 +141,7 @@ class Reputation(Aggregator):
             except ValueError:
                 trusted = list(range(n))
         rows = torch.tensor(trusted, dtype=torch.int64, device=x.device)
-        sub = x if len(trusted) == n else x.index_select(0, rows)
+        sub = x if len(trusted) == n else take_rows(x, rows)
         out = self.rule(sub, **kw)
         inner = self.rule.last_selection
         used = trusted if inner is None else [trusted[i] for i in inner]
