@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fedsec.config import Config
 from fedsec.outputs import atomic_write_text, clean_partials, ensure_writable_dir, slug
 from fedsec.simulation import UnitResult, simulate
@@ -62,6 +64,7 @@ def run(
     write: bool = True,
     progress: bool = False,
     on_unit: Callable[[UnitResult], None] | None = None,
+    model: torch.nn.Module | None = None,
 ) -> RunResult:
     """Run every defense of ``config`` (a :class:`Config` or a TOML path).
 
@@ -71,6 +74,16 @@ def run(
         write: write the run directory (metrics, summary, report, plots).
         progress: show a rich progress bar on stderr.
         on_unit: called after each defense finishes.
+        model: any ``torch.nn.Module`` to train instead of ``[model] name`` (its parameters are the
+            initial model of every defense; the module itself is not modified).
+
+    Example:
+        >>> from fedsec import Config, run
+        >>> cfg = Config.from_dict({"data": {"dataset": "synthetic", "n_clients": 4, "min_samples": 2},
+        ...                         "model": {"name": "logreg"}, "train": {"rounds": 2}})
+        >>> res = run(cfg, write=False)
+        >>> [row["defense"] for row in res.table()]
+        ['mean']
     """
     cfg = (
         Config.from_toml(config, overrides)
@@ -94,7 +107,9 @@ def run(
                 def cb(t: int, _n: int, base: int = done) -> None:
                     tick(base + t, total)
 
-            res = simulate(unit, root / slug(unit.defense.label) if root is not None else None, progress=cb)
+            res = simulate(
+                unit, root / slug(unit.defense.label) if root is not None else None, progress=cb, model=model
+            )
             done += cfg.train.rounds
             result.units.append(res)
             if on_unit is not None:

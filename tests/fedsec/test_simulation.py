@@ -208,3 +208,17 @@ def test_non_finite_updates_stop_the_mean_cleanly_and_a_robust_rule_survives(tmp
 def test_cohorts_with_only_byzantine_clients_are_handled() -> None:
     res = simulate(tiny(train={"clients_per_round": 2, "rounds": 12}, attack={"name": "sign_flip", "f": 3}))
     assert res.summary["rounds"] == 12
+
+
+def test_python_api_runs_every_defense_with_a_custom_module() -> None:
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    before = [p.detach().clone() for p in module.parameters()]
+    cfg = tiny(attack={"name": "sign_flip", "f": 2}, defense=[{"rule": "mean"}, {"rule": "median"}])
+    res = fedsec.run(cfg, write=False, model=module)
+    assert isinstance(res, fedsec.RunResult)
+    assert [r["defense"] for r in res.table()] == ["mean", "median"]
+    assert res["median"].weights.shape == (8 * 16 + 16 + 16 * 3 + 3,)
+    assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
+    with pytest.raises(KeyError, match="no defense 'krum'"):
+        res["krum"]
