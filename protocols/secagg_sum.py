@@ -20,10 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
+import robust
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg import EncodingError, FixedPoint, SecAggError
 from secagg.driver import PHASES, run_round
 from secagg.graph import choose_degree
+
+
+class NonFiniteUpdate(EncodingError, robust.NonFiniteError):
+    """A client update holds NaN or Inf: it has no fixed-point encoding (both an encoding error and the
+    robust layer's non-finite error, so callers that stop diverged runs on the latter see it)."""
 
 
 def _check_threshold(t: int | None) -> None:
@@ -92,9 +98,11 @@ class SecAggSum:
                     f"weights: got shape {w.shape} / values; want ({n},) finite, >= 0, not all 0"
                 )
         w = w / w.max()
-        if not np.all(np.isfinite(x)):
-            raise EncodingError(
-                "stack: got NaN or infinite entries; want finite updates (a client encodes locally)"
+        bad = ~np.isfinite(x).all(axis=1)
+        if bad.any():
+            raise NonFiniteUpdate(
+                f"stack: got NaN or infinite entries in rows {np.flatnonzero(bad)[:10].tolist()}; "
+                "want finite updates (each client encodes its own update in fixed point)"
             )
         clipped = np.clip(x, -self.encoding.clip, self.encoding.clip)
         enc = np.stack([self.encoding.encode(w[i] * clipped[i], n_summands=n) for i in range(n)])

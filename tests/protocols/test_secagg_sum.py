@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import protocols
+import robust
 from secagg import EncodingError, SecAggError, TooFewSurvivors
 
 
@@ -79,8 +80,10 @@ def test_bad_arguments() -> None:
         protocols.make("secagg_plus", k=3)
     with pytest.raises(EncodingError, match="could wrap"):
         protocols.make("secagg", clip=1.0, bits=8, frac_bits=7).run(torch.zeros(3, 2))
-    with pytest.raises(EncodingError, match="NaN"):
+    with pytest.raises(EncodingError, match="rows \\[0\\]"):
         protocols.make("secagg").run(torch.tensor([[0.0, float("nan")], [1.0, 2.0]]))
+    with pytest.raises(robust.NonFiniteError, match="rows \\[1\\]"):
+        protocols.make("secagg").run(torch.tensor([[0.0, 1.0], [float("inf"), 2.0]]))
     with pytest.raises(KeyError):
         protocols.make("secagg_pluss")
 
