@@ -84,6 +84,8 @@ class TrainConfig(_Section):
     Worker momentum (Karimireddy et al., ICML 2021): each client sends
     ``m_i <- momentum * m_i + (1 - momentum) * g_i`` instead of ``g_i``. ``weight_decay`` adds
     ``weight_decay * w`` to every client gradient. ``clients_per_round = 0`` means all clients.
+    ``threads``: torch CPU threads during the run (0: torch's default). Small models run fastest on one
+    thread, and a machine shared with other work makes extra threads spin.
     """
 
     SECTION: ClassVar[str] = "train"
@@ -98,6 +100,7 @@ class TrainConfig(_Section):
     clients_per_round: int = 0
     vectorize: bool = True
     device: str = "auto"
+    threads: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -112,6 +115,7 @@ class TrainConfig(_Section):
         self._need("clients_per_round", self.clients_per_round >= 0, ">= 0 (0 = all clients)")
         self._need("device", self.device in DEVICES, f"one of {list(DEVICES)}")
         self._need("seed", self.seed >= 0, ">= 0")
+        self._need("threads", self.threads >= 0, ">= 0 (0: torch's default)")
 
 
 @dataclass(frozen=True)

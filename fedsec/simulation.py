@@ -221,6 +221,26 @@ def simulate(
     progress: ProgressFn | None = None,
     model: torch.nn.Module | None = None,
 ) -> UnitResult:
+    """Run one unit config (one defense); write its run directory when ``run_dir`` is given.
+
+    ``train.threads > 0`` sets torch's CPU thread count for the run (restored afterwards).
+    """
+    before = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        return _simulate(cfg, run_dir, progress=progress, model=model)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _simulate(
+    cfg: Config,
+    run_dir: Path | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    model: torch.nn.Module | None = None,
+) -> UnitResult:
     """Run one unit config (one defense); write its run directory when ``run_dir`` is given."""
     cfg.defense  # noqa: B018 - raises unless exactly one defense
     t_start = time.perf_counter()

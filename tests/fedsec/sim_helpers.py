@@ -17,7 +17,7 @@ TINY: dict[str, Any] = {
         "options": {"n_samples": 400, "n_features": 8, "n_classes": 3, "class_sep": 3.0},
     },
     "model": {"name": "logreg"},
-    "train": {"rounds": 6, "lr": 0.5, "batch_size": 16},
+    "train": {"rounds": 6, "lr": 0.5, "batch_size": 16, "threads": 1},
     "eval": {"every": 2},
     "output": {"plots": False},
 }

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ({"train": {"rounds": 2.5}}, "train.rounds: got 2.5; want an integer"),
         ({"train": {"vectorize": 1}}, "train.vectorize: got 1; want a boolean"),
         ({"train": {"momentum": 1.0}}, "train.momentum: got 1.0; want in [0, 1)"),
+        ({"train": {"threads": -1}}, "train.threads: got -1; want >= 0"),
         ({"train": {"lerning_rate": 0.1}}, "train.lerning_rate: got an unknown key"),
         ({"trian": {}}, "trian: got an unknown section"),
         ({"data": {"partition": "random"}}, "data.partition: got 'random'; want one of"),

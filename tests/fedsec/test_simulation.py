@@ -222,3 +222,9 @@ def test_python_api_runs_every_defense_with_a_custom_module() -> None:
     assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
     with pytest.raises(KeyError, match="no defense 'krum'"):
         res["krum"]
+
+
+def test_thread_setting_is_restored_after_the_run() -> None:
+    before = torch.get_num_threads()
+    simulate(tiny(train={"threads": 1, "rounds": 1}))
+    assert torch.get_num_threads() == before

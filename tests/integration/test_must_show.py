@@ -20,13 +20,13 @@ pytestmark = pytest.mark.slow
 FEDAVG: dict[str, Any] = {
     "data": {"dataset": "digits", "n_clients": 25, "partition": "dirichlet", "beta": 0.5},
     "model": {"name": "mlp"},
-    "train": {"mode": "fedavg", "rounds": 30, "lr": 0.1, "local_steps": 5, "batch_size": 32},
+    "train": {"mode": "fedavg", "rounds": 30, "lr": 0.1, "local_steps": 5, "batch_size": 32, "threads": 1},
     "eval": {"every": 5},
 }
 FEDSGD: dict[str, Any] = {
     "data": {"dataset": "digits", "n_clients": 25, "partition": "dirichlet", "beta": 0.3},
     "model": {"name": "mlp"},
-    "train": {"mode": "fedsgd", "rounds": 100, "lr": 0.1, "momentum": 0.9, "batch_size": 32},
+    "train": {"mode": "fedsgd", "rounds": 100, "lr": 0.1, "momentum": 0.9, "batch_size": 32, "threads": 1},
     "eval": {"every": 10},
 }
 
