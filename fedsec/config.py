@@ -363,6 +363,11 @@ def _set(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
             raise ConfigError(f"defense: got {value!r}; want one of the configured defense labels")
         raw["defense"] = match[:1]
         return raw
+    if "." not in key and (key in _SECTIONS or key == "sweep"):
+        if not isinstance(value, dict):
+            raise ConfigError(f"--set {key}: got {_fmt(value)}; want a table, e.g. {key}={{...}}")
+        raw[key] = value  # a whole section, e.g. --set 'sweep={"train.seed" = [0, 1]}'
+        return raw
     if key.count(".") != 1:
         raise ConfigError(f"--set {key}: got a key without a section; want section.key=value")
     sec, k = key.split(".")

@@ -37,7 +37,9 @@ def accuracy_curves(runs: Sequence[dict[str, Any]], path: Path, max_panels: int 
     keys = sorted(panels)[:max_panels]
     cols = min(3, len(keys))
     rows = (len(keys) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True, layout="constrained"
+    )
     for ax, key in zip(axes.flat, keys):
         for label, curves in sorted(panels[key].items()):
             rounds = [t for t, _ in curves[0]]
@@ -59,7 +61,9 @@ def heatmaps(cells: dict[str, tuple[list[float], list[float], np.ndarray]], atta
     names = sorted(cells)
     cols = min(3, len(names))
     rows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False, layout="constrained"
+    )
     im = None
     for ax, d in zip(axes.flat, names):
         strengths, betas, m = cells[d]

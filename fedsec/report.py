@@ -88,7 +88,11 @@ def group_runs(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def table1(groups: Sequence[dict[str, Any]]) -> str:
     """Table-1 layout in markdown: defenses x (beta block, attack); ``*`` marks the worst attack per block."""
     betas = sorted({g["beta"] for g in groups})
-    attacks = sorted({g["attack_label"] for g in groups}, key=lambda a: (a != "none", a))
+    order = {
+        g["attack_label"]: (g["attack_label"] != "none", str(g["attack"]), g["strength"] or 0.0)
+        for g in groups
+    }
+    attacks = sorted(order, key=lambda a: order[a])
     defenses = sorted({g["defense"] for g in groups})
     cell = {(g["defense"], g["beta"], g["attack_label"]): g for g in groups}
     head = ["defense"] + [f"β={b:g} {a}" for b in betas for a in attacks]

@@ -71,6 +71,10 @@ def test_overrides_are_parsed_as_toml() -> None:
     assert raw["train"]["lr"] == 0.5
     assert raw["data"] == {"dataset": "synthetic", "options": {"n_samples": 100}}
     assert raw["attack"]["name"] == "ipm"
+    whole = apply_overrides({"sweep": {"train.seed": [0]}}, ['sweep={"data.beta" = [0.1, 0.5]}'])
+    assert whole["sweep"] == {"data.beta": [0.1, 0.5]}
+    with pytest.raises(ConfigError, match=r"--set sweep: got 3; want a table"):
+        apply_overrides({}, ["sweep=3"])
     with pytest.raises(ConfigError, match=r"got no '='"):
         apply_overrides({}, ["train.lr"])
     with pytest.raises(ConfigError, match=r"want section.key=value"):

@@ -36,7 +36,7 @@ def _summary(label: str, attack: str, strength: float | None, beta: float, seed:
 RUNS = [
     _summary(d, a, s, b, seed, acc)
     for d, base in (("mean", 0.9), ("median", 0.85))
-    for a, s, dmg in (("alie", 2.5, 0.1), ("alie", 8.0, 0.3), ("ipm", 2.5, 0.2))
+    for a, s, dmg in (("alie", 2.5, 0.1), ("alie", 8.0, 0.3), ("ipm", 2.5, 0.2), ("alie", 10.0, 0.05))
     for b in (0.1, 0.5)
     for seed, acc in ((0, base - dmg * (1 + (b == 0.1)) - (0.05 if d == "median" and a == "ipm" else 0)),)
     for acc in (acc, acc)
@@ -60,15 +60,16 @@ def test_group_runs_means_and_stds_over_seeds() -> None:
 def test_table1_marks_the_most_damaging_attack_per_block() -> None:
     md = table1(group_runs(RUNS))
     lines = md.splitlines()
+    # Attacks ordered by name, then numerically by strength (8 before 10).
     assert lines[0].startswith(
-        "| defense | β=0.1 alie(2.5) | β=0.1 alie(8) | β=0.1 ipm(2.5) | β=0.5 alie(2.5)"
+        "| defense | β=0.1 alie(2.5) | β=0.1 alie(8) | β=0.1 alie(10) | β=0.1 ipm(2.5) | β=0.5 alie(2.5)"
     )
     mean_row = next(line for line in lines if line.startswith("| mean "))
     median_row = next(line for line in lines if line.startswith("| median "))
     # One mark per (defense, beta) block.
     assert mean_row.count("***") == 2 and median_row.count("***") == 2
     cells = [c.strip() for c in mean_row.strip("|").split("|")]
-    assert cells[2].endswith("***") and cells[5].endswith("***")  # alie(8) is worst for the mean
+    assert cells[2].endswith("***") and cells[6].endswith("***")  # alie(8) is worst for the mean
     med = [c.strip() for c in median_row.strip("|").split("|")]
     assert med[2].endswith("***")  # alie(8): 0.85-0.6 = 0.25 < ipm: 0.85-0.4-0.05
     assert "±" in cells[1]
@@ -77,7 +78,7 @@ def test_table1_marks_the_most_damaging_attack_per_block() -> None:
 def test_heatmap_cells_shape_and_missing_cells() -> None:
     cells = heatmap_cells(group_runs(RUNS), "alie")
     strengths, betas, m = cells["median"]
-    assert strengths == [2.5, 8.0] and betas == [0.1, 0.5] and m.shape == (2, 2)
+    assert strengths == [2.5, 8.0, 10.0] and betas == [0.1, 0.5] and m.shape == (2, 3)
     assert m[0, 1] == pytest.approx(0.85 - 0.6)
     sparse = heatmap_cells(group_runs([*RUNS, _summary("krum", "alie", 2.5, 0.5, 0, 0.7)]), "alie")
     assert np.isnan(sparse["krum"][2][0, 0]) and sparse["krum"][2][1, 0] == pytest.approx(0.7)
