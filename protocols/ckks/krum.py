@@ -3,7 +3,8 @@
 Round:
 1. upload: clients encrypt their updates (one ciphertext per chunk of ``N/2`` coordinates).
 2. distances: for every pair ``i < j`` the server computes ``E(||x_i - x_j||^2)`` -- squared
-   differences summed over all chunks first, then one rotation-sum per pair (:func:`sq_distance`) --
+   differences summed over all chunks first (in degree-2 form: one relinearization and one rescale per
+   pair), then one rotation-sum per pair (:class:`protocols.ckks.distances.DistanceEvaluator`) --
    and sends the ``n (n - 1) / 2`` ciphertexts to the key holder.
 3. select: the key holder decrypts the distance matrix only and runs
    :func:`robust.selection.krum_select` -- the very function ``robust.Krum`` / ``robust.MultiKrum``
@@ -39,10 +40,11 @@ import numpy as np
 import torch
 
 from protocols.base import PROTOCOLS, Leakage, RoundResult
+from protocols.ckks.distances import DistanceEvaluator
 from protocols.ckks.driver import CKKSRound
 from protocols.ckks.messages import Kind, array_part, parse_array
 from protocols.ckks.params import CKKSParameterError, CKKSParams
-from protocols.ckks.parties import CKKSKeyHolder, CKKSServer, Update, sq_distance
+from protocols.ckks.parties import CKKSKeyHolder, CKKSServer, Update
 from robust.errors import ByzantineBoundError
 from robust.selection import krum_select
 from secagg.errors import MalformedMessage, ProtocolAbort
@@ -77,31 +79,37 @@ def distance_matrix(values: np.ndarray, n: int) -> np.ndarray:
     return dist + dist.T
 
 
-_FORKED: dict[str, list[Update]] = {}
+_FORKED: dict[str, Any] = {}
 
 
 def _distance_job(pairs: list[tuple[int, int]]) -> list[bytes]:
-    ups = _FORKED["updates"]
-    return [sq_distance(ups[i], ups[j]).serialize() for i, j in pairs]
+    ev, raw = _FORKED["evaluator"], _FORKED["raw"]
+    return [ev.sq_distance(raw[i], raw[j]) for i, j in pairs]
 
 
-def pairwise_distance_parts(updates: list[Update], workers: int = 1) -> list[bytes]:
+def pairwise_distance_parts(
+    evaluator: DistanceEvaluator, updates: list[Update], workers: int = 1
+) -> list[bytes]:
     """Serialized ``E(||x_i - x_j||^2)`` for every pair ``i < j`` (in :func:`pair_index` order).
 
-    With ``workers > 1`` the pairs are split over forked server processes (they inherit the loaded
-    ciphertexts and the evaluation keys; only the serialized distances travel back). TenSEAL's own
-    thread pool does not help here: every operation touches a single ciphertext.
+    Each pair costs one relinearization and one rescale in all (:class:`DistanceEvaluator`; the
+    chunkwise :func:`protocols.ckks.parties.sq_distance` pays them once per chunk and is kept as the
+    reference the tests compare with). With ``workers > 1`` the pairs are split over forked server
+    processes (they inherit the loaded ciphertexts and the evaluation keys; only the serialized
+    distances travel back). TenSEAL's own thread pool does not help here: every operation touches a
+    single ciphertext.
     """
+    raw = [evaluator.raw(u) for u in updates]
     pairs = pair_index(len(updates))
     if workers == 1 or len(pairs) < 2:
-        return [sq_distance(updates[i], updates[j]).serialize() for i, j in pairs]
+        return [evaluator.sq_distance(raw[i], raw[j]) for i, j in pairs]
     if "fork" not in multiprocessing.get_all_start_methods():
         warnings.warn(
             "server workers need the 'fork' start method; computing distances serially", stacklevel=2
         )
-        return pairwise_distance_parts(updates, 1)
+        return pairwise_distance_parts(evaluator, updates, 1)
     shards = [pairs[w::workers] for w in range(workers)]
-    _FORKED["updates"] = updates
+    _FORKED.update(evaluator=evaluator, raw=raw)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             results = pool.map(_distance_job, shards)
@@ -184,7 +192,8 @@ class _KrumBase(CKKSRound):
         m = self._check_bound(n)
         updates = self._upload(server, x)
         with self.meter.time("server", "distances"):
-            msg = server.identity.seal(Kind.DISTANCES, pairwise_distance_parts(updates, self.workers))
+            parts = pairwise_distance_parts(server.distance_evaluator(), updates, self.workers)
+            msg = server.identity.seal(Kind.DISTANCES, parts)
         msg = self.send("server", "key_holder", "distances", msg)
         with self.meter.time("key_holder", "select"):
             reply, dist = self._select(kh, msg, n, d, m)

@@ -27,6 +27,7 @@ import nacl.utils
 import numpy as np
 import tenseal as ts
 
+from protocols.ckks.distances import DistanceEvaluator
 from protocols.ckks.messages import Identity, Kind, array_part, open_message, parse_array
 from protocols.ckks.params import CKKSParams
 from secagg.errors import MalformedMessage, ProtocolAbort
@@ -150,6 +151,15 @@ class CKKSServer:
             raise ProtocolAbort("server: got a context holding the secret key; want a public context")
         self.scale = 2.0**params.global_scale_bits
         self.top = len(params.coeff_mod_bit_sizes) - 1  # primes of a fresh ciphertext
+        self._distances: DistanceEvaluator | None = None
+
+    def distance_evaluator(self) -> DistanceEvaluator:
+        """SEAL-level evaluator for pairwise distances (needs the Galois keys; made once)."""
+        if self._distances is None:
+            if not self.ctx.has_galois_keys():
+                raise ProtocolAbort("server: got a context without Galois keys; want rotation keys")
+            self._distances = DistanceEvaluator(self.ctx, self.scale, self.params.slots)
+        return self._distances
 
     def load_update(self, i: int, msg: bytes, d: int) -> Update:
         k = self.params.n_chunks(d)
