@@ -148,14 +148,14 @@ class CKKSRound:
         return updates
 
     def _decrypt_aggregate(self, kh: CKKSKeyHolder, server: CKKSServer, agg: Update, d: int) -> np.ndarray:
-        """Server -> key holder: the aggregate ciphertexts; key holder -> server: their plaintext."""
+        """Server -> key holder: the aggregate ciphertexts; key holder -> server: their plaintext, noise
+        flooded (``CKKSParams.flood_std``; :mod:`protocols.ckks.flooding`)."""
         levels = agg[0].ciphertext()[0].coeff_modulus_size()
         with self.meter.time("server", "decrypt"):
             msg = server.seal(Kind.AGGREGATE, agg)
         msg = self.send("server", "key_holder", "decrypt", msg)
         with self.meter.time("key_holder", "decrypt"):
-            flat = kh.decrypt_chunks(msg, Kind.AGGREGATE, len(agg), levels)[:d]
-            reply = kh.plaintext(flat)
+            reply = kh.release_aggregate(msg, len(agg), levels, d)  # flooded, never the exact decryption
         reply = self.send("key_holder", "server", "decrypt", reply)
         with self.meter.time("server", "decrypt"):
             return read_plaintext(server, reply, d)

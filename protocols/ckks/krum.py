@@ -10,14 +10,16 @@ Round:
    :func:`robust.selection.krum_select` -- the very function ``robust.Krum`` / ``robust.MultiKrum``
    call on plaintext distances -- and returns the selected indices.
 4. aggregate: the server adds the selected ciphertexts.
-5. decrypt: the key holder decrypts the sum only; the server divides by ``m``.
+5. decrypt: the key holder decrypts the sum only and releases it noise-flooded
+   (:mod:`protocols.ckks.flooding`); the server divides by ``m``.
 
 Leakage:
     key_holder: the ``(n, n)`` matrix of pairwise squared distances -- stated plainly, this fixes the
         cloud of updates up to a rigid motion (classical multidimensional scaling recovers it), so the
         key holder knows the updates' whole relative geometry but no coordinate -- and the aggregate
         (for Krum, ``m = 1``, the aggregate *is* the selected client's update, as Krum's output is).
-    server: the selection (which clients entered), and the aggregate.
+    server: the selection (which clients entered), and the aggregate (flooded). The selection is a
+        discrete function of the key holder's decryptions and is released as is (see flooding.py).
 
 Selection equality: the key holder sees ``D~ = D + E`` with ``|E_ij| <= e(D_ij)``,
 ``e = distance_error_bound`` (``2^(21-s) D + 2^(24-s)``). A Krum score sums ``n - f - 2`` distances, so

@@ -5,7 +5,8 @@ weights are given (aggregate) -> the key holder decrypts the sum only (decrypt) 
 by ``n`` (unweighted) and releases the mean.
 
 Leakage:
-    server: the aggregate (the released mean).
+    server: the aggregate (the released mean), noise-flooded by the key holder before release
+        (``CKKSParams.flood_std``; :mod:`protocols.ckks.flooding`, against Li-Micciancio key recovery).
     key_holder: the aggregate (the unweighted sum, or the weighted mean).
 No party sees an individual update; the key holder receives exactly one ciphertext per chunk, that of
 the aggregate.

@@ -5,9 +5,11 @@ Round:
 2. norms: the server computes ``E(||x_i||^2)`` (squares summed over chunks, one rotation-sum) and sends
    the ``n`` ciphertexts to the key holder.
 3. factors: the key holder decrypts the squared norms only and returns *encrypted* factors
-   ``c_i = w_i * min(1, C / ||x_i||)`` (``w_i = 1/n`` unless weights are given).
+   ``c_i = w_i * (min(1, C / ||x_i||) + sigma z_i)`` (``w_i = 1/n`` unless weights are given;
+   ``sigma z_i`` is the flooding noise of :meth:`CKKSKeyHolder.flood_factors`, ``sigma = 2^-20`` by
+   default, so that the released aggregate carries no exact function of a decryption error).
 4. aggregate: the server computes ``sum_i E(c_i) * E(x_i)`` (one ciphertext product per chunk).
-5. decrypt: the key holder decrypts the aggregate only.
+5. decrypt: the key holder decrypts the aggregate only and releases it noise-flooded.
 
 Result: ``sum_i w_i * x_i * min(1, C / ||x_i||)`` -- the mean of the clipped updates (Flower's
 server-side fixed clipping / DP-FedAvg's clip, without the server seeing any update).
@@ -78,7 +80,7 @@ class CKKSNormClip(CKKSRound):
         msg = self.send("server", "key_holder", "norms", msg)
         with self.meter.time("key_holder", "factors"):
             sq = kh.decrypt_scalars(msg, Kind.SQ_NORMS, n)
-            factors = clip_factors(sq, self.clip)
+            factors = kh.flood_factors(clip_factors(sq, self.clip))  # noise flooding, see flooding.py
             reply = kh.seal(Kind.FACTORS, kh.encrypt_replicated((factors * w).tolist()))
         reply = self.send("key_holder", "server", "factors", reply)
         with self.meter.time("server", "aggregate"):

@@ -13,7 +13,8 @@ Round:
    functions the plaintext rules use -- and returns the weights *encrypted*, one ciphertext per client
    and chunk.
 4. aggregate: the server computes ``sum_i E(W_i) * E(x_i)`` chunkwise (one ciphertext product each).
-5. decrypt: the key holder decrypts the aggregate only.
+5. decrypt: the key holder decrypts the aggregate only and releases it noise-flooded
+   (:mod:`protocols.ckks.flooding`).
 
 Leakage (stated plainly):
     key_holder: the blinded matrix ``Y = a x + b`` (per column an unknown positive affine image of that

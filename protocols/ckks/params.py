@@ -44,6 +44,12 @@ class CKKSParams:
         value_range: every coordinate of an honest update satisfies ``|x| <= value_range``; clients
             refuse to encrypt anything larger (``secagg.EncodingError``).
         n_threads: TenSEAL worker threads of the context.
+        sigma_flood: standard deviation of the Gaussian noise the key holder adds to every decrypted
+            aggregate value before releasing it (:mod:`protocols.ckks.flooding`, against the key
+            recovery of Li and Micciancio, EUROCRYPT 2021); ``None`` for the default
+            ``2^-20 * value_range`` (:attr:`flood_std`). ``0`` disables flooding: for measurements only,
+            it releases exact CKKS errors. The default is a heuristic margin (about 2^4 to 2^7 above the
+            decryption error at N = 8192, 2^40), not a proven number of bits of security.
 
     The default (N = 8192, [60, 40, 60], 2^40) has depth 1, enough for every protocol here: each
     multiplies at most once before the key holder decrypts.
@@ -57,6 +63,7 @@ class CKKSParams:
     global_scale_bits: int = 40
     value_range: float = 1.0
     n_threads: int = 2
+    sigma_flood: float | None = None
 
     def __post_init__(self) -> None:
         n = self.poly_modulus_degree
@@ -94,6 +101,21 @@ class CKKSParams:
             raise CKKSParameterError(f"got value_range={v!r}; want a finite number > 0")
         if not isinstance(self.n_threads, int) or self.n_threads < 1:
             raise CKKSParameterError(f"got n_threads={self.n_threads!r}; want an integer >= 1")
+        sf = self.sigma_flood
+        if sf is not None and (
+            isinstance(sf, bool) or not isinstance(sf, int | float) or not math.isfinite(sf) or sf < 0
+        ):
+            raise CKKSParameterError(f"got sigma_flood={sf!r}; want None or a finite number >= 0")
+        if sf is not None and sf >= 2.0**-10 * v:
+            raise CKKSParameterError(
+                f"got sigma_flood={sf!r}; want < 2^-10 * value_range = {2.0**-10 * v:.4g} "
+                "(larger noise would dominate the aggregate)"
+            )
+
+    @property
+    def flood_std(self) -> float:
+        """The flooding standard deviation in use: ``sigma_flood``, or ``2^-20 * value_range``."""
+        return 2.0**-20 * self.value_range if self.sigma_flood is None else float(self.sigma_flood)
 
     @property
     def slots(self) -> int:

@@ -5,12 +5,13 @@ evaluation keys (relinearization, rotations) but no secret key; the key holder h
 decrypts only what a protocol's leakage states. Server and key holder do not collude and are
 honest-but-curious; Byzantine clients may send arbitrary (signed) ciphertexts.
 
-Known limitation (stated, not mitigated): the server receives CKKS decryptions of ciphertexts it
-computed itself (the released aggregate). Li and Micciancio (EUROCRYPT 2021, "On the Security of
-Homomorphic Encryption on Approximate Numbers") show that approximate decryptions together with their
-ciphertexts can reveal the secret key (IND-CPA-D). Noise flooding before release would remove that at a
-precision cost this implementation does not pay; deployments must add it or keep decryptions away from
-parties that hold the matching ciphertexts.
+Decryptions the server sees: the server receives the decryption of a ciphertext it computed itself (the
+aggregate). Li and Micciancio (EUROCRYPT 2021, "On the Security of Homomorphic Encryption on Approximate
+Numbers") show that exact approximate decryptions together with their ciphertexts can reveal the secret
+key (IND-CPA-D). The key holder therefore floods every value it releases that derives continuously from
+a decryption -- the aggregate, and the clip factors that scale it -- with Gaussian noise of standard
+deviation ``CKKSParams.flood_std`` (:mod:`protocols.ckks.flooding`). The default margin over the CKKS
+error is heuristic (a few bits per value), not a proven security level; see that module.
 
 Parties exchange signed frames of bytes only (:mod:`protocols.ckks.messages`); a party never holds
 another party's Python objects. The pure computations (chunking, squared distances summed over
@@ -23,11 +24,11 @@ import math
 from collections.abc import Sequence
 from typing import Any, TypeAlias
 
-import nacl.utils
 import numpy as np
 import tenseal as ts
 
 from protocols.ckks.distances import DistanceEvaluator
+from protocols.ckks.flooding import flood, uniform01
 from protocols.ckks.messages import Identity, Kind, array_part, open_message, parse_array
 from protocols.ckks.params import CKKSParams
 from secagg.errors import MalformedMessage, ProtocolAbort
@@ -47,12 +48,6 @@ def chunk_rows(x: np.ndarray, slots: int) -> list[np.ndarray]:
     padded = np.zeros(k * slots, dtype=np.float64)
     padded[: x.shape[0]] = x
     return [padded[i * slots : (i + 1) * slots] for i in range(k)]
-
-
-def uniform01(size: int) -> np.ndarray:
-    """``size`` uniforms in [0, 1) from libsodium's CSPRNG (53-bit resolution)."""
-    raw = np.frombuffer(nacl.utils.random(8 * size), dtype=np.uint64)
-    return (raw >> np.uint64(11)).astype(np.float64) * (1.0 / 2.0**53)
 
 
 def load_vector(ctx: ts.Context, part: bytes, *, levels: int, slots: int, scale: float, what: str) -> Vec:
@@ -292,6 +287,17 @@ class CKKSKeyHolder:
         parts = self._open(msg, kind, count)
         vals = self._decrypt_parts(parts, levels=levels, slots=self.params.slots, what=kind.name)
         return np.concatenate(vals) if vals else np.zeros(0)
+
+    def release_aggregate(self, msg: bytes, count: int, levels: int, d: int) -> bytes:
+        """``PLAINTEXT`` reply: the first ``d`` decrypted aggregate values, each flooded with fresh
+        ``N(0, flood_std^2)`` noise (:mod:`protocols.ckks.flooding`) -- never the exact decryption."""
+        flat = self.decrypt_chunks(msg, Kind.AGGREGATE, count, levels)[:d]
+        return self.plaintext(flood(flat, self.params.flood_std))
+
+    def flood_factors(self, factors: np.ndarray) -> np.ndarray:
+        """Dimensionless factors (in [0, 1]) computed from decryptions, flooded at the aggregate's
+        relative level ``flood_std / value_range`` before they are encrypted for the server."""
+        return flood(factors, self.params.flood_std / self.params.value_range)
 
     def encrypt_replicated(self, values: Sequence[float]) -> list[bytes]:
         """One fresh ciphertext per value, the value in every slot."""
