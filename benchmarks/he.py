@@ -16,13 +16,17 @@ tens of milliseconds; its per-client and server figures are also shown extrapola
 (marked ``~``; the cost is linear in the number of packed ciphertexts).
 
 A second table shows how ``ckks_multi_krum`` grows with n (10, 25, 50): the distance phase is
-quadratic in n.
+quadratic in n. A third compares, per pair at dimension d, the server's two ways to compute
+``E(||x_i - x_j||^2)``: chunkwise (TenSEAL relinearizes and rescales each chunk's square; the baseline)
+and deferred (squares summed in degree-2 form, one relinearization and one rescale per pair; what the
+protocol uses) -- alternated back to back, medians over ``--pair-repeats`` runs each.
 
 The CPU may be shared with other processes: medians damp that, absolute times still move with load.
 
 ``--workers k`` lets the Krum server fork k processes for the pairwise distances.
 
 Usage: python benchmarks/he.py [--quick] [--repeats 3] [--skip-scaling] [--workers 1] [--only NAME ...]
+       [--pair-repeats 15]
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ import torch  # noqa: E402
 import protocols  # noqa: E402
 import robust  # noqa: E402
 from protocols.base import RoundResult  # noqa: E402
+from protocols.ckks.distances import DistanceEvaluator  # noqa: E402
+from protocols.ckks.parties import chunk_rows, sq_distance  # noqa: E402
 
 N, D, F, CLIP = 25, 61_706, 5, 20.0
 
@@ -154,6 +160,30 @@ def run_protocol(
     return median_dicts(rows), setup[0], setup[1]
 
 
+def pair_costs(d: int, repeats: int) -> tuple[float, float]:
+    """Median seconds per pair: chunkwise ``sq_distance`` (baseline) and the deferred evaluator."""
+    import tenseal as ts
+
+    ctx = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 40, 60], n_threads=2)
+    ctx.global_scale = 2.0**40
+    ctx.generate_relin_keys()
+    ctx.generate_galois_keys()
+    x = make_stack(2, d, 0)
+    ups = [[ts.ckks_vector(ctx, c) for c in chunk_rows(r.astype(np.float64), 4096)] for r in x]
+    ev = DistanceEvaluator(ctx, 2.0**40, 4096)
+    raw = [ev.raw(u) for u in ups]
+    old, new = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sq_distance(ups[0], ups[1]).serialize()
+        t1 = time.perf_counter()
+        ev.sq_distance(raw[0], raw[1])
+        t2 = time.perf_counter()
+        old.append(t1 - t0)
+        new.append(t2 - t1)
+    return statistics.median(old), statistics.median(new)
+
+
 def mb(b: float) -> str:
     return f"{b / 1e6:.2f}"
 
@@ -174,6 +204,7 @@ def main() -> None:
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--only", nargs="*", default=None, help="protocol names to run")
     ap.add_argument("--workers", type=int, default=1, help="server processes for the Krum distances")
+    ap.add_argument("--pair-repeats", type=int, default=15, help="runs per method in the per-pair table")
     args = ap.parse_args()
     n, d, f = (7, 5_000, 1) if args.quick else (N, D, F)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -191,6 +222,14 @@ def main() -> None:
         f"{'critical s':>10} {'total s':>8} {'ratio':>8} {'up MB/cl':>9} {'S->K MB':>8} {'K->S MB':>8} "
         f"{'setup s':>8} {'setup MB':>8}"
     )
+    old, new = pair_costs(d, args.pair_repeats)
+    print(
+        f"## E(||x_i - x_j||^2) per pair, d = {d:,} ({-(-d // 4096)} chunks), alternated, medians of "
+        f"{args.pair_repeats}"
+    )
+    print(f"chunkwise relin+rescale (baseline) {old * 1e3:8.1f} ms")
+    print(f"deferred, once per pair (used)     {new * 1e3:8.1f} ms   ({old / new:.2f}x faster)")
+    print()
     print(head)
     print("-" * len(head))
     details = {}
