@@ -9,8 +9,10 @@ processes (spawned, one torch thread each).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -47,6 +49,18 @@ def _run_unit(toml_text: str, run_dir: str, threads: int) -> dict[str, Any]:
         torch.set_num_threads(threads)
     unit = Config.from_dict(tomllib.loads(toml_text))
     return simulate(unit, Path(run_dir)).summary
+
+
+@contextmanager
+def _packages_first_on_path() -> Iterator[None]:
+    """Spawned workers inherit ``sys.path``; put the directory holding fedsec's packages first so that
+    a same-named directory earlier on the path (e.g. a test folder ``tests/robust``) cannot shadow them."""
+    root = str(Path(__file__).resolve().parents[1])
+    sys.path.insert(0, root)
+    try:
+        yield
+    finally:
+        sys.path.remove(root)
 
 
 @dataclass
@@ -106,7 +120,10 @@ def run_units(
             for u, d in todo:
                 done(simulate(u, d).summary)
         else:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            with (
+                _packages_first_on_path(),
+                ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool,
+            ):
                 pending: set[Future[dict[str, Any]]] = {
                     pool.submit(_run_unit, u.to_toml(), str(d), 1) for u, d in todo
                 }
