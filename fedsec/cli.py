@@ -21,7 +21,7 @@ Byzantine (ALIE), and compares the plain mean with robust defenses."""
 
 EPILOG = """\
 examples:
-  fedsec run                                  # the bundled quickstart (about 30 s on 2 CPU cores)
+  fedsec run                                  # the bundled quickstart (about 20 s on 2 CPU cores)
   fedsec run --set attack.name=ipm --set attack.strength=2.5 --out runs/ipm
   fedsec sweep examples/stress_digits.toml --jobs 2
   fedsec report runs/stress_digits
