@@ -397,6 +397,10 @@ class LocalNoise:
         self.rounds = 0
         self.accountant.reset()
 
+    def would_exceed(self, epsilon: float, delta: float) -> bool:
+        """True if one more call would spend more than ``epsilon`` at ``delta`` (for budgets)."""
+        return self.accountant.epsilon_after(delta, self.noise_multiplier / 2.0, 1.0) > epsilon
+
     def privacy_statement(self, delta: float) -> dict[str, Any]:
         delta = check_delta(delta)
         return statement(

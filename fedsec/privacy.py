@@ -34,8 +34,7 @@ class PrivacyWiring:
         self.q = sample_rate
         self.m = expected_clients
         self.steps = 0
-        self.accountant: Any = None
-        self.mechanism: Any = None
+        self.mechanism: Any = None  # user level: the dp mechanism, which also keeps the accountant
         self.clients: dict[int, Any] = {}
         self.protocol: Any = None
         if self.mode == "none":
@@ -47,8 +46,10 @@ class PrivacyWiring:
                 f"dp.mode: got {self.mode!r}; want 'none' (the dp package is unavailable: {e})"
             ) from e
         self._dp = dp
-        if self.mode == "user":
-            self.accountant = dp.Accountant(kind=cast(Any, self.dp.accountant))
+        if self.mode == "user" and self.dp.order == "local_noise_rule":
+            self.mechanism = dp.LocalNoise(
+                self.dp.clip, self.dp.noise_multiplier, accountant=cast(Any, self.dp.accountant)
+            )
 
     # ---------------------------------------------------------------- server side
     @property
@@ -58,15 +59,18 @@ class PrivacyWiring:
     def wrap_rule(self, rule: Any) -> Any:
         if self.mode == "user" and self.dp.order == "clip_rule_noise":
             self.mechanism = self._dp.DPFedAvg(
-                rule, clip=self.dp.clip, noise_multiplier=self.dp.noise_multiplier, expected_clients=self.m
+                rule,
+                clip=self.dp.clip,
+                noise_multiplier=self.dp.noise_multiplier,
+                expected_clients=self.m,
+                population=self.cfg.data.n_clients,
+                accountant=cast(Any, self.dp.accountant),
             )
             return self.mechanism
         return rule
 
     def local_noise(self, stack: torch.Tensor) -> torch.Tensor:
         if self.mode == "user" and self.dp.order == "local_noise_rule":
-            if self.mechanism is None:
-                self.mechanism = self._dp.LocalNoise(self.dp.clip, self.dp.noise_multiplier)
             return self.mechanism(stack)
         return stack
 
@@ -74,17 +78,14 @@ class PrivacyWiring:
         self.protocol = proto
 
     def after_round(self) -> None:
+        # User-level mechanisms step their own accountants on every call.
         self.steps += 1
-        if self.accountant is not None:
-            self.accountant.step(self.dp.noise_multiplier, self.q)
 
     def would_exceed_budget(self) -> bool:
         """Whether one more round would push epsilon above ``dp.budget_epsilon`` (user-level only)."""
-        if self.dp.budget_epsilon is None or self.accountant is None:
+        if self.dp.budget_epsilon is None or self.mechanism is None:
             return False
-        trial = copy.deepcopy(self.accountant)
-        trial.step(self.dp.noise_multiplier, self.q)
-        return float(trial.epsilon(self.dp.delta)) > self.dp.budget_epsilon
+        return bool(self.mechanism.would_exceed(self.dp.budget_epsilon, self.dp.delta))
 
     # ---------------------------------------------------------------- client side (DP-SGD)
     def setup_clients(
@@ -123,23 +124,9 @@ class PrivacyWiring:
         if self.mode == "none":
             return None
         if self.mode == "user":
-            eps = float(self.accountant.epsilon(self.dp.delta)) if self.steps else 0.0
-            mech = (
-                "DP-FedAvg (clip, rule, Gaussian noise)"
-                if self.dp.order == "clip_rule_noise"
-                else ("local Gaussian noise per update, then the rule")
-            )
-            return {
-                "epsilon": eps,
-                "delta": self.dp.delta,
-                "accountant": self.dp.accountant,
-                "mechanism": mech,
-                "sampling": f"cohort {self.m} of {self.cfg.data.n_clients} per round (q={self.q:.4g})",
-                "level": "user",
-                "noise_multiplier": self.dp.noise_multiplier,
-                "clip": self.dp.clip,
-                "rounds": self.steps,
-            }
+            # The mechanism's own statement: it knows its sensitivity, sampling and whether the
+            # guarantee is proven (mean) or heuristic (a robust rule under DP-FedAvg).
+            return dict(self.mechanism.privacy_statement(self.dp.delta))
         if self.mode == "dpsgd":
             stmts = [pc.privacy_statement(self.dp.delta) for pc in self.clients.values()]
             if not stmts:

@@ -148,6 +148,14 @@ def build_protocol(cfg: Config, rule: Any) -> Any:
     except KeyError as e:
         raise ConfigError(f"protocol.name: got {p.name!r}; want one of {protocols.PROTOCOLS.names()}") from e
     kw = dict(p.kwargs)
+    if cfg.dp.mode == "distributed":
+        # The noise parameters live in [dp]; protocol.kwargs may repeat them only with the same values.
+        for key, value in (("clip", cfg.dp.clip), ("noise_multiplier", cfg.dp.noise_multiplier)):
+            if kw.setdefault(key, value) != value:
+                raise ConfigError(
+                    f"protocol.kwargs.{key}: got {kw[key]} with dp.{key}={value}; want them equal "
+                    f"(or set it in [dp] only)"
+                )
     if "f" not in kw and _accepts(factory, "f") and cfg.assumed_f() > 0:
         kw["f"] = cfg.assumed_f()
     try:
