@@ -180,6 +180,43 @@ def test_every_dp_mode_writes_its_privacy_statement(sections: dict, mechanism: s
     assert res.summary["threat_model"]["dp"] == p
 
 
+def test_local_noise_reports_its_replace_one_accounting() -> None:
+    """Local noise is accounted at z/2 with q = 1 (dp.LocalNoise's statement), not at (z, cohort rate)."""
+    dp = pytest.importorskip("dp")
+    z = 2.0
+    res = simulate(
+        tiny(
+            dp={"mode": "user", "order": "local_noise_rule", "noise_multiplier": z},
+            train={"rounds": 3, "clients_per_round": 4},
+        )
+    )
+    acc = dp.Accountant(kind="rdp")
+    acc.step(z / 2.0, 1.0, steps=3)
+    assert res.summary["privacy"]["epsilon"] == pytest.approx(acc.epsilon(1e-5))
+    assert res.summary["privacy"]["guarantee"] == "proven"
+
+
+def test_dp_fedavg_around_a_robust_rule_says_its_guarantee_is_heuristic() -> None:
+    pytest.importorskip("dp")
+    cfg = tiny(
+        dp={"mode": "user", "noise_multiplier": 1.0, "clip": 1.0},
+        train={"rounds": 2},
+        defense=[{"rule": "median"}],  # type: ignore[arg-type]
+    )
+    p = simulate(cfg).summary["privacy"]
+    assert p["guarantee"] == "heuristic" and "median" in p["mechanism"]
+
+
+def test_distributed_dp_takes_its_noise_from_the_dp_section() -> None:
+    pytest.importorskip("dp")
+    sections = {"protocol": {"name": "secagg_ddp"}, "dp": {"mode": "distributed", "noise_multiplier": 3.0}}
+    p = simulate(tiny(**sections, train={"rounds": 1})).summary["privacy"]
+    assert p["noise_multiplier"] == 3.0
+    clash = {"protocol": {"name": "secagg_ddp", "kwargs": {"noise_multiplier": 1.0}}, "dp": sections["dp"]}
+    with pytest.raises(ConfigError, match=r"protocol.kwargs.noise_multiplier: got 1.0 with dp"):
+        simulate(tiny(**clash, train={"rounds": 1}))
+
+
 @pytest.mark.parametrize(
     "name",
     [
