@@ -95,8 +95,10 @@ class DistanceEvaluator:
         scale: the nominal scale ``2^s`` restored after the rescale (TenSEAL's convention).
         slots: ``N / 2``, the slots a rotation-sum adds up.
 
-    >>> # ev = DistanceEvaluator(server.ctx, 2.0 ** 40, 4096); raw = [ev.raw(u) for u in updates]
-    >>> # part = ev.sq_distance(raw[0], raw[1])   # bytes, as sq_distance(u0, u1).serialize()
+    Usage::
+
+        ev = DistanceEvaluator(server.ctx, 2.0 ** 40, 4096); raw = [ev.raw(u) for u in updates]
+        part = ev.sq_distance(raw[0], raw[1])   # bytes, as sq_distance(u0, u1).serialize()
     """
 
     def __init__(self, ctx: ts.Context, scale: float, slots: int) -> None:

@@ -180,12 +180,3 @@ def test_tensordata_is_frozen() -> None:
 def test_tensordata_compares_by_identity() -> None:
     d = _td()
     assert d == d and d != _td() and len({d, d}) == 1
-
-
-def test_docstring_examples_run() -> None:
-    import doctest
-
-    import fedsec.data
-
-    result = doctest.testmod(fedsec.data)
-    assert result.attempted > 0 and result.failed == 0

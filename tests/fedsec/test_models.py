@@ -236,12 +236,3 @@ def test_models_learn_digits_quickly() -> None:
             first = float(loss.detach()) if step == 0 else first
             last = float(loss.detach())
         assert last < 0.5 * first, (name, first, last)
-
-
-def test_docstring_examples_run() -> None:
-    import doctest
-
-    import fedsec.models
-
-    result = doctest.testmod(fedsec.models)
-    assert result.attempted > 0 and result.failed == 0
