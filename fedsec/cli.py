@@ -53,6 +53,17 @@ def _config_args(p: argparse.ArgumentParser, optional: bool) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _config_command(
+    sub: Any, name: str, help: str, description: str, *, optional: bool = False, jobs: bool = True
+) -> argparse.ArgumentParser:
+    """A subcommand reading a config (:func:`_config_args`), with ``--jobs`` when it runs a grid."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description)
+    _config_args(p, optional=optional)
+    if jobs:
+        p.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel processes (default 1)")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedsec",
@@ -65,22 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fedsec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser(
+    _config_command(
+        sub,
         "run",
         help="train once per defense on the same data and attack; print a results table",
         description="Run every [defense] of CONFIG on the same data, attack and seed. Writes the resolved "
         "config, metrics.jsonl, summary.csv, report.md (with the threat-model record) and PNG plots.",
+        optional=True,
+        jobs=False,
     )
-    _config_args(p, optional=True)
-
-    p = sub.add_parser(
+    _config_command(
+        sub,
         "sweep",
         help="run the [sweep] grid (resumable, optionally in parallel processes)",
         description="Expand the [sweep] table of lists into a grid of runs (x every defense) and run it. "
         "Finished runs are kept and skipped when the sweep is restarted.",
     )
-    _config_args(p, optional=False)
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel processes (default 1)")
 
     p = sub.add_parser(
         "report",
@@ -92,14 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, metavar="DIR", help="a run or sweep directory")
     p.add_argument("--no-plots", action="store_true", help="tables only")
 
-    p = sub.add_parser(
+    _config_command(
+        sub,
         "stress",
         help="search the most damaging attack strength per defense and beta",
         description="For each defense and each beta in [stress], run the attack at every strength in "
         "[stress] strengths (optionally refined) and report the worst case.",
     )
-    _config_args(p, optional=False)
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel processes (default 1)")
     return parser
 
 

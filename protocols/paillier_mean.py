@@ -36,7 +36,7 @@ import torch
 from phe import paillier
 
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
-from protocols.ckks.driver import Message, as_stack
+from protocols.ckks.driver import Message, as_stack, refuse_weights
 from protocols.ckks.messages import Identity, Kind, array_part, open_message, parse_array
 from secagg.encoding import FixedPoint
 from secagg.errors import EncodingError, MalformedMessage, ProtocolAbort
@@ -270,8 +270,7 @@ class PaillierMean:
         weights: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> RoundResult:
-        if weights is not None:
-            raise ValueError("paillier_mean: got weights; want None (the unweighted mean)")
+        refuse_weights("paillier_mean", weights, "the unweighted mean")
         x = as_stack(stack)
         n, d = x.shape
         self.transcript, self.meter = [], Meter()

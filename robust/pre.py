@@ -23,6 +23,26 @@ from robust.selection import nnm_mixing, pairwise_sq_distances, sq_distances_fro
 __all__ = ["ARC", "NNM", "Bucketing", "Clip", "arc_threshold", "clip_rows"]
 
 
+class SeededGenerator:
+    """Mixin of the rules that keep a ``torch.Generator`` (Bucketing's permutation, DnC's coordinates):
+    seeded once from ``seed`` (``None``: from libsodium, see :mod:`robust._rng`), re-seeded by
+    :meth:`reset`, its state reported by :meth:`state_dict`. List it before the rule's base class."""
+
+    seed: int
+    generator: torch.Generator
+
+    def _seed_generator(self, seed: int | None) -> None:
+        self.seed = resolve_seed(seed)
+        self.generator = make_generator(self.seed)
+
+    def reset(self) -> None:
+        super().reset()  # type: ignore[misc]  # the rule base class, next in the MRO
+        self.generator = make_generator(self.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+
 def clip_rows(x: torch.Tensor, norms: torch.Tensor, c: float) -> torch.Tensor:
     """``x_i * min(1, c / ||x_i||)`` for every row, given the row norms (float64)."""
     scale = torch.where(norms > c, c / norms.clamp_min(1e-300), torch.ones_like(norms))
@@ -58,7 +78,7 @@ class NNM(PreAggregator):
 
 
 @PRE_AGGREGATORS.register("bucketing")
-class Bucketing(PreAggregator):
+class Bucketing(SeededGenerator, PreAggregator):
     """Bucketing (Karimireddy, He & Jaggi, ICLR 2022): shuffle the rows with a random permutation and
     output the means of consecutive buckets of ``s`` rows (``ceil(n / s)`` buckets, the last one
     smaller when ``s`` does not divide ``n``). With f Byzantine rows at most f buckets are affected.
@@ -81,8 +101,7 @@ class Bucketing(PreAggregator):
         self.s = check_f(s, "s")
         if self.s < 1:
             raise ValueError(f"s must be >= 1; got s={s}")
-        self.seed = resolve_seed(seed)
-        self.generator = make_generator(self.seed)
+        self._seed_generator(seed)
 
     def out_rows(self, n: int) -> int:
         return math.ceil(n / self.s)
@@ -100,13 +119,6 @@ class Bucketing(PreAggregator):
         for b, rows in enumerate(buckets):
             avg[b, rows] = 1.0 / len(rows)
         return torch.matmul(avg.to(x.device), x, out=new_like(x, len(buckets))), buckets
-
-    def reset(self) -> None:
-        super().reset()
-        self.generator = make_generator(self.seed)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
 
     def __repr__(self) -> str:
         return f"Bucketing(s={self.s})"

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from robust._rng import make_generator, resolve_seed
 from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f
 from robust.distance import mean_of_rows
+from robust.pre import SeededGenerator
 
 __all__ = ["DnC", "dnc_keep", "sample_columns"]
 
@@ -76,7 +76,7 @@ def dnc_keep(sub: torch.Tensor, n_keep: int) -> torch.Tensor:
 
 
 @AGGREGATORS.register("dnc")
-class DnC(Aggregator):
+class DnC(SeededGenerator, Aggregator):
     """Divide-and-Conquer (Shejwalkar & Houmansadr, NDSS 2021, Algorithm 2).
 
     ``niters`` times: sample ``sub_dim`` coordinates without replacement (:func:`sample_columns`),
@@ -104,8 +104,7 @@ class DnC(Aggregator):
         if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c) or c < 0:
             raise ValueError(f"c must be a finite number >= 0; got c={c!r}")
         self.c = float(c)
-        self.seed = resolve_seed(seed)
-        self.generator = make_generator(self.seed)
+        self._seed_generator(seed)
 
     def check_bound(self, n: int, f: int | None) -> None:
         assert f is not None
@@ -125,13 +124,6 @@ class DnC(Aggregator):
             votes += dnc_keep(x.index_select(1, cols), n_keep).to(torch.int64)
         keep = torch.nonzero(votes == votes.max()).flatten()
         return mean_of_rows(x, keep), keep
-
-    def reset(self) -> None:
-        super().reset()
-        self.generator = make_generator(self.seed)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
 
     def __repr__(self) -> str:
         return f"DnC(f={self.f}, sub_dim={self.sub_dim}, niters={self.niters}, c={self.c})"

@@ -250,6 +250,23 @@ def _limit(
     return x[keep], y[keep]
 
 
+def _limit_splits(
+    name: str,
+    max_train: int | None,
+    max_test: int | None,
+    x_tr: np.ndarray,
+    y_tr: np.ndarray,
+    x_te: np.ndarray,
+    y_te: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_limit` on a distributed train/test split (``max_train`` with ``seed``, ``max_test`` with
+    ``seed + 1``)."""
+    x_tr, y_tr = _limit(name, "max_train", max_train, x_tr, y_tr, seed)
+    x_te, y_te = _limit(name, "max_test", max_test, x_te, y_te, seed + 1)
+    return x_tr, y_tr, x_te, y_te
+
+
 # --------------------------------------------------------------------------------------------------
 # bundled datasets
 
@@ -361,8 +378,7 @@ def _load_fmnist(
             raise DataError(
                 f"fmnist {d / f}: got images {xs.shape} and labels {ys.shape}; want (N, H, W) and (N,)"
             )
-    x_tr, y_tr = _limit("fmnist", "max_train", max_train, x_tr, y_tr, seed)
-    x_te, y_te = _limit("fmnist", "max_test", max_test, x_te, y_te, seed + 1)
+    x_tr, y_tr, x_te, y_te = _limit_splits("fmnist", max_train, max_test, x_tr, y_tr, x_te, y_te, seed)
     return _pair(
         "fmnist",
         x_tr[:, None].astype(np.float32) / 255.0,
@@ -394,8 +410,7 @@ def _load_svhn(
     d = _find(data_dir, ("svhn", ""), SVHN_FILES, "svhn", SVHN_HOW)
     x_tr, y_tr = formats.read_svhn_mat(d / SVHN_FILES[0])
     x_te, y_te = formats.read_svhn_mat(d / SVHN_FILES[1])
-    x_tr, y_tr = _limit("svhn", "max_train", max_train, x_tr, y_tr, seed)
-    x_te, y_te = _limit("svhn", "max_test", max_test, x_te, y_te, seed + 1)
+    x_tr, y_tr, x_te, y_te = _limit_splits("svhn", max_train, max_test, x_tr, y_tr, x_te, y_te, seed)
     return _pair("svhn", x_tr.astype(np.float32) / 255.0, y_tr, x_te.astype(np.float32) / 255.0, y_te, 10)
 
 
@@ -424,6 +439,5 @@ def _load_cifar10(
     x_tr = np.concatenate([p[0] for p in parts])
     y_tr = np.concatenate([p[1] for p in parts])
     x_te, y_te = formats.read_cifar_batch(d / CIFAR_FILES[5])
-    x_tr, y_tr = _limit("cifar10", "max_train", max_train, x_tr, y_tr, seed)
-    x_te, y_te = _limit("cifar10", "max_test", max_test, x_te, y_te, seed + 1)
+    x_tr, y_tr, x_te, y_te = _limit_splits("cifar10", max_train, max_test, x_tr, y_tr, x_te, y_te, seed)
     return _pair("cifar10", x_tr.astype(np.float32) / 255.0, y_tr, x_te.astype(np.float32) / 255.0, y_te, 10)

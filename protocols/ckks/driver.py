@@ -70,6 +70,12 @@ def as_weights(weights: torch.Tensor | np.ndarray | None, n: int) -> np.ndarray 
     return w / w.sum()
 
 
+def refuse_weights(name: str, weights: object, why: str) -> None:
+    """Raise ``ValueError`` when a protocol that takes no client weights is given some."""
+    if weights is not None:
+        raise ValueError(f"{name}: got weights; want None ({why})")
+
+
 class CKKSRound:
     """Base of the CKKS protocols: holds the parties and the transcript of the last round.
 
@@ -170,6 +176,21 @@ class CKKSRound:
         for ident in [kh.identity, server.identity, *(c.identity for c in self.clients.values())]:
             ident.round = self.round_id
         return x, kh, server
+
+    def _begin_unweighted(
+        self, stack: torch.Tensor | np.ndarray, weights: object, why: str
+    ) -> tuple[np.ndarray, CKKSKeyHolder, CKKSServer]:
+        """:meth:`_begin` for a protocol without client weights: ``weights`` must be ``None`` (``why``
+        says why, in the ``ValueError`` otherwise)."""
+        refuse_weights(self.name, weights, why)
+        return self._begin(stack)
+
+    def _begin_weighted(
+        self, stack: torch.Tensor | np.ndarray, weights: torch.Tensor | np.ndarray | None
+    ) -> tuple[np.ndarray, CKKSKeyHolder, CKKSServer, np.ndarray | None]:
+        """:meth:`_begin`, then the normalized client weights (:func:`as_weights`; ``None``: the mean)."""
+        x, kh, server = self._begin(stack)
+        return x, kh, server, as_weights(weights, x.shape[0])
 
     def _check_params(self, x: np.ndarray) -> None:
         """Depth and range check for this protocol at this ``(n, d)``; see :meth:`max_magnitude`."""

@@ -187,9 +187,7 @@ class _KrumBase(CKKSRound):
         weights: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> RoundResult:
-        if weights is not None:
-            raise ValueError(f"{self.name}: got weights; want None (Krum averages the selected rows)")
-        x, kh, server = self._begin(stack)
+        x, kh, server = self._begin_unweighted(stack, weights, "Krum averages the selected rows")
         n, d = x.shape
         m = self._check_bound(n)
         updates = self._upload(server, x)

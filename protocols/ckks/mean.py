@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from protocols.base import PROTOCOLS, Leakage, RoundResult
-from protocols.ckks.driver import CKKSRound, as_weights
+from protocols.ckks.driver import CKKSRound
 from protocols.ckks.params import CKKSParams
 
 
@@ -46,9 +46,8 @@ class CKKSMean(CKKSRound):
         weights: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> RoundResult:
-        x, kh, server = self._begin(stack)
+        x, kh, server, w = self._begin_weighted(stack, weights)
         n, d = x.shape
-        w = as_weights(weights, n)
         updates = self._upload(server, x)
         with self.meter.time("server", "aggregate"):
             agg = server.weighted_sum(updates, None if w is None else w.tolist())

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from protocols.base import PROTOCOLS, Leakage, RoundResult
-from protocols.ckks.driver import CKKSRound, as_weights
+from protocols.ckks.driver import CKKSRound
 from protocols.ckks.messages import Kind
 from protocols.ckks.params import CKKSParameterError, CKKSParams
 from protocols.ckks.parties import sq_norm
@@ -70,9 +70,8 @@ class CKKSNormClip(CKKSRound):
         weights: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> RoundResult:
-        x, kh, server = self._begin(stack)
+        x, kh, server, w = self._begin_weighted(stack, weights)
         n, d = x.shape
-        w = as_weights(weights, n)
         w = np.full(n, 1.0 / n) if w is None else w
         updates = self._upload(server, x)
         with self.meter.time("server", "norms"):

@@ -69,9 +69,7 @@ class _OrderStatBase(CKKSRound):
         weights: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> RoundResult:
-        if weights is not None:
-            raise ValueError(f"{self.name}: got weights; want None (an unweighted order statistic)")
-        x, kh, server = self._begin(stack)
+        x, kh, server = self._begin_unweighted(stack, weights, "an unweighted order statistic")
         n, d = x.shape
         self._check_bound(n)
         k = self.params.n_chunks(d)
