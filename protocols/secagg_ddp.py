@@ -35,14 +35,9 @@ import torch
 
 from dp.accounting import check_delta, statement
 from dp.distributed import RDP_ORDERS, DDGClient, DDGConfig, DDGServer, rdp_epsilon
+from protocols import _secure_sum as ss
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
-from secagg import SecAggError
-from secagg.driver import PHASES, run_round
-
-
-def _threshold(n: int, active: bool) -> int:
-    """Bonawitz et al.'s bound: t > n/2 (passive) or t > 2n/3 (active)."""
-    return 2 * n // 3 + 1 if active else n // 2 + 1
+from secagg.driver import run_round
 
 
 @PROTOCOLS.register("secagg_ddp")
@@ -73,10 +68,8 @@ class SecAggDDP:
         beta: float = math.exp(-0.5),
         wrap_prob: float = 1e-6,
     ) -> None:
-        if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 1):
-            raise SecAggError(f"t: got {t!r}; want None or an int >= 1")
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
-            raise SecAggError(f"dropout: got {dropout!r}; want a probability in [0, 1)")
+        ss.check_threshold(t)
+        ss.check_dropout(dropout, refuse_bool=True)
         # Validate the DP parameters once with a placeholder shape.
         DDGConfig(dim=1, n_clients=1, clip=clip, noise_multiplier=noise_multiplier, bits=bits, beta=beta)
         self.clip, self.noise_multiplier, self.bits = float(clip), float(noise_multiplier), int(bits)
@@ -109,12 +102,10 @@ class SecAggDDP:
         weights: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> RoundResult:
-        xt = torch.as_tensor(stack)
-        if xt.ndim != 2 or xt.shape[0] < 2:
-            raise SecAggError(f"stack: got shape {tuple(xt.shape)}; want (n, d) with n >= 2")
+        xt = ss.check_stack(stack)
         x = xt.detach().to("cpu", torch.float64).numpy()
         n, d = x.shape
-        w = self._weights(weights, n)
+        w = ss.client_weights(weights, n)
         server = self._server(n, d)
         cfg = server.config
         meter = Meter()
@@ -128,16 +119,12 @@ class SecAggDDP:
                 norm = float(np.linalg.norm(row))
                 row = row * (min(1.0, self.clip / norm) if norm > 0 else 1.0) * w[i]
                 enc[i] = DDGClient(cfg).encode(row, got)
-        t = self.t if self.t is not None else _threshold(n, self.active)
-        out = run_round(
-            enc, t=t, bits=self.bits, active=self.active, dropouts=self._dropouts(n, rng), meter=meter
-        )
+        t = self.t if self.t is not None else ss.default_threshold(n, self.active)
+        drops = ss.simulated_dropouts(n, self.dropout, self.active, rng)
+        out = run_round(enc, t=t, bits=self.bits, active=self.active, dropouts=drops, meter=meter)
         with meter.time("server", "dp_decode"):
             total = server.decode(out.sum, seed, len(out.survivors))
-        denom = float(w[out.survivors].sum())
-        if denom <= 0:
-            raise SecAggError("weights: got zero total weight over the survivors; want > 0")
-        agg = torch.from_numpy((total / denom).astype(np.float32)).to(xt.device)
+        agg = ss.survivor_mean(total, w, out.survivors, xt.device)
         leak = Leakage(
             {
                 "server": {
@@ -150,22 +137,6 @@ class SecAggDDP:
             }
         )
         return RoundResult(aggregate=agg, accepted=list(out.survivors), meter=meter, leakage=leak)
-
-    def _weights(self, weights: torch.Tensor | None, n: int) -> np.ndarray:
-        if weights is None:
-            return np.ones(n)
-        w = torch.as_tensor(weights).detach().cpu().numpy().astype(np.float64).reshape(-1)
-        if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.max() <= 0:
-            raise SecAggError(f"weights: got shape {w.shape} / values; want ({n},) finite, >= 0, not all 0")
-        return w / w.max()
-
-    def _dropouts(self, n: int, rng: np.random.Generator | None) -> dict[int, str]:
-        if self.dropout == 0.0:
-            return {}
-        g = rng if rng is not None else np.random.default_rng()
-        phases = [p for p in PHASES if self.active or p != "consistency_check"]
-        hit = np.flatnonzero(g.random(n) < self.dropout)
-        return {int(i): phases[int(g.integers(len(phases)))] for i in hit}
 
     def reset(self) -> None:
         """Forget the accounting of past rounds."""

@@ -57,8 +57,9 @@ import nacl.utils
 import numpy as np
 import torch
 
+from protocols import _secure_sum as ss
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
-from secagg.driver import PHASES, run_round
+from secagg.driver import run_round
 from secagg.encoding import FixedPoint
 from secagg.errors import ProtocolAbort, SecAggError, TooFewSurvivors
 from secagg.normbound import (
@@ -355,12 +356,10 @@ class SecAggNormBound:
         """One round; ``mask_instead`` (fault injection) makes client i mask the integer vector given
         instead of the one it committed to -- the link check then aborts the round."""
         cfg = self.config
-        xt = torch.as_tensor(stack)
-        if xt.ndim != 2 or xt.shape[0] < 2:
-            raise SecAggError(f"stack: got shape {tuple(xt.shape)}; want (n, d) with n >= 2")
+        xt = ss.check_stack(stack)
         x = np.nan_to_num(xt.detach().to("cpu", torch.float32).numpy().astype(np.float64), nan=0.0)
         n, d = x.shape
-        w = self._weights(weights, n)
+        w = ss.client_weights(weights, n)
         params = cfg.params(d)
         fp = cfg.encoding
         limb = cfg.limb_bits(n)
@@ -392,8 +391,8 @@ class SecAggNormBound:
 
         inputs = np.stack([clients[i].masked_input(fp, limb, (mask_instead or {}).get(i)) for i in accepted])
         m = len(accepted)
-        t = cfg.t if cfg.t is not None else (2 * m // 3 + 1 if cfg.active else m // 2 + 1)
-        drops = self._dropouts(m, rng)
+        t = cfg.t if cfg.t is not None else ss.default_threshold(m, cfg.active)
+        drops = ss.simulated_dropouts(m, cfg.dropout, cfg.active, rng)
         out = run_round(
             inputs,
             t=min(t, m),
@@ -410,10 +409,7 @@ class SecAggNormBound:
             q_sum = signed[:d]
             server.link_check(survivors, q_sum, out.sum[d:], limb)
         total = q_sum.astype(np.float64) / cfg.scale
-        denom = float(w[survivors].sum())
-        if denom <= 0:
-            raise SecAggError("weights: got zero total weight over the survivors; want > 0")
-        agg = torch.from_numpy((total / denom).astype(np.float32)).to(xt.device)
+        agg = ss.survivor_mean(total, w, survivors, xt.device)
         leak = Leakage(
             {
                 "server": {
@@ -429,14 +425,6 @@ class SecAggNormBound:
         )
         return RoundResult(aggregate=agg, accepted=survivors, meter=meter, leakage=leak)
 
-    def _weights(self, weights: torch.Tensor | None, n: int) -> np.ndarray:
-        if weights is None:
-            return np.ones(n)
-        w = torch.as_tensor(weights).detach().cpu().numpy().astype(np.float64).reshape(-1)
-        if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.max() <= 0:
-            raise SecAggError(f"weights: got shape {w.shape} / values; want ({n},) finite, >= 0, not all 0")
-        return w / w.max()
-
     def _audit_sample(self, n: int) -> set[int]:
         """Clients whose proofs are checked: all, or ceil(fraction n) drawn with libsodium randomness."""
         k = math.ceil(self.config.verify_fraction * n)
@@ -444,11 +432,3 @@ class SecAggNormBound:
             return set(range(n))
         order = sorted(range(n), key=lambda _: nacl.utils.random(16))
         return set(order[:k])
-
-    def _dropouts(self, m: int, rng: np.random.Generator | None) -> dict[int, str]:
-        if self.config.dropout == 0.0:
-            return {}
-        g = rng if rng is not None else np.random.default_rng()
-        phases = [p for p in PHASES if self.config.active or p != "consistency_check"]
-        hit = np.flatnonzero(g.random(m) < self.config.dropout)
-        return {int(i): phases[int(g.integers(len(phases)))] for i in hit}

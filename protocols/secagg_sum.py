@@ -21,25 +21,17 @@ import numpy as np
 import torch
 
 import robust
+from protocols import _secure_sum as ss
+from protocols._secure_sum import default_threshold
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg import EncodingError, FixedPoint, SecAggError
-from secagg.driver import PHASES, run_round
+from secagg.driver import run_round
 from secagg.graph import choose_degree
 
 
 class NonFiniteUpdate(EncodingError, robust.NonFiniteError):
     """A client update holds NaN or Inf: it has no fixed-point encoding (both an encoding error and the
     robust layer's non-finite error, so callers that stop diverged runs on the latter see it)."""
-
-
-def _check_threshold(t: int | None) -> None:
-    if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 1):
-        raise SecAggError(f"t: got {t!r}; want None or an int >= 1")
-
-
-def default_threshold(n: int, active: bool) -> int:
-    """t > n/2 (passive) or t > 2n/3 (active), the bounds of Bonawitz et al."""
-    return 2 * n // 3 + 1 if active else n // 2 + 1
 
 
 @PROTOCOLS.register("secagg")
@@ -66,9 +58,8 @@ class SecAggSum:
         dropout: float = 0.0,
         frac_bits: int | None = None,
     ) -> None:
-        _check_threshold(t)
-        if not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
-            raise SecAggError(f"dropout: got {dropout!r}; want a probability in [0, 1)")
+        ss.check_threshold(t)
+        ss.check_dropout(dropout)
         self.t = t
         self.encoding = FixedPoint(bits=bits, clip=float(clip), frac_bits=frac_bits)
         self.active = bool(active)
@@ -84,20 +75,10 @@ class SecAggSum:
         weights: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> RoundResult:
-        xt = torch.as_tensor(stack)
-        if xt.ndim != 2 or xt.shape[0] < 2:
-            raise SecAggError(f"stack: got shape {tuple(xt.shape)}; want (n, d) with n >= 2")
+        xt = ss.check_stack(stack)
         x = xt.detach().to("cpu", torch.float32).numpy().astype(np.float64)
         n = x.shape[0]
-        if weights is None:
-            w = np.ones(n)
-        else:
-            w = torch.as_tensor(weights).detach().cpu().numpy().astype(np.float64).reshape(-1)
-            if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.max() <= 0:
-                raise SecAggError(
-                    f"weights: got shape {w.shape} / values; want ({n},) finite, >= 0, not all 0"
-                )
-        w = w / w.max()
+        w = ss.client_weights(weights, n)
         bad = ~np.isfinite(x).all(axis=1)
         if bad.any():
             raise NonFiniteUpdate(
@@ -107,16 +88,13 @@ class SecAggSum:
         clipped = np.clip(x, -self.encoding.clip, self.encoding.clip)
         enc = np.stack([self.encoding.encode(w[i] * clipped[i], n_summands=n) for i in range(n)])
         k, t = self._graph(n)
-        drops = self._dropouts(n, rng)
+        drops = ss.simulated_dropouts(n, self.dropout, self.active, rng)
         meter = Meter()
         out = run_round(
             enc, t=t, bits=self.encoding.bits, k=k, active=self.active, dropouts=drops, meter=meter
         )
         total = self.encoding.decode_sum(out.sum, n)
-        denom = float(w[out.survivors].sum())
-        if denom <= 0:
-            raise SecAggError("weights: got zero total weight over the survivors; want > 0")
-        agg = torch.from_numpy((total / denom).astype(np.float32)).to(xt.device)
+        agg = ss.survivor_mean(total, w, out.survivors, xt.device)
         leak = Leakage(
             {
                 "server": {"sum_of_survivors": total, "survivors": out.survivors, "dropped": out.dropped},
@@ -124,14 +102,6 @@ class SecAggSum:
             }
         )
         return RoundResult(aggregate=agg, accepted=list(out.survivors), meter=meter, leakage=leak)
-
-    def _dropouts(self, n: int, rng: np.random.Generator | None) -> dict[int, str]:
-        if self.dropout == 0.0:
-            return {}
-        g = rng if rng is not None else np.random.default_rng()
-        phases = [p for p in PHASES if self.active or p != "consistency_check"]
-        hit = np.flatnonzero(g.random(n) < self.dropout)
-        return {int(i): phases[int(g.integers(len(phases)))] for i in hit}
 
 
 @PROTOCOLS.register("secagg_plus")

@@ -1,0 +1,84 @@
+"""Pieces shared by the masked secure-sum protocols (``"secagg"``, ``"secagg_plus"``, ``"secagg_ddp"``,
+``"secagg_normbound"``): argument checks, the public client weights, the simulated dropouts, Bonawitz et
+al.'s default threshold and the release of the survivor-weighted mean.
+
+Weighted mean (weights are public): each client scales its update by ``w_u / max w`` before encoding, the
+secure sum returns ``sum_{u in U} (w_u / max w) x_u`` over the survivors U, and the server divides by
+``sum_{u in U} w_u / max w``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from secagg.driver import PHASES
+from secagg.errors import SecAggError
+
+
+def default_threshold(n: int, active: bool) -> int:
+    """t > n/2 (passive) or t > 2n/3 (active), the bounds of Bonawitz et al.
+
+    >>> default_threshold(10, active=False), default_threshold(10, active=True)
+    (6, 7)
+    """
+    return 2 * n // 3 + 1 if active else n // 2 + 1
+
+
+def check_threshold(t: int | None) -> None:
+    """Refuse a threshold that is neither ``None`` nor an int >= 1."""
+    if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 1):
+        raise SecAggError(f"t: got {t!r}; want None or an int >= 1")
+
+
+def check_dropout(dropout: float, *, refuse_bool: bool = False) -> None:
+    """Refuse a dropout probability outside [0, 1) (and, with ``refuse_bool``, a bool)."""
+    if (
+        (refuse_bool and isinstance(dropout, bool))
+        or not isinstance(dropout, int | float)
+        or not 0.0 <= dropout < 1.0
+    ):
+        raise SecAggError(f"dropout: got {dropout!r}; want a probability in [0, 1)")
+
+
+def check_stack(stack: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The stack of client updates as a tensor of shape (n, d), n >= 2."""
+    xt = torch.as_tensor(stack)
+    if xt.ndim != 2 or xt.shape[0] < 2:
+        raise SecAggError(f"stack: got shape {tuple(xt.shape)}; want (n, d) with n >= 2")
+    return xt
+
+
+def client_weights(weights: torch.Tensor | None, n: int) -> np.ndarray:
+    """Public client weights scaled to ``w / max w`` (all ones without ``weights``)."""
+    if weights is None:
+        return np.ones(n)
+    w = torch.as_tensor(weights).detach().cpu().numpy().astype(np.float64).reshape(-1)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.max() <= 0:
+        raise SecAggError(f"weights: got shape {w.shape} / values; want ({n},) finite, >= 0, not all 0")
+    return w / w.max()
+
+
+def simulated_dropouts(
+    n: int, dropout: float, active: bool, rng: np.random.Generator | None
+) -> dict[int, str]:
+    """Each of n clients drops with probability ``dropout`` at a uniformly chosen phase (``rng`` only
+    simulates the failures; the consistency check is a phase only in the active variant)."""
+    if dropout == 0.0:
+        return {}
+    g = rng if rng is not None else np.random.default_rng()
+    phases = [p for p in PHASES if active or p != "consistency_check"]
+    hit = np.flatnonzero(g.random(n) < dropout)
+    return {int(i): phases[int(g.integers(len(phases)))] for i in hit}
+
+
+def survivor_mean(
+    total: np.ndarray, w: np.ndarray, survivors: Sequence[int], device: torch.device
+) -> torch.Tensor:
+    """The released mean ``total / sum_{u in survivors} w_u`` as float32 on ``device``."""
+    denom = float(w[list(survivors)].sum())
+    if denom <= 0:
+        raise SecAggError("weights: got zero total weight over the survivors; want > 0")
+    return torch.from_numpy((total / denom).astype(np.float32)).to(device)
