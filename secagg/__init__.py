@@ -1,12 +1,17 @@
 """Confidentiality: cryptographic primitives and secure-sum protocols.
 
-Masked secure aggregation (Bonawitz et al., CCS 2017; SecAgg+ of Bell et al., CCS 2020)::
+Masked secure aggregation (Bonawitz et al., CCS 2017; SecAgg+ of Bell et al., CCS 2020):
 
-    import numpy as np, secagg
-    fp = secagg.FixedPoint(bits=32, clip=1.0)
-    x = np.stack([fp.encode(row, n_summands=5) for row in np.random.default_rng(0).normal(size=(5, 10))])
-    out = secagg.run_round(x, t=3, dropouts={4: "masked_input"})
-    mean = fp.decode_sum(out.sum, n_summands=5) / len(out.survivors)
+>>> import numpy as np, secagg
+>>> fp = secagg.FixedPoint(bits=32, clip=1.0)
+>>> updates = np.linspace(-1.0, 1.0, 50).reshape(5, 10)
+>>> x = np.stack([fp.encode(row, n_summands=5) for row in updates])
+>>> out = secagg.run_round(x, t=3, dropouts={4: "masked_input"})
+>>> out.survivors
+[0, 1, 2, 3]
+>>> mean = fp.decode_sum(out.sum, n_summands=5) / len(out.survivors)
+>>> bool(np.allclose(mean, updates[:4].mean(0), atol=1e-6))
+True
 """
 
 from secagg.client import CLIENT_TRANSITIONS, SecAggClient, Stage
