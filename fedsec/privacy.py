@@ -4,7 +4,8 @@
   the rule, add N(0, (zC)^2 / m^2)-scaled noise; McMahan et al. 2018). One accountant step per round
   with sampling rate q = cohort / population.
 * ``user`` + ``local_noise_rule``: ``dp.LocalNoise`` clips and noises every update before the rule
-  (local DP per user); same accounting.
+  (local DP per user); accounted at z/2 per round with q = 1 (replace-one sensitivity 2C, no gain
+  from sampling claimed). Each mechanism keeps its own accountant and statement.
 * ``dpsgd``: every honest client trains with DP-SGD (``dp.PrivateClient``, Opacus); the reported epsilon
   is the largest over clients (sample-level).
 * ``distributed``: the ``secagg_ddp`` protocol adds the noise; its ``privacy_statement`` is reported.
@@ -27,13 +28,11 @@ from fedsec.errors import ConfigError
 class PrivacyWiring:
     """Holds the DP objects of one run; a no-op when ``dp.mode = "none"``."""
 
-    def __init__(self, cfg: Config, *, sample_rate: float, expected_clients: int) -> None:
+    def __init__(self, cfg: Config, *, expected_clients: int) -> None:
         self.cfg = cfg
         self.dp = cfg.dp
         self.mode = cfg.dp.mode
-        self.q = sample_rate
         self.m = expected_clients
-        self.steps = 0
         self.mechanism: Any = None  # user level: the dp mechanism, which also keeps the accountant
         self.clients: dict[int, Any] = {}
         self.protocol: Any = None
@@ -76,10 +75,6 @@ class PrivacyWiring:
 
     def bind_protocol(self, proto: Any) -> None:
         self.protocol = proto
-
-    def after_round(self) -> None:
-        # User-level mechanisms step their own accountants on every call.
-        self.steps += 1
 
     def would_exceed_budget(self) -> bool:
         """Whether one more round would push epsilon above ``dp.budget_epsilon`` (user-level only)."""

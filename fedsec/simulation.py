@@ -310,7 +310,7 @@ def _simulate(
         )  # fmt: skip
     selector = root_rule or rule
     cohort_size = cfg.train.clients_per_round or n
-    privacy = PrivacyWiring(cfg, sample_rate=cohort_size / n, expected_clients=cohort_size)
+    privacy = PrivacyWiring(cfg, expected_clients=cohort_size)
     server_rule = privacy.wrap_rule(selector)
     proto = build_protocol(cfg, server_rule)
     privacy.bind_protocol(proto)
@@ -390,7 +390,6 @@ def _simulate(
             agg_dt = time.perf_counter() - t1
             agg_times.append(agg_dt)
             window_agg.append(agg_dt)
-            privacy.after_round()
             agg = torch.as_tensor(result.aggregate, device=device).to(w.dtype).reshape(-1)
             if getattr(selector, "last_selection", None) is not None or len(result.accepted) < len(cohort):
                 acc_set = set(int(i) for i in result.accepted)
