@@ -1,7 +1,8 @@
 """Runtime of every robust rule and pre-aggregator at the stress-testing paper's setting.
 
 n = 25 clients, d = 500,000 float32 on the CPU. Every entry is the median of repeated runs, printed
-beside two roofline references measured in the same run (``stack.mean(0)`` and ``stack @ stack.T``)
+beside two roofline references measured in the same run (``stack.mean(0)`` and the Gram matrix
+``robust.selection.gram_matrix(stack)``, the BLAS symmetric product every distance-based rule uses)
 and as a multiple of the mean's time; the target multiple from the issue and the ByzFL 0.0.11 time
 measured by the issue on a comparable 2-core machine are printed next to it (byzfl itself is timed in
 the same run only when it is importable). Peak extra memory is the growth of the resident set during
@@ -11,7 +12,7 @@ size. A second table shows how each rule scales with n (25, 50, 100) at d = 100,
 
 Other processes may share the CPU: medians over repeats damp that, but absolute times move with load.
 
-Usage: python benchmarks/aggregators.py [--repeats 7] [--quick]
+Usage: python benchmarks/aggregators.py [--repeats 7] [--quick] [--rules NNM Krum ...]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Callable
 import torch
 
 import robust
+from robust.selection import gram_matrix
 
 N, D, F = 25, 500_000, 5
 
@@ -141,22 +143,22 @@ def make_stack() -> torch.Tensor:
     return torch.randn(N, D, generator=g) + 0.1 * torch.randn(D, generator=g)
 
 
-def memory_table() -> dict[str, float | None]:
+def memory_table(rules: list[tuple[str, Factory, float, str | None]]) -> dict[str, float | None]:
     """Child-process mode: peak extra bytes of one call of every rule (after one warm-up call)."""
     stack = make_stack()
     out: dict[str, float | None] = {}
-    for name, factory, _, _ in RULES:
+    for name, factory, _, _ in rules:
         agg = factory(F)
         agg(stack)
         out[name] = peak_extra_bytes(lambda agg=agg: agg(stack))  # type: ignore[misc]
     return out
 
 
-def measure_memory() -> dict[str, float | None]:
+def measure_memory(names: list[str]) -> dict[str, float | None]:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     try:
         res = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--memory-child"],
+            [sys.executable, os.path.abspath(__file__), "--memory-child", "--rules", *names],
             env=env,
             capture_output=True,
             text=True,
@@ -172,14 +174,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="fewer repeats, skip the scaling table")
+    ap.add_argument("--rules", nargs="+", metavar="NAME", help="time only these rows of the main table")
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    rules = RULES
+    if args.rules:
+        names = [name for name, *_ in RULES]
+        unknown = sorted(set(args.rules) - set(names))
+        if unknown:
+            ap.error(f"unknown rule(s) {unknown}; want names from {names}")
+        rules = [r for r in RULES if r[0] in args.rules]
     if args.memory_child:
-        print(json.dumps(memory_table()))
+        print(json.dumps(memory_table(rules)))
         return
     repeats = 3 if args.quick else args.repeats
 
-    memory = measure_memory()
+    memory = measure_memory([name for name, *_ in rules])
     g = torch.Generator().manual_seed(1)
     stack = make_stack()
     stack_bytes = stack.numel() * stack.element_size()
@@ -187,9 +197,9 @@ def main() -> None:
     print(f"median of {repeats} runs after one warm-up; other processes may share the CPU\n")
 
     t_mean = median_ms(lambda: stack.mean(0), repeats)
-    t_gram = median_ms(lambda: stack @ stack.T, repeats)
+    t_gram = median_ms(lambda: gram_matrix(stack), repeats)
     print(
-        f"roofline  stack.mean(0): {t_mean:7.2f} ms    stack @ stack.T: {t_gram:7.2f} ms "
+        f"roofline  stack.mean(0): {t_mean:7.2f} ms    Gram X X^T: {t_gram:7.2f} ms "
         f"({t_gram / t_mean:.1f}x mean)\n"
     )
 
@@ -207,7 +217,7 @@ def main() -> None:
     )
     print(hdr)
     print("-" * len(hdr))
-    for name, factory, target, byz_ms in RULES:
+    for name, factory, target, byz_ms in rules:
         agg = factory(F)
         t, t_base = paired_ms(lambda agg=agg: agg(stack), lambda: stack.mean(0), repeats)  # type: ignore[misc]
         mem = memory.get(name)
@@ -251,11 +261,9 @@ def main() -> None:
     stacks = {n: torch.randn(n, 100_000, generator=g) for n in ns}
     means = {n: median_ms(lambda n=n: stacks[n].mean(0), repeats) for n in ns}  # type: ignore[misc]
     print(f"{'stack.mean(0)':<17}" + "".join(f"{means[n]:10.2f}" for n in ns) + f"{1.0:12.1f}")
-    grams = {n: median_ms(lambda n=n: stacks[n] @ stacks[n].T, repeats) for n in ns}  # type: ignore[misc]
+    grams = {n: median_ms(lambda n=n: gram_matrix(stacks[n]), repeats) for n in ns}  # type: ignore[misc]
     print(
-        f"{'stack @ stack.T':<17}"
-        + "".join(f"{grams[n]:10.2f}" for n in ns)
-        + f"{grams[100] / means[100]:12.1f}"
+        f"{'Gram X X^T':<17}" + "".join(f"{grams[n]:10.2f}" for n in ns) + f"{grams[100] / means[100]:12.1f}"
     )
     for name, factory, _, _ in RULES[1:]:
         row = []
