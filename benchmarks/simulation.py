@@ -1,8 +1,9 @@
-"""Simulation throughput: vectorized clients (torch.func vmap) vs a Python loop over clients, and the
-quickstart's rounds per second.
+"""Simulation throughput: the client engines (batched matrix products, torch.func vmap) vs a Python
+loop over clients, and the quickstart's rounds per second.
 
-Table 1: seconds of client computation per round (25 clients, digits, batch 32) for each model and
-mode; baseline = the Python loop measured in the same run; ratio = loop / vectorized.
+Table 1: seconds of client computation per round (25 clients, digits, batch 32, FedAvg with 2 local
+steps) for each model and mode; baseline = the Python loop measured in the same run; speed-ups =
+loop / engine. ``auto`` is the engine the simulation picks by default for that model.
 Table 2: the bundled quickstart (digits, 25 clients, 5 ALIE attackers), every defense for a few rounds:
 rounds per second of the whole round (clients, attack, aggregation, server step; evaluation excluded
 by evaluating only at the end), and aggregation milliseconds per round.
@@ -35,7 +36,9 @@ from fedsec.simulation import simulate  # noqa: E402
 from fedsec.training import ClientComputer, ClientData, FlatModel  # noqa: E402
 
 
-def client_seconds(model_name: str, mode: str, vectorize: bool, repeats: int, n_clients: int = 25) -> float:
+def client_seconds(
+    model_name: str, mode: str, engine: str, repeats: int, n_clients: int = 25
+) -> tuple[float, str]:
     train, _ = load_dataset("digits", seed=0)
     parts = partition(
         train.y.numpy(), n_clients, "dirichlet", beta=0.3, min_samples=8, rng=np.random.default_rng(0)
@@ -44,7 +47,7 @@ def client_seconds(model_name: str, mode: str, vectorize: bool, repeats: int, n_
     fm = FlatModel(make_model(model_name, tuple(train.x.shape[1:]), train.num_classes))
     data = ClientData.build(train.x, train.y, parts, torch.device("cpu"))
     cc = ClientComputer(
-        fm, data, mode=mode, lr=0.1, batch_size=32, local_steps=2, weight_decay=0.0, vectorize=vectorize
+        fm, data, mode=mode, lr=0.1, batch_size=32, local_steps=2, weight_decay=0.0, engine=engine
     )
     w = fm.flat()
     clients = torch.arange(n_clients)
@@ -55,7 +58,7 @@ def client_seconds(model_name: str, mode: str, vectorize: bool, repeats: int, n_
         t0 = time.perf_counter()
         cc.updates(w, clients, gen)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), str(cc.engine)
 
 
 def main() -> None:
@@ -70,14 +73,22 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians over {args.repeats} repeats\n"
     )
     print("Table 1: client computation per round, 25 clients (baseline: Python loop over clients)")
-    print(f"{'model':<6} {'mode':<7} {'d':>7} {'loop s/round':>13} {'vmap s/round':>13} {'speed-up':>9}")
+    print(
+        f"{'model':<6} {'mode':<7} {'d':>7} {'loop s':>9} {'vmap s':>9} {'batched s':>10} "
+        f"{'vmap x':>7} {'batched x':>10} {'auto':>8}"
+    )
+    train, _ = load_dataset("digits", seed=0)
     for model_name in ("cnn", "mlp", "logreg"):
+        d = FlatModel(make_model(model_name, tuple(train.x.shape[1:]), 10)).d
         for mode in ("fedsgd", "fedavg"):
-            loop = client_seconds(model_name, mode, False, args.repeats)
-            vec = client_seconds(model_name, mode, True, args.repeats)
-            train, _ = load_dataset("digits", seed=0)
-            d = FlatModel(make_model(model_name, tuple(train.x.shape[1:]), 10)).d
-            print(f"{model_name:<6} {mode:<7} {d:>7} {loop:>13.4f} {vec:>13.4f} {loop / vec:>8.1f}x")
+            loop, _ = client_seconds(model_name, mode, "loop", args.repeats)
+            vec, _ = client_seconds(model_name, mode, "vmap", args.repeats)
+            bat, _ = client_seconds(model_name, mode, "batched", args.repeats)
+            _, auto = client_seconds(model_name, mode, "auto", 1)
+            print(
+                f"{model_name:<6} {mode:<7} {d:>7} {loop:>9.4f} {vec:>9.4f} {bat:>10.4f} "
+                f"{loop / vec:>6.1f}x {loop / bat:>9.1f}x {auto:>8}"
+            )
 
     print(f"\nTable 2: quickstart defenses, {args.rounds} rounds each (evaluation only at the end)")
     cfg = Config.from_toml(default_config(), [f"train.rounds={args.rounds}", f"eval.every={args.rounds}"])

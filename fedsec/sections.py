@@ -19,6 +19,8 @@ DP_MODES = ("none", "dpsgd", "user", "distributed")
 DP_ORDERS = ("clip_rule_noise", "local_noise_rule")
 ACCOUNTANTS = ("rdp", "prv")
 DEVICES = ("auto", "cpu", "cuda")
+#: How clients are computed together (fedsec.training).
+ENGINES = ("auto", "batched", "vmap", "loop")
 
 
 def _fmt(v: Any) -> str:
@@ -84,6 +86,9 @@ class TrainConfig(_Section):
     Worker momentum (Karimireddy et al., ICML 2021): each client sends
     ``m_i <- momentum * m_i + (1 - momentum) * g_i`` instead of ``g_i``. ``weight_decay`` adds
     ``weight_decay * w`` to every client gradient. ``clients_per_round = 0`` means all clients.
+    ``engine``: how the cohort's gradients are computed together -- ``"auto"`` (default: batched
+    matrix products when the model allows, else ``vmap``, else a loop), ``"batched"``, ``"vmap"`` or
+    ``"loop"`` (see :mod:`fedsec.training`); all give the same updates up to float rounding.
     ``threads``: torch CPU threads during the run (0: torch's default). Small models run fastest on one
     thread, and a machine shared with other work makes extra threads spin.
     """
@@ -98,7 +103,7 @@ class TrainConfig(_Section):
     batch_size: int = 32
     local_steps: int = 1
     clients_per_round: int = 0
-    vectorize: bool = True
+    engine: str = "auto"
     device: str = "auto"
     threads: int = 0
     seed: int = 0
@@ -114,6 +119,7 @@ class TrainConfig(_Section):
         self._need("local_steps", self.local_steps >= 1, ">= 1")
         self._need("clients_per_round", self.clients_per_round >= 0, ">= 0 (0 = all clients)")
         self._need("device", self.device in DEVICES, f"one of {list(DEVICES)}")
+        self._need("engine", self.engine in ENGINES, f"one of {list(ENGINES)}")
         self._need("seed", self.seed >= 0, ">= 0")
         self._need("threads", self.threads >= 0, ">= 0 (0: torch's default)")
 

@@ -1,7 +1,7 @@
 """The federated round loop of one unit run (one defense): the orchestrator, no algorithm code.
 
 A round (DESIGN.md): sample the cohort -> every client computes its update at the global model
-(:mod:`fedsec.training`, vectorized) -> Byzantine clients replace theirs through the attack (they
+(:mod:`fedsec.training`, all clients together) -> Byzantine clients replace theirs through the attack (they
 know their own honest updates; omniscient attacks also the honest ones) -> the protocol aggregates
 (``plain``: the defense in the clear) -> the server steps -> evaluate every ``eval.every`` rounds.
 
@@ -293,7 +293,7 @@ def _simulate(
     w = fm.flat().to(device)
     computer = ClientComputer(
         fm, data, mode=cfg.train.mode, lr=cfg.train.lr, batch_size=cfg.train.batch_size,
-        local_steps=cfg.train.local_steps, weight_decay=cfg.train.weight_decay, vectorize=cfg.train.vectorize,
+        local_steps=cfg.train.local_steps, weight_decay=cfg.train.weight_decay, engine=cfg.train.engine,
     )  # fmt: skip
 
     rule = build_defense(cfg)
@@ -306,7 +306,7 @@ def _simulate(
         root_computer = ClientComputer(
             fm, root_data, mode=cfg.train.mode, lr=cfg.train.lr, batch_size=cfg.train.batch_size,
             local_steps=cfg.train.local_steps, weight_decay=cfg.train.weight_decay,
-            vectorize=cfg.train.vectorize,
+            engine=cfg.train.engine,
         )  # fmt: skip
     selector = root_rule or rule
     cohort_size = cfg.train.clients_per_round or n
@@ -462,7 +462,7 @@ def _simulate(
             "seconds": time.perf_counter() - t_start,
             "diverged": diverged,
             "stopped": stopped,
-            "vectorized": computer.vectorize,
+            "engine": computer.engine,
             "device": str(device),
             "byzantine_clients": [int(i) for i in byz_ids],
             "threat_model": threat_model(cfg, privacy.statement()),

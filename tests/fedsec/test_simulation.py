@@ -62,11 +62,12 @@ def test_same_config_and_seed_give_identical_metrics() -> None:
     assert not torch.equal(a.weights, c.weights)
 
 
-def test_vectorized_and_loop_runs_agree() -> None:
+@pytest.mark.parametrize("engine", ["batched", "vmap", "loop"])
+def test_every_engine_gives_the_same_run(engine: str) -> None:
     cfg = tiny(train={"mode": "fedavg", "local_steps": 2})
     a = simulate(cfg)
-    b = simulate(cfg.with_overrides(["train.vectorize=false"]))
-    assert a.summary["vectorized"] and not b.summary["vectorized"]
+    b = simulate(cfg.with_overrides([f"train.engine={engine}"]))
+    assert a.summary["engine"] == "batched" and b.summary["engine"] == engine
     torch.testing.assert_close(a.weights, b.weights, rtol=1e-4, atol=1e-5)
 
 

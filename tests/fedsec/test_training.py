@@ -1,4 +1,4 @@
-"""Client computation: vectorized == loop == plain autograd; data-level attacks; minibatch sampling."""
+"""Client computation: batched == vmap == loop == plain autograd; data-level attacks; minibatch sampling."""
 
 from __future__ import annotations
 
@@ -36,34 +36,36 @@ def _data(n_clients: int = 5, per: int = 6) -> tuple[torch.Tensor, torch.Tensor,
 
 
 def _computer(
-    model: nn.Module, mode: str, vectorize: bool, wd: float = 0.0
+    model: nn.Module, mode: str, engine: str = "auto", wd: float = 0.0
 ) -> tuple[ClientComputer, FlatModel]:
     x, y, parts = _data()
     fm = FlatModel(model)
     data = ClientData.build(x, y, parts, torch.device("cpu"))
     cc = ClientComputer(
-        fm, data, mode=mode, lr=0.1, batch_size=4, local_steps=3, weight_decay=wd, vectorize=vectorize
+        fm, data, mode=mode, lr=0.1, batch_size=4, local_steps=3, weight_decay=wd, engine=engine
     )
     return cc, fm
 
 
 @pytest.mark.parametrize("mode", ["fedsgd", "fedavg"])
 @pytest.mark.parametrize("wd", [0.0, 0.01])
-def test_vectorized_equals_loop(mode: str, wd: float) -> None:
+def test_every_engine_gives_the_loops_updates(mode: str, wd: float) -> None:
     model = _tiny_cnn()
-    out = []
-    for vec in (True, False):
-        cc, fm = _computer(model, mode, vec, wd)
+    out = {}
+    for engine in ("batched", "vmap", "loop", "auto"):
+        cc, fm = _computer(model, mode, engine, wd)
         w = fm.flat()
-        out.append(cc.updates(w, torch.tensor([0, 2, 4]), torch.Generator().manual_seed(7)))
-    assert out[0].shape == (3, fm.d)
-    torch.testing.assert_close(out[0], out[1], rtol=1e-4, atol=1e-6)
+        out[engine] = cc.updates(w, torch.tensor([0, 2, 4]), torch.Generator().manual_seed(7))
+        assert cc.engine == ("batched" if engine == "auto" else engine)
+    assert out["loop"].shape == (3, fm.d)
+    for engine in ("batched", "vmap", "auto"):
+        torch.testing.assert_close(out[engine], out["loop"], rtol=1e-4, atol=1e-6)
 
 
 def test_fedsgd_update_is_the_minibatch_gradient_of_the_client() -> None:
     """Known answer: replay the sampler and differentiate the mean loss with nn.Module autograd."""
     model = _tiny_cnn()
-    cc, fm = _computer(model, "fedsgd", True)
+    cc, fm = _computer(model, "fedsgd")
     w = fm.flat()
     clients = torch.tensor([1, 3])
     got = cc.updates(w, clients, torch.Generator().manual_seed(3))
@@ -77,7 +79,7 @@ def test_fedsgd_update_is_the_minibatch_gradient_of_the_client() -> None:
 
 def test_fedavg_update_is_the_model_delta_of_local_sgd() -> None:
     model = _tiny_cnn()
-    cc, fm = _computer(model, "fedavg", True)
+    cc, fm = _computer(model, "fedavg")
     w = fm.flat()
     got = cc.updates(w, torch.tensor([2]), torch.Generator().manual_seed(5))
     gen = torch.Generator().manual_seed(5)
@@ -94,10 +96,10 @@ def test_fedavg_update_is_the_model_delta_of_local_sgd() -> None:
 def test_loop_fallback_when_vmap_cannot_batch_the_model() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), nn.Linear(8, 4))
-    cc, fm = _computer(model, "fedsgd", True)
+    cc, fm = _computer(model, "fedsgd")
     with pytest.warns(RuntimeWarning, match="falling back to a Python loop"):
         g = cc.updates(fm.flat(), torch.tensor([0, 1]), torch.Generator().manual_seed(0))
-    assert not cc.vectorize
+    assert cc.engine == "loop"
     assert g.shape == (2, fm.d) and torch.isfinite(g).all()
 
 
