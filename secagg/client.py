@@ -206,16 +206,17 @@ class SecAggClient:
         self._need(len(self._u2), "clients that shared keys in the neighbourhood")
         sess, u, bits = self.cfg.session, self.cid, self.cfg.bits
         acc = masking.to_words(self._x, bits)
-        prg.add_mask(acc, self._b, bits=bits, domain=masking.self_domain(sess, u))
-        for v in self._u2:
-            if v == u:
-                continue
-            seed = masking.pair_seed(
-                self._s.sk, self._peer_keys[v][1], sess, u, v, self._s.pk, self._peer_keys[v][1]
+        me = (self._s.sk, self._s.pk)
+        pairs = (
+            (
+                masking.pair_seed(me[0], self._peer_keys[v][1], sess, u, v, me[1], self._peer_keys[v][1]),
+                masking.pair_domain(sess, u, v),
+                masking.pair_sign(u, v),
             )
-            prg.add_mask(
-                acc, seed, bits=bits, domain=masking.pair_domain(sess, u, v), sign=masking.pair_sign(u, v)
-            )
+            for v in self._u2
+            if v != u
+        )
+        prg.add_masks(acc, [(self._b, masking.self_domain(sess, u), 1), *pairs], bits=bits)
         masking.reduce(acc, bits)
         return self._send(Kind.MASKED, masking.words_to_bytes(acc))
 

@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import nacl.bindings
 import nacl.encoding
 import nacl.exceptions
-import nacl.hash
 import nacl.public
 import nacl.signing
 import nacl.utils
@@ -64,13 +64,7 @@ def agree(sk: bytes, peer_pk: bytes, context: bytes) -> bytes:
         shared = nacl.bindings.crypto_scalarmult(sk, peer_pk)
     except (nacl.exceptions.RuntimeError, RuntimeError, nacl.exceptions.CryptoError) as e:
         raise MalformedMessage("key agreement: got a low-order peer key; want a valid X25519 point") from e
-    return nacl.hash.blake2b(
-        context,
-        digest_size=32,
-        key=shared,
-        person=b"fedsec.ka.v1".ljust(16, b"\0"),
-        encoder=nacl.encoding.RawEncoder,
-    )
+    return blake2b(context, size=32, key=shared, person=b"fedsec.ka.v1")
 
 
 def box(sk: bytes | nacl.public.PrivateKey, peer_pk: bytes) -> nacl.public.Box:
@@ -97,22 +91,21 @@ def open_sealed(channel: nacl.public.Box, ciphertext: bytes) -> bytes:
         raise AuthenticationError("share ciphertext: got one that does not decrypt; want a valid box") from e
 
 
+def blake2b(data: bytes | memoryview, *, size: int, person: bytes, key: bytes = b"") -> bytes:
+    """BLAKE2b (RFC 7693) of ``data``: ``size`` bytes, optional ``key``, personalization ``person``
+    (at most 16 bytes, zero-padded as libsodium does). Computed by hashlib, which reads a memoryview
+    without copying; the digests equal libsodium's ``crypto_generichash_blake2b_salt_personal``."""
+    return hashlib.blake2b(data, digest_size=size, key=key, person=person).digest()
+
+
 def digest(data: bytes | memoryview, person: bytes) -> bytes:
     """BLAKE2b-512 with a personalization string (at most 16 bytes)."""
-    return nacl.hash.blake2b(
-        bytes(data), digest_size=64, person=person.ljust(16, b"\0"), encoder=nacl.encoding.RawEncoder
-    )
+    return blake2b(data, size=64, person=person)
 
 
 def commit(secret: bytes, context: bytes) -> bytes:
     """A 32-byte hash commitment to a high-entropy secret (the self-mask seed), bound to ``context``."""
-    return nacl.hash.blake2b(
-        context,
-        digest_size=32,
-        key=secret,
-        person=b"fedsec.commit".ljust(16, b"\0"),
-        encoder=nacl.encoding.RawEncoder,
-    )
+    return blake2b(context, size=32, key=secret, person=b"fedsec.commit")
 
 
 class Signer:

@@ -21,7 +21,7 @@ clients that dropped at each stage.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from enum import Enum
 
 import numpy as np
@@ -258,24 +258,20 @@ class SecAggServer:
                     lst.append((w + 1, int.from_bytes(rows[j].tobytes(), "little")))
         secrets = self._reconstruct_all(shares)
         sess, bits, acc = self.cfg.session, self.cfg.bits, self._acc
-        for v in sorted(needed):
-            if v in u3:
-                prg.add_mask(acc, secrets[v], bits=bits, domain=masking.self_domain(sess, v), sign=-1)
-                continue
-            s_pk_v = self._keys[v][1]
-            for u in self._graph[v]:
-                if u not in u3:
+
+        def masks() -> Iterator[tuple[bytes, bytes, int]]:
+            for v in sorted(needed):
+                if v in u3:
+                    yield secrets[v], masking.self_domain(sess, v), -1
                     continue
-                s_pk_u = self._keys[u][1]
-                seed = masking.pair_seed(secrets[v], s_pk_u, sess, v, u, s_pk_v, s_pk_u)
-                # u added pair_sign(u, v) * PRG(s_uv); remove it.
-                prg.add_mask(
-                    acc,
-                    seed,
-                    bits=bits,
-                    domain=masking.pair_domain(sess, u, v),
-                    sign=-masking.pair_sign(u, v),
-                )
+                s_pk_v = self._keys[v][1]
+                for u in self._graph[v]:
+                    if u in u3:  # u added pair_sign(u, v) * PRG(s_uv); remove it.
+                        s_pk_u = self._keys[u][1]
+                        seed = masking.pair_seed(secrets[v], s_pk_u, sess, v, u, s_pk_v, s_pk_u)
+                        yield seed, masking.pair_domain(sess, u, v), -masking.pair_sign(u, v)
+
+        prg.add_masks(acc, masks(), bits=bits)
         self.result = masking.reduce(acc, bits).astype(np.uint64)
         return {}
 

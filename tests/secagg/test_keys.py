@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import nacl.encoding
+import nacl.hash
+import numpy as np
 import pytest
 
 from secagg import AuthenticationError, MalformedMessage, keys
@@ -64,3 +67,28 @@ def test_commitment_binds_secret_and_context() -> None:
     c = keys.commit(bytes(32), b"a")
     assert c == keys.commit(bytes(32), b"a")
     assert c != keys.commit(bytes(32), b"b") and c != keys.commit(bytes([1]) + bytes(31), b"a")
+
+
+@pytest.mark.parametrize(
+    ("size", "key", "person"),
+    [
+        (32, b"", b"fedsec.digest"),
+        (64, b"", b""),
+        (32, bytes(range(32)), b"fedsec.ka.v1"),
+        (16, b"k", b"p" * 16),
+    ],
+)
+def test_blake2b_equals_libsodium(size: int, key: bytes, person: bytes) -> None:
+    """keys.blake2b (hashlib) gives libsodium's crypto_generichash_blake2b_salt_personal digests, for bytes
+    and for a memoryview of a numpy array alike."""
+    data = np.arange(1000, dtype=np.uint32)
+    want = nacl.hash.blake2b(
+        data.tobytes(),
+        digest_size=size,
+        key=key,
+        person=person.ljust(16, b"\0"),
+        encoder=nacl.encoding.RawEncoder,
+    )
+    assert keys.blake2b(data.tobytes(), size=size, key=key, person=person) == want
+    assert keys.blake2b(memoryview(data).cast("B"), size=size, key=key, person=person) == want
+    assert keys.blake2b(data.tobytes(), size=size, key=key + b"x", person=person) != want

@@ -69,3 +69,24 @@ def test_add_mask_cancels() -> None:
 def test_rejects_bad_seed(seed: object) -> None:
     with pytest.raises(SecAggError, match="want 32 bytes"):
         prg.expand(seed, 4, bits=32, domain=b"d")  # type: ignore[arg-type]
+
+
+def test_fill_writes_libsodiums_stream_in_place() -> None:
+    """The in-place path gives exactly the bytes of PyNaCl's public randombytes_deterministic."""
+    out = np.zeros(1001, dtype=np.uint32)
+    prg.fill(out, SEED)
+    assert out.tobytes() == nacl.utils.randombytes_deterministic(4 * 1001, SEED)
+    with pytest.raises(SecAggError, match="want a writable C-contiguous one"):
+        prg.fill(np.zeros(10, dtype=np.uint32)[::2], SEED)
+
+
+def test_add_masks_equals_the_masks_one_by_one() -> None:
+    acc = np.arange(300, dtype=np.uint32)
+    masks = [(SEED, b"a", 1), (bytes(32), b"b", -1), (SEED, b"c", 1)]
+    want = np.arange(300, dtype=np.uint64)
+    for seed, dom, sign in masks:
+        want = (want + sign * prg.expand(seed, 300, bits=32, domain=dom).astype(np.int64)) % 2**32
+    prg.add_masks(acc, iter(masks), bits=32)
+    assert (acc == want).all()
+    with pytest.raises(SecAggError, match="want 1-D uint32"):
+        prg.add_masks(np.zeros(4, dtype=np.uint64), masks, bits=32)
