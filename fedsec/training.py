@@ -38,6 +38,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from fedsec.batched import BatchedForward, batchable
+from fedsec.errors import ConfigError
 from fedsec.sections import ENGINES
 
 #: Largest convolution output (``H_out * W_out``) the ``"auto"`` engine runs batched.
@@ -152,7 +153,7 @@ class ClientComputer:
         chunk: int | None = None,
     ) -> None:
         if engine not in ENGINES:
-            raise ValueError(f"engine: got {engine!r}; want one of {list(ENGINES)}")
+            raise ConfigError(f"engine: got {engine!r}; want one of {list(ENGINES)}")
         self.model = model
         self.data = data
         self.mode = mode
@@ -169,7 +170,7 @@ class ClientComputer:
         if engine == "batched":
             reason = batchable(model.module)
             if reason is not None:
-                raise ValueError(f"engine 'batched': the model cannot run client-batched: {reason}")
+                raise ConfigError(f"engine 'batched': the model cannot run client-batched: {reason}")
 
     # ---------------------------------------------------------------- gradients at given params
     def _chunked(
@@ -252,7 +253,7 @@ class ClientComputer:
         agree = torch.allclose(batched, reference, rtol=1e-4, atol=1e-5 * max(scale, 1e-12))
         if self.requested == "batched":
             if not agree:
-                raise ValueError(
+                raise ConfigError(
                     "engine 'batched': its gradients differ from per-client autograd on this model; got "
                     f"max |difference| {float((batched - reference).abs().max()):.3g}; want agreement "
                     "(an operation mixes samples across the batch?)"
