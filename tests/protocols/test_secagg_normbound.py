@@ -74,7 +74,9 @@ def test_client_masking_another_vector_fails_the_link_check() -> None:
     x = torch.tensor(_honest(3, 4, seed=2), dtype=torch.float32)
     q1 = encode_within_bound(proto.config, x[1].numpy().astype(np.float64), 3)
     sneaky = q1.copy()
-    sneaky[0] += 1  # one unit in one coordinate is enough
+    # Two units in one coordinate. Encoding rounds stochastically, so the vector client 1 commits to
+    # in the round is a fresh draw within one unit of q1 per coordinate: q1 + 1 could equal it.
+    sneaky[0] += 2
     with pytest.raises(LinkCheckFailed) as e:
         proto.run_round(x, mask_instead={1: sneaky})
     assert isinstance(e.value, ProtocolAbort)
