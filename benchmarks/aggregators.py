@@ -202,7 +202,8 @@ def main() -> None:
     t_syrk = median_ms(lambda: gram_matrix(stack), repeats)
     print(
         f"roofline  stack.mean(0): {t_mean:7.2f} ms    stack @ stack.T: {t_gram:7.2f} ms "
-        f"({t_gram / t_mean:.1f}x mean)    gram_matrix (syrk): {t_syrk:7.2f} ms ({t_syrk / t_mean:.1f}x mean)\n"
+        f"({t_gram / t_mean:.1f}x mean)    gram_matrix (syrk): {t_syrk:7.2f} ms "
+        f"({t_syrk / t_mean:.1f}x mean)\n"
     )
 
     byz = byzfl_rules()
