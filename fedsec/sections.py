@@ -163,8 +163,10 @@ class DefenseConfig(_Section):
     """``[defense]`` / ``[[defense]]``: pre-aggregators then a rule, with the assumed ``f``.
 
     ``f`` defaults to ``attack.f``. ``kwargs`` go to the rule, ``pre_kwargs`` maps a pre-aggregator
-    name to its keyword arguments. ``label`` names the defense in tables (default: the paper's style,
-    ``trimmed_mean(nnm)``).
+    name to its keyword arguments. ``reputation = true`` wraps the defense in :class:`robust.Reputation`
+    (per-client trust across rounds, keyed by client id; ``reputation_kwargs``: its ``decay``,
+    ``threshold``, ``radius``, ``initial``). ``label`` names the defense in tables (default: the
+    paper's style, ``trimmed_mean(nnm)``, with ``+reputation``).
     """
 
     SECTION: ClassVar[str] = "defense"
@@ -173,6 +175,8 @@ class DefenseConfig(_Section):
     f: int | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     pre_kwargs: dict[str, Any] = field(default_factory=dict)
+    reputation: bool = False
+    reputation_kwargs: dict[str, Any] = field(default_factory=dict)
     label: str = ""
 
     def __post_init__(self) -> None:
@@ -185,8 +189,15 @@ class DefenseConfig(_Section):
         for k, v in self.pre_kwargs.items():
             if not isinstance(v, dict):
                 raise ConfigError(f"defense.pre_kwargs.{k}: got {type(v).__name__}; want a table")
+        if self.reputation_kwargs and not self.reputation:
+            raise ConfigError(
+                f"defense.reputation_kwargs: got {sorted(self.reputation_kwargs)} with reputation = false; "
+                "want reputation = true"
+            )
         if not self.label:
-            name = self.rule + "".join(f"({p})" for p in self.pre)
+            name = (
+                self.rule + "".join(f"({p})" for p in self.pre) + ("+reputation" if self.reputation else "")
+            )
             object.__setattr__(self, "label", name)
 
 

@@ -91,25 +91,42 @@ def build_defense(cfg: Config) -> Any:
     f = cfg.assumed_f(d)
     seed = cfg.train.seed
     rule = _make(robust.AGGREGATORS, "defense.rule", d.rule, f, d.kwargs, seed)
-    if not d.pre:
-        return rule
-    pre = [_make(robust.PRE_AGGREGATORS, "defense.pre", p, f, d.pre_kwargs.get(p, {}), seed) for p in d.pre]
-    return robust.Pipeline(pre=pre, rule=rule)
+    if d.pre:
+        pre = [
+            _make(robust.PRE_AGGREGATORS, "defense.pre", p, f, d.pre_kwargs.get(p, {}), seed) for p in d.pre
+        ]
+        rule = robust.Pipeline(pre=pre, rule=rule)
+    if d.reputation:
+        try:
+            rule = robust.Reputation(rule, **d.reputation_kwargs)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"defense.reputation_kwargs: got {d.reputation_kwargs}; {e}") from e
+    return rule
 
 
-class _RootRule:
-    """Adapter for rules that need the server's root gradient (FLTrust): ``rule(stack, root=...)``."""
+class _RoundContext:
+    """Adapter giving a rule what the server knows each round: the root gradient for rules that need it
+    (FLTrust: ``root=``) and the cohort's client ids for :class:`robust.Reputation` (``ids=``), so trust
+    follows clients, not row positions, when the cohort changes between rounds."""
 
     def __init__(self, rule: Any) -> None:
         self.rule = rule
+        self.needs_root = bool(getattr(rule, "needs_root", False))
+        self.needs_ids = isinstance(rule, robust.Reputation)
         self.root: torch.Tensor | None = None
+        self.ids: np.ndarray | None = None
 
     @property
     def last_selection(self) -> Any:
         return getattr(self.rule, "last_selection", None)
 
     def __call__(self, stack: torch.Tensor) -> torch.Tensor:
-        return self.rule(stack, root=self.root)
+        kw: dict[str, Any] = {}
+        if self.needs_root:
+            kw["root"] = self.root
+        if self.needs_ids:
+            kw["ids"] = self.ids
+        return self.rule(stack, **kw)
 
 
 def build_attack(cfg: Config) -> Any:
@@ -297,9 +314,9 @@ def _simulate(
     )  # fmt: skip
 
     rule = build_defense(cfg)
-    root_rule = _RootRule(rule) if getattr(rule, "needs_root", False) else None
+    context = _RoundContext(rule)
     root_computer = None
-    if root_rule is not None:
+    if context.needs_root:
         # The server's root dataset (FLTrust): 100 clean training samples it holds itself.
         ridx = np.random.default_rng([seed, 4]).choice(len(train.y), min(100, len(train.y)), replace=False)
         root_data = ClientData.build(train.x, train.y, [ridx], device)
@@ -308,7 +325,7 @@ def _simulate(
             local_steps=cfg.train.local_steps, weight_decay=cfg.train.weight_decay,
             engine=cfg.train.engine,
         )  # fmt: skip
-    selector = root_rule or rule
+    selector = context if (context.needs_root or context.needs_ids) else rule
     cohort_size = cfg.train.clients_per_round or n
     privacy = PrivacyWiring(cfg, expected_clients=cohort_size)
     server_rule = privacy.wrap_rule(selector)
@@ -373,9 +390,10 @@ def _simulate(
                 stack[br] = attack(stack[br], honest, ctx=ctx).to(stack.dtype)
             stack = privacy.local_noise(stack)
             client_times.append(time.perf_counter() - t0)
-            if root_rule is not None and root_computer is not None:
+            if root_computer is not None:
                 server_id = torch.zeros(1, dtype=torch.long, device=device)
-                root_rule.root = root_computer.updates(w, server_id, gen)[0]
+                context.root = root_computer.updates(w, server_id, gen)[0]
+            context.ids = cohort
             t1 = time.perf_counter()
             try:
                 result = proto.run(stack, rng=np.random.default_rng([seed, 5, t]))

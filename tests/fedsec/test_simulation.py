@@ -11,6 +11,7 @@ import torch
 from sim_helpers import tiny
 
 import fedsec
+import robust
 from fedsec.errors import ConfigError
 from fedsec.simulation import build_defense, simulate
 
@@ -266,3 +267,40 @@ def test_thread_setting_is_restored_after_the_run() -> None:
     before = torch.get_num_threads()
     simulate(tiny(train={"threads": 1, "rounds": 1}))
     assert torch.get_num_threads() == before
+
+
+def test_reputation_follows_client_ids_across_changing_cohorts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a sampled cohort, trust is kept per client id: the Byzantine clients (ids 0 and 1, large
+    norms) end below the threshold and no honest client does, whatever rows they sat in."""
+    cfg = tiny(
+        data={"n_clients": 8},
+        train={"clients_per_round": 6, "rounds": 12},
+        attack={"name": "large_norm", "f": 2},
+        defense={"rule": "median", "reputation": True, "reputation_kwargs": {"decay": 0.5}},
+    )
+    assert cfg.units()[0].defense.label == "median+reputation"
+    rep = build_defense(cfg)
+    assert isinstance(rep, robust.Reputation) and rep.decay == 0.5
+    seen: list[robust.Reputation] = []
+    original = robust.Reputation.__call__
+
+    def spy(self: robust.Reputation, stack: torch.Tensor, ids: object = None, **kw: object) -> torch.Tensor:
+        assert ids is not None and len(ids) == 6  # type: ignore[arg-type]
+        seen.append(self)
+        return original(self, stack, ids=ids, **kw)
+
+    monkeypatch.setattr(robust.Reputation, "__call__", spy)
+    res = simulate(cfg)
+    assert math.isfinite(res.max_accuracy) and len(seen) == 12
+    trust = seen[-1].trust
+    assert set(trust) == set(range(8))
+    byz = set(res.summary["byzantine_clients"])
+    assert byz and all(trust[c] < 0.5 for c in byz)
+    assert all(trust[c] >= 0.5 for c in set(range(8)) - byz)
+
+
+def test_reputation_options_without_reputation_are_refused() -> None:
+    with pytest.raises(ConfigError, match="reputation = true"):
+        tiny(defense={"rule": "median", "reputation_kwargs": {"decay": 0.5}})
+    with pytest.raises(ConfigError, match=r"defense\.reputation_kwargs"):
+        build_defense(tiny(defense={"rule": "median", "reputation": True, "reputation_kwargs": {"decay": 2}}))
