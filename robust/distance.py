@@ -15,13 +15,7 @@ import torch
 from robust._network import apply_network, batcher_network
 from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f, take_rows
 from robust.coordinate import _numpy_ok, _sorted_median, block_cols, columnwise, coordinate_median
-from robust.selection import (
-    bulyan_select,
-    gram_matrix,
-    krum_select,
-    pairwise_sq_distances,
-    sq_distances_from_gram,
-)
+from robust.selection import bulyan_select, krum_select, pairwise_sq_distances, sq_distances_from_gram
 
 __all__ = ["Bulyan", "Krum", "MultiKrum", "bulyan_coordinate_phase", "mean_of_rows"]
 
@@ -65,7 +59,7 @@ class Krum(Aggregator):
             raise bound_error(type(self).__name__, f, n, "n > 2f + 2")
 
     def row_stat(self, x: torch.Tensor) -> Stat:
-        return gram_matrix(x)  # the Gram matrix; its diagonal doubles as the non-finite check
+        return x @ x.T  # the Gram matrix; its diagonal doubles as the non-finite check
 
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
@@ -171,7 +165,7 @@ class Bulyan(Aggregator):
         super().__init__(f)
 
     def row_stat(self, x: torch.Tensor) -> Stat:
-        return gram_matrix(x)
+        return x @ x.T
 
     def check_bound(self, n: int, f: int | None) -> None:
         assert f is not None

@@ -18,7 +18,7 @@ from robust.base import (
     new_like,
     row_sq_norms,
 )
-from robust.selection import gram_matrix, nnm_mixing, pairwise_sq_distances, sq_distances_from_gram
+from robust.selection import nnm_mixing, pairwise_sq_distances, sq_distances_from_gram
 
 __all__ = ["ARC", "NNM", "Bucketing", "Clip", "arc_threshold", "clip_rows"]
 
@@ -66,7 +66,7 @@ class NNM(PreAggregator):
             raise bound_error("NNM", f, n, "n > 2f")
 
     def row_stat(self, x: torch.Tensor) -> Stat:
-        return gram_matrix(x)
+        return x @ x.T
 
     def _transform(
         self, x: torch.Tensor, f: int | None, stat: Stat = None

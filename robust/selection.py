@@ -12,19 +12,6 @@ import torch
 from robust.errors import ByzantineBoundError
 
 
-def gram_matrix(x: torch.Tensor) -> torch.Tensor:
-    """The Gram matrix ``G = X X^T`` of the rows of ``x`` (``(n, d) -> (n, n)``, same dtype).
-
-    On the CPU (float32/float64, no autograd) it goes through numpy, whose ``A @ A.T`` calls the BLAS
-    symmetric rank-k update (``?syrk``): half the multiply-adds of a general product and an exactly
-    symmetric result. Elsewhere it is ``x @ x.T``.
-    """
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad:
-        xn = x.numpy()
-        return torch.from_numpy(xn @ xn.T)
-    return x @ x.T
-
-
 def pairwise_sq_distances(stack: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances between the rows of ``stack``.
 
@@ -40,7 +27,7 @@ def pairwise_sq_distances(stack: torch.Tensor) -> torch.Tensor:
     """
     if stack.ndim != 2:
         raise ValueError(f"stack must be 2-D (n, d); got shape {tuple(stack.shape)}")
-    return sq_distances_from_gram(gram_matrix(stack))
+    return sq_distances_from_gram(stack @ stack.T)
 
 
 def sq_distances_from_gram(gram: torch.Tensor) -> torch.Tensor:

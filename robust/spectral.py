@@ -12,7 +12,6 @@ import torch
 from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f
 from robust.distance import mean_of_rows
 from robust.pre import SeededGenerator
-from robust.selection import gram_matrix
 
 __all__ = ["DnC", "dnc_keep", "sample_columns"]
 
@@ -66,7 +65,7 @@ def dnc_keep(sub: torch.Tensor, n_keep: int) -> torch.Tensor:
     boolean mask of the ``n_keep`` lowest scores (ties: lower index)."""
     centered = sub - sub.mean(dim=0)
     # The top right singular vector of an (n, b) matrix with n << b: eigenvector of the (n, n) Gram.
-    gram = gram_matrix(centered).to(torch.float64)
+    gram = (centered @ centered.T).to(torch.float64)
     evals, evecs = _small_eigh(gram)
     u = evecs[:, -1]  # left singular vector; <x_i - mu, v> = sigma * u_i
     scores = (u * u) * evals[-1].clamp_min(0.0)

@@ -15,7 +15,6 @@ from typing import ClassVar
 import torch
 
 from robust.attacks.base import ATTACKS, Attack, AttackContext, check_strength, coord_std, reference
-from robust.selection import gram_matrix
 
 
 def _rows(vec: torch.Tensor, f: int) -> torch.Tensor:
@@ -226,7 +225,7 @@ def mimic_target(honest: torch.Tensor) -> int:
     projections ``sigma_1 * u_1``. Ties (and an all-equal stack) go to the lowest index.
     """
     centered = honest - honest.mean(dim=0, keepdim=True)
-    gram = gram_matrix(centered).double()
+    gram = (centered @ centered.T).double()
     _, vecs = torch.linalg.eigh(gram)
     score = vecs[:, -1].abs()
     best = score.max()
