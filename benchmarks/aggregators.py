@@ -142,12 +142,14 @@ def make_stack() -> torch.Tensor:
 
 
 def memory_table(rules: list[tuple[str, Factory, float, str | None]]) -> dict[str, float | None]:
-    """Child-process mode: peak extra bytes of one call of every rule (after one warm-up call)."""
+    """Child-process mode: peak extra bytes of the first call of a fresh object of every rule (after a
+    warm-up call of another object, so lazy imports and thread pools are not counted; a fresh object
+    has no reusable output memory yet, so this is the cold, worst case)."""
     stack = make_stack()
     out: dict[str, float | None] = {}
     for name, factory, _, _ in rules:
+        factory(F)(stack)
         agg = factory(F)
-        agg(stack)
         out[name] = peak_extra_bytes(lambda agg=agg: agg(stack))  # type: ignore[misc]
     return out
 

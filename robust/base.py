@@ -20,6 +20,8 @@ or ``None`` when the caller (a Pipeline's later stages) has none: then the subcl
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -67,14 +69,59 @@ def take_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return x.index_select(0, rows.to(x.device))
 
 
+def _numpy_dtype(x: torch.Tensor) -> type[np.floating] | None:
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return np.float32 if x.dtype == torch.float32 else np.float64
+    return None
+
+
 def new_like(x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
     """An uninitialised ``(rows, d)`` tensor like ``x``. On the CPU it is allocated by numpy, which
     asks the kernel for transparent huge pages: a fresh 50 MB output then costs a fraction of the page
     faults a plain ``torch.empty`` takes."""
     shape = (int(x.shape[0]) if rows is None else rows, int(x.shape[1]))
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        return torch.from_numpy(np.empty(shape, dtype=np.float32 if x.dtype == torch.float32 else np.float64))
+    dt = _numpy_dtype(x)
+    if dt is not None:
+        return torch.from_numpy(np.empty(shape, dtype=dt))
     return torch.empty(shape, dtype=x.dtype, device=x.device)
+
+
+class OutputBuffer:
+    """A pre-aggregator's ``(rows, d)`` output memory, handed out again once nothing uses it.
+
+    Writing a 50 MB output into fresh memory pays the page faults on every call: NNM's mixing product
+    measured 26 ms into a fresh array and 12 ms into a warm one (n = 25, d = 500,000, float32, two
+    threads). On the CPU the output is a numpy array wrapped by ``torch.from_numpy``, which holds one
+    reference to the array per tensor storage for as long as any tensor or view of it lives; so when
+    the array's reference count shows no storage, no result handed out earlier can see it changed,
+    and it is reused. Otherwise (and on other devices) the output is fresh, as with :func:`new_like`.
+    Copies of the owner (``copy.deepcopy``, pickling) start with an empty buffer.
+    """
+
+    _FREE = 3  # references to a free array: self._array, the local name, getrefcount's argument
+
+    def __init__(self) -> None:
+        self._array: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def like(self, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        """An uninitialised ``(rows, d)`` tensor like ``x`` (see the class docstring)."""
+        dt = _numpy_dtype(x)
+        if dt is None:
+            return new_like(x, rows)
+        shape = (int(x.shape[0]) if rows is None else rows, int(x.shape[1]))
+        with self._lock:
+            arr = self._array
+            if arr is None or arr.shape != shape or arr.dtype != dt or sys.getrefcount(arr) > self._FREE:
+                arr = np.empty(shape, dtype=dt)
+                self._array = arr
+            return torch.from_numpy(arr)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> OutputBuffer:
+        return OutputBuffer()
+
+    def __reduce__(self) -> tuple[type[OutputBuffer], tuple[()]]:
+        return (OutputBuffer, ())
 
 
 def as_stack(stack: Any, name: str = "stack") -> torch.Tensor:
@@ -238,6 +285,8 @@ class PreAggregator:
     def __init__(self, f: int | None = None) -> None:
         self.f: int | None = None if f is None else check_f(f)
         self.last_sources: list[list[int]] | None = None
+        #: Output memory reused across calls once earlier outputs are released (:class:`OutputBuffer`).
+        self.output = OutputBuffer()
 
     def check_bound(self, n: int, f: int | None) -> None:
         """Raise :class:`ByzantineBoundError` if the transform cannot use ``f`` of ``n`` rows."""

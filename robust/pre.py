@@ -43,10 +43,12 @@ class SeededGenerator:
         return {"generator": self.generator.get_state()}
 
 
-def clip_rows(x: torch.Tensor, norms: torch.Tensor, c: float) -> torch.Tensor:
-    """``x_i * min(1, c / ||x_i||)`` for every row, given the row norms (float64)."""
+def clip_rows(
+    x: torch.Tensor, norms: torch.Tensor, c: float, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``x_i * min(1, c / ||x_i||)`` for every row, given the row norms (float64); into ``out`` if given."""
     scale = torch.where(norms > c, c / norms.clamp_min(1e-300), torch.ones_like(norms))
-    return torch.mul(x, scale.to(x.dtype).unsqueeze(1), out=new_like(x))
+    return torch.mul(x, scale.to(x.dtype).unsqueeze(1), out=new_like(x) if out is None else out)
 
 
 @PRE_AGGREGATORS.register("nnm")
@@ -74,7 +76,7 @@ class NNM(PreAggregator):
         assert f is not None
         dist = pairwise_sq_distances(x) if stat is None else sq_distances_from_gram(stat)
         mix = nnm_mixing(dist, f)
-        return torch.matmul(mix.to(x.dtype), x, out=new_like(x)), identity_sources(int(x.shape[0]))
+        return torch.matmul(mix.to(x.dtype), x, out=self.output.like(x)), identity_sources(int(x.shape[0]))
 
 
 @PRE_AGGREGATORS.register("bucketing")
@@ -118,7 +120,7 @@ class Bucketing(SeededGenerator, PreAggregator):
         avg = torch.zeros(len(buckets), n, dtype=x.dtype)
         for b, rows in enumerate(buckets):
             avg[b, rows] = 1.0 / len(rows)
-        return torch.matmul(avg.to(x.device), x, out=new_like(x, len(buckets))), buckets
+        return torch.matmul(avg.to(x.device), x, out=self.output.like(x, len(buckets))), buckets
 
     def __repr__(self) -> str:
         return f"Bucketing(s={self.s})"
@@ -146,7 +148,7 @@ class Clip(PreAggregator):
         self, x: torch.Tensor, f: int | None, stat: Stat = None
     ) -> tuple[torch.Tensor, list[list[int]]]:
         norms = (row_sq_norms(x) if stat is None else stat).sqrt()
-        return clip_rows(x, norms, self.c), identity_sources(int(x.shape[0]))
+        return clip_rows(x, norms, self.c, self.output.like(x)), identity_sources(int(x.shape[0]))
 
     def __repr__(self) -> str:
         return f"Clip(c={self.c})"
@@ -187,5 +189,6 @@ class ARC(PreAggregator):
         assert f is not None
         norms = (row_sq_norms(x) if stat is None else stat).sqrt()
         c = arc_threshold(norms, f)
-        out = new_like(x).copy_(x) if c is None else clip_rows(x, norms, c)
+        buf = self.output.like(x)
+        out = buf.copy_(x) if c is None else clip_rows(x, norms, c, buf)
         return out, identity_sources(int(x.shape[0]))

@@ -161,3 +161,55 @@ def test_selection_functions_are_pure_on_distances() -> None:
     np.testing.assert_allclose((robust.nnm_mixing(dist, 3) @ torch.from_numpy(x)).numpy(), ref.ref_nnm(x, 3))
     with pytest.raises(robust.ByzantineBoundError, match="Bulyan needs n >= 4f \\+ 3"):
         robust.bulyan_select(dist, 3)
+
+
+PRE_WITH_OUTPUT = {
+    "nnm": lambda: robust.NNM(f=1),
+    "clip": lambda: robust.Clip(c=1.0),
+    "arc": lambda: robust.ARC(f=1),
+    "bucketing": lambda: robust.Bucketing(s=2, seed=3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRE_WITH_OUTPUT))
+def test_output_memory_is_reused_only_once_released(name: str) -> None:
+    """A result (or a view, or its numpy array) still held is never overwritten by the next call;
+    once every tensor made from it is gone, the next call writes into the same memory."""
+    rng = np.random.default_rng(0)
+    x1, x2 = (torch.from_numpy(rng.normal(size=(7, 50)).astype(np.float32)) for _ in range(2))
+    pre = PRE_WITH_OUTPUT[name]()
+
+    def fresh(x: torch.Tensor) -> torch.Tensor:
+        return PRE_WITH_OUTPUT[name]()(x)
+
+    for keep in (lambda t: t, lambda t: t[2], lambda t: t.numpy(), lambda t: t[1:3].T):
+        out = pre(x1)
+        held = keep(out)
+        snapshot = torch.as_tensor(held).clone()
+        ptr = out.data_ptr()
+        del out
+        nxt = pre(x2)
+        assert nxt.data_ptr() != ptr
+        torch.testing.assert_close(torch.as_tensor(held), snapshot)
+        del held, nxt
+    out = pre(x1)
+    ptr = out.data_ptr()
+    del out
+    again = pre(x2)
+    assert again.data_ptr() == ptr
+    if name != "bucketing":  # bucketing draws a new permutation each call
+        torch.testing.assert_close(again, fresh(x2))
+
+
+def test_copies_of_a_pre_aggregator_do_not_share_output_memory() -> None:
+    import copy
+    import pickle
+
+    x = torch.randn(7, 20)
+    nnm = robust.NNM(f=1)
+    nnm(x)
+    for other in (copy.deepcopy(nnm), pickle.loads(pickle.dumps(nnm))):
+        assert other.output._array is None
+        a, b = nnm(x), other(x)
+        assert a.data_ptr() != b.data_ptr()
+        torch.testing.assert_close(a, b)
