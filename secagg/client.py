@@ -206,10 +206,10 @@ class SecAggClient:
         self._need(len(self._u2), "clients that shared keys in the neighbourhood")
         sess, u, bits = self.cfg.session, self.cid, self.cfg.bits
         acc = masking.to_words(self._x, bits)
-        me = (self._s.sk, self._s.pk)
+        sk, pk = self._s.sk, self._s.pk
         pairs = (
             (
-                masking.pair_seed(me[0], self._peer_keys[v][1], sess, u, v, me[1], self._peer_keys[v][1]),
+                masking.pair_seed(sk, self._peer_keys[v][1], sess, u, v, pk, self._peer_keys[v][1]),
                 masking.pair_domain(sess, u, v),
                 masking.pair_sign(u, v),
             )
