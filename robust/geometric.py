@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from robust.base import AGGREGATORS, Aggregator, Selection, Stat, check_f, row_sq_norms
+from robust.base import AGGREGATORS, Aggregator, Selection, Stat, check_f
 from robust.coordinate import row_distances
 
 __all__ = ["CenteredClipping", "GeometricMedian", "weiszfeld"]
@@ -134,8 +134,13 @@ class CenteredClipping(Aggregator):
         return (n - 1) // 2
 
     def row_stat(self, x: torch.Tensor) -> Stat:
-        # With no center yet (v = 0) the first iteration needs the row norms: compute them now.
-        return row_sq_norms(x) if self.center is None else None
+        # The first iteration's distances ||x_i - v|| (the row norms while v = 0), computed in the
+        # non-finite check's pass: a row's distance is finite exactly when the row is.
+        if self.center is None:
+            return row_distances(x)
+        if self.center.shape != (int(x.shape[1]),):
+            return None  # _aggregate reports the mismatch
+        return row_distances(x, self.center.to(device=x.device, dtype=x.dtype))
 
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
@@ -150,16 +155,14 @@ class CenteredClipping(Aggregator):
                     "call reset() when the model changes"
                 )
             v = self.center.to(device=x.device, dtype=x.dtype)
-        at_zero = self.center is None
+        r = stat
         for _ in range(self.iters):
-            if at_zero:
-                r = (row_sq_norms(x) if stat is None else stat).sqrt()
-            else:
+            if r is None:
                 r = row_distances(x, v)
-            at_zero = False
             s = torch.where(r > self.tau, self.tau / r, torch.ones_like(r))
             # v + (1/n) sum_i s_i (x_i - v) = v (1 - sum(s)/n) + (s/n) @ x
             v = v * (1.0 - float(s.sum()) / n) + (s / n).to(x.dtype) @ x
+            r = None
         self.center = v.clone()
         return v, None
 
