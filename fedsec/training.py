@@ -246,7 +246,12 @@ class ClientComputer:
         equal ``vmap``'s (or the loop's) on this very input; the call returns the chosen engine's."""
         if self.requested == "auto" and batchable(self.model.module) is not None:
             return self._grads_vmap_or_loop(w, x, y, shared)
-        batched = self._grads_batched(w, x, y, shared)
+        try:
+            batched = self._grads_batched(w, x, y, shared)
+        except (RuntimeError, ValueError, TypeError) as e:  # the traced graph does not run batched
+            if self.requested == "batched":
+                raise ConfigError(f"engine 'batched': the model failed to run client-batched ({e})") from e
+            return self._grads_vmap_or_loop(w, x, y, shared)
         assert self._batched is not None
         reference = self._grads_vmap_or_loop(w, x, y, shared, warn=False)
         scale = float(reference.abs().max()) if reference.numel() else 0.0

@@ -186,3 +186,27 @@ def test_batched_engine_on_an_unbatchable_model_is_a_clear_error() -> None:
         _computer(model, "batched", (6,))
     with pytest.raises(ValueError, match="engine: got 'jit'"):
         _computer(model, "jit", (6,))
+
+
+class _FixedBatch(nn.Module):
+    """Traceable and Linear-only, but hard-codes the batch size (4, as ``_computer`` draws): per client
+    it runs, on the stacked batch of all clients the batched forward fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.reshape(4, -1))
+
+
+def test_auto_falls_back_when_the_batched_run_fails() -> None:
+    torch.manual_seed(0)
+    model = _FixedBatch()
+    assert batchable(model) is None
+    cc, fm = _computer(model, "auto", (6,))
+    g = cc.updates(fm.flat(), torch.arange(3), torch.Generator().manual_seed(0))
+    assert cc.engine == "vmap" and g.shape == (3, fm.d)
+    cb, _ = _computer(model, "batched", (6,))
+    with pytest.raises(ValueError, match="failed to run client-batched"):
+        cb.updates(fm.flat(), torch.arange(3), torch.Generator().manual_seed(0))
