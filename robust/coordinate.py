@@ -17,7 +17,16 @@ import numpy as np
 import torch
 
 from robust._network import apply_network, prune_network
-from robust.base import AGGREGATORS, Aggregator, Selection, Stat, as_weights, bound_error, row_sq_norms
+from robust.base import (
+    AGGREGATORS,
+    Aggregator,
+    Selection,
+    Stat,
+    as_weights,
+    bound_error,
+    numpy_ok,
+    row_sq_norms,
+)
 
 __all__ = [
     "CMLS",
@@ -40,10 +49,6 @@ def _pool() -> ThreadPoolExecutor:
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix="robust")
     return _POOL
-
-
-def _numpy_ok(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad
 
 
 def columnwise(
@@ -121,7 +126,7 @@ def coordinate_median(x: torch.Tensor) -> torch.Tensor:
     return the lower one).
     """
     n = int(x.shape[0])
-    if _numpy_ok(x):
+    if numpy_ok(x):
         return columnwise(x, _np_median, block_cols(n))
     if n % 2 == 1:
         return torch.median(x, dim=0).values
@@ -141,7 +146,7 @@ def trimmed_mean(x: torch.Tensor, f: int) -> torch.Tensor:
         raise bound_error("trimmed mean", f, n, "n > 2f")
     if f == 0:
         return x.mean(dim=0)
-    if _numpy_ok(x):
+    if numpy_ok(x):
         net = prune_network(n, range(f, n - f))
 
         def kernel(block: np.ndarray) -> np.ndarray:
@@ -258,7 +263,7 @@ class SignMajority(Aggregator):
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
     ) -> tuple[torch.Tensor, Selection]:
-        if _numpy_ok(x):
+        if numpy_ok(x):
             votes = columnwise(x, _np_sign_votes, block_cols(int(x.shape[0])))
         else:
             d = int(x.shape[1])

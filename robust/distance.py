@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from robust._network import apply_network, batcher_network
-from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f, take_rows
-from robust.coordinate import _numpy_ok, _sorted_median, block_cols, columnwise, coordinate_median
+from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f, numpy_ok, take_rows
+from robust.coordinate import _sorted_median, block_cols, columnwise, coordinate_median
 from robust.selection import bulyan_select, krum_select, pairwise_sq_distances, sq_distances_from_gram
 
 __all__ = ["Bulyan", "Krum", "MultiKrum", "bulyan_coordinate_phase", "mean_of_rows"]
@@ -143,7 +143,7 @@ def bulyan_coordinate_phase(sel: torch.Tensor, beta: int) -> torch.Tensor:
     theta = int(sel.shape[0])
     if not 1 <= beta <= theta:
         raise ValueError(f"beta must be in [1, theta]; got beta={beta}, theta={theta}")
-    if _numpy_ok(sel):
+    if numpy_ok(sel):
         return columnwise(sel, _np_bulyan(beta), block_cols(theta))
     med = coordinate_median(sel)
     idx = (sel - med).abs().topk(beta, dim=0, largest=False).indices
