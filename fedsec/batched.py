@@ -48,8 +48,8 @@ def _conv_ok(c: nn.Conv2d) -> bool:
     )
 
 
-def batchable(module: nn.Module) -> str | None:
-    """``None`` when ``module`` can run client-batched, else the reason it cannot."""
+def _trace(module: nn.Module) -> fx.GraphModule | str:
+    """The traced graph, or why ``module`` cannot run client-batched."""
     try:
         graph = fx.symbolic_trace(module)
     except Exception as e:  # fx raises many types on untraceable control flow
@@ -71,7 +71,13 @@ def batchable(module: nn.Module) -> str | None:
     missing = [n for n, _ in module.named_parameters() if n not in covered]
     if missing:
         return f"parameters {missing[:3]} are used outside Linear/Conv2d calls"
-    return None
+    return graph
+
+
+def batchable(module: nn.Module) -> str | None:
+    """``None`` when ``module`` can run client-batched, else the reason it cannot."""
+    traced = _trace(module)
+    return traced if isinstance(traced, str) else None
 
 
 class BatchedForward(fx.Interpreter):
@@ -82,10 +88,10 @@ class BatchedForward(fx.Interpreter):
     """
 
     def __init__(self, module: nn.Module) -> None:
-        reason = batchable(module)
-        if reason is not None:
-            raise ValueError(f"model cannot run client-batched: {reason}")
-        super().__init__(fx.symbolic_trace(module))
+        traced = _trace(module)
+        if isinstance(traced, str):
+            raise ValueError(f"model cannot run client-batched: {traced}")
+        super().__init__(traced)
         self._index: dict[tuple[object, ...], tuple[torch.Tensor, int, int]] = {}
         self.params: dict[str, torch.Tensor] = {}
         self.m = 1

@@ -16,7 +16,8 @@ Engines (``engine=``), all computing the same per-client gradients:
 * ``"vmap"``: ``vmap(grad(loss))`` over clients (``torch.func``);
 * ``"loop"``: one client at a time with autograd, for models neither can batch (e.g. BatchNorm in
   training mode);
-* ``"auto"`` (default): ``"batched"`` when the model qualifies -- :func:`fedsec.batched.batchable`,
+* ``"auto"`` (default): ``"batched"`` when the model qualifies -- :class:`fedsec.batched.BatchedForward`
+  accepts it,
   every convolution's output at most ``BATCHED_MAX_POSITIONS`` positions (beyond that the gathered
   patches outweigh the saving: measured on LeNet-5 at 28x28, ``vmap`` is faster) and its first result
   equal to ``vmap``'s -- else ``"vmap"``, else the loop.
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from fedsec.batched import BatchedForward, batchable
+from fedsec.batched import BatchedForward
 from fedsec.errors import ConfigError
 from fedsec.sections import ENGINES
 
@@ -162,15 +163,17 @@ class ClientComputer:
         self.local_steps = local_steps
         self.weight_decay = weight_decay
         self.requested = engine
-        #: The engine in use: ``None`` until the first call resolves ``"auto"``.
-        self.engine: str | None = None if engine == "auto" else engine
+        #: The engine in use: ``None`` until the first call has checked and chosen it.
+        self.engine: str | None = "loop" if engine == "loop" else None
         self.chunk = chunk
         self._grad = grad(self.model.loss)
         self._batched: BatchedForward | None = None
-        if engine == "batched":
-            reason = batchable(model.module)
-            if reason is not None:
-                raise ConfigError(f"engine 'batched': the model cannot run client-batched: {reason}")
+        if engine in ("auto", "batched"):
+            try:
+                self._batched = BatchedForward(model.module)
+            except ValueError as e:
+                if engine == "batched":
+                    raise ConfigError(f"engine 'batched': the {e}") from e
 
     # ---------------------------------------------------------------- gradients at given params
     def _chunked(
@@ -197,9 +200,8 @@ class ClientComputer:
         return self._chunked(part, w, x, y, shared)
 
     def _grads_batched(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, shared: bool) -> torch.Tensor:
-        if self._batched is None:
-            self._batched = BatchedForward(self.model.module)
         bf = self._batched
+        assert bf is not None
 
         def part(wp: torch.Tensor, xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
             m, b = int(xp.shape[0]), int(xp.shape[1])
@@ -223,66 +225,60 @@ class ClientComputer:
             out[i] = gi
         return out
 
-    def _grads_vmap_or_loop(
-        self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, shared: bool, warn: bool = True
-    ) -> torch.Tensor:
+    def _try_batched(
+        self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, shared: bool
+    ) -> torch.Tensor | None:
+        """The batched gradients, or ``None`` when the model does not run batched (``"auto"``)."""
+        if self._batched is None:
+            return None
         try:
-            g = self._grads_vmap(w, x, y, shared)
-            self.engine = self.engine or "vmap"
-            return g
-        except (RuntimeError, NotImplementedError) as e:  # vmap cannot batch this model
-            if warn:
-                warnings.warn(
-                    f"vectorized clients unavailable for this model ({str(e).splitlines()[0]}); "
-                    "falling back to a Python loop over clients",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            self.engine = "loop"
-            return self._grads_loop(w, x, y, shared)
-
-    def _first_grads(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, shared: bool) -> torch.Tensor:
-        """Resolve ``"auto"`` (and check ``"batched"``) on the first call: the batched gradients must
-        equal ``vmap``'s (or the loop's) on this very input; the call returns the chosen engine's."""
-        if self.requested == "auto" and batchable(self.model.module) is not None:
-            return self._grads_vmap_or_loop(w, x, y, shared)
-        try:
-            batched = self._grads_batched(w, x, y, shared)
+            return self._grads_batched(w, x, y, shared)
         except (RuntimeError, ValueError, TypeError) as e:  # the traced graph does not run batched
             if self.requested == "batched":
                 raise ConfigError(f"engine 'batched': the model failed to run client-batched ({e})") from e
-            return self._grads_vmap_or_loop(w, x, y, shared)
-        assert self._batched is not None
-        reference = self._grads_vmap_or_loop(w, x, y, shared, warn=False)
-        scale = float(reference.abs().max()) if reference.numel() else 0.0
-        agree = torch.allclose(batched, reference, rtol=1e-4, atol=1e-5 * max(scale, 1e-12))
-        if self.requested == "batched":
-            if not agree:
+            return None
+
+    def _first_grads(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, shared: bool) -> torch.Tensor:
+        """Choose the engine on the first call and return its gradients. ``vmap`` runs first (the loop
+        when vmap cannot batch the model); the batched engine is kept only where its gradients equal
+        those on this very input (and, for ``"auto"``, the feature maps are small)."""
+        batched = self._try_batched(w, x, y, shared)
+        try:
+            reference, used = self._grads_vmap(w, x, y, shared), "vmap"
+        except (RuntimeError, NotImplementedError) as e:  # vmap cannot batch this model
+            reference, used, why = self._grads_loop(w, x, y, shared), "loop", str(e).splitlines()[0]
+        if batched is not None:
+            assert self._batched is not None
+            scale = float(reference.abs().max()) if reference.numel() else 0.0
+            agree = torch.allclose(batched, reference, rtol=1e-4, atol=1e-5 * max(scale, 1e-12))
+            if self.requested == "batched" and not agree:
                 raise ConfigError(
                     "engine 'batched': its gradients differ from per-client autograd on this model; got "
                     f"max |difference| {float((batched - reference).abs().max()):.3g}; want agreement "
                     "(an operation mixes samples across the batch?)"
                 )
-            self.engine = "batched"
-            return batched
-        if agree and self._batched.max_positions <= BATCHED_MAX_POSITIONS:
-            self.engine = "batched"
-            return batched
-        if self.engine == "loop":
+            if agree and (
+                self.requested == "batched" or self._batched.max_positions <= BATCHED_MAX_POSITIONS
+            ):
+                self.engine = "batched"
+                return batched
+        if used == "loop":
             warnings.warn(
-                "vectorized clients unavailable for this model; falling back to a Python loop over clients",
+                f"vectorized clients unavailable for this model ({why}); "
+                "falling back to a Python loop over clients",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
+        self.engine = used
         return reference
 
     def _grads(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, shared: bool) -> torch.Tensor:
-        if self.engine is None or (self.engine == "batched" and self._batched is None):
+        if self.engine is None:
             return self._first_grads(w, x, y, shared)
         if self.engine == "batched":
             return self._grads_batched(w, x, y, shared)
         if self.engine == "vmap":
-            return self._grads_vmap_or_loop(w, x, y, shared)
+            return self._grads_vmap(w, x, y, shared)
         return self._grads_loop(w, x, y, shared)
 
     # ---------------------------------------------------------------- public
