@@ -308,10 +308,15 @@ def _simulate(
     model = model.to(device)
     fm = FlatModel(model)
     w = fm.flat().to(device)
-    computer = ClientComputer(
-        fm, data, mode=cfg.train.mode, lr=cfg.train.lr, batch_size=cfg.train.batch_size,
-        local_steps=cfg.train.local_steps, weight_decay=cfg.train.weight_decay, engine=cfg.train.engine,
-    )  # fmt: skip
+    tr = cfg.train
+
+    def computer_for(client_data: ClientData) -> ClientComputer:
+        return ClientComputer(
+            fm, client_data, mode=tr.mode, lr=tr.lr, batch_size=tr.batch_size, local_steps=tr.local_steps,
+            weight_decay=tr.weight_decay, engine=tr.engine,
+        )  # fmt: skip
+
+    computer = computer_for(data)
 
     rule = build_defense(cfg)
     context = _RoundContext(rule)
@@ -320,11 +325,7 @@ def _simulate(
         # The server's root dataset (FLTrust): 100 clean training samples it holds itself.
         ridx = np.random.default_rng([seed, 4]).choice(len(train.y), min(100, len(train.y)), replace=False)
         root_data = ClientData.build(train.x, train.y, [ridx], device)
-        root_computer = ClientComputer(
-            fm, root_data, mode=cfg.train.mode, lr=cfg.train.lr, batch_size=cfg.train.batch_size,
-            local_steps=cfg.train.local_steps, weight_decay=cfg.train.weight_decay,
-            engine=cfg.train.engine,
-        )  # fmt: skip
+        root_computer = computer_for(root_data)
     selector = context if (context.needs_root or context.needs_ids) else rule
     cohort_size = cfg.train.clients_per_round or n
     privacy = PrivacyWiring(cfg, expected_clients=cohort_size)

@@ -131,8 +131,3 @@ def add_masks(acc: np.ndarray, masks: Iterable[tuple[bytes, bytes, int]], *, bit
             np.add(acc, m, out=acc)
         else:
             np.subtract(acc, m, out=acc)
-
-
-def add_mask(acc: np.ndarray, seed: bytes, *, bits: int, domain: bytes, sign: int = 1) -> None:
-    """In place: ``acc += sign * expand(seed, len(acc), domain)`` (one mask of :func:`add_masks`)."""
-    add_masks(acc, [(seed, domain, sign)], bits=bits)

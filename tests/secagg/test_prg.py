@@ -59,9 +59,9 @@ def test_range(bits: int) -> None:
 
 def test_add_mask_cancels() -> None:
     acc = np.arange(100, dtype=np.uint32)
-    prg.add_mask(acc, SEED, bits=32, domain=b"m", sign=1)
+    prg.add_masks(acc, [(SEED, b"m", 1)], bits=32)
     assert (acc != np.arange(100)).any()
-    prg.add_mask(acc, SEED, bits=32, domain=b"m", sign=-1)
+    prg.add_masks(acc, [(SEED, b"m", -1)], bits=32)
     assert (acc == np.arange(100)).all()
 
 
