@@ -18,6 +18,7 @@ points (Python integers are exact; numpy object arrays would only wrap the same 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import nacl.utils
@@ -111,16 +112,11 @@ def lagrange_at_zero(xs: Sequence[int]) -> list[int]:
         raise ShamirError(f"share points: got duplicates in {sorted(xs)}; want distinct points")
     if any(x % P == 0 for x in xs):
         raise ShamirError("share points: got x = 0 mod p; want nonzero points")
-    total = 1
-    for x in xs:
-        total *= x
+    total = math.prod(xs)
     dens = []
     for i, xi in enumerate(xs):
-        d = xi
-        for j, xj in enumerate(xs):
-            if j != i:
-                d *= xj - xi
-        dens.append(d % P)
+        diffs = [xj - xi for xj in xs]  # diffs[i] = 0 is left out of the product
+        dens.append(xi * math.prod(diffs[:i]) * math.prod(diffs[i + 1 :]) % P)
     # batch inversion of dens
     prefix = [1]
     for d in dens:
