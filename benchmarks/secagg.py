@@ -7,10 +7,11 @@ for client columns):
 
 - client s: one client's seconds over all phases; mask s: its MaskedInputCollection seconds;
   prg s: the time the generator alone (libsodium's ChaCha20 stream into a preallocated buffer) takes to
-  expand that client's masks (1 + its neighbours in U2), measured in the same run; ratio = mask s / prg s.
+  expand that client's masks (1 + its neighbours in U2), measured right after each round; ratio = the
+  median over rounds of that round's mask s / prg s.
 - server s: the server's seconds over all phases; unmask s: its Unmasking seconds; prg s: the generator
   alone for the server's masks (|U3| self masks + one per (dropped, surviving neighbour) pair);
-  ratio = unmask s / prg s.
+  ratio = the median over rounds of unmask s / prg s.
 - B/client up, B/client down: bytes one client sends / receives; B server in: bytes the server receives;
   up/(4d): a client's upload relative to the 4 bytes x d of its masked input.
 
@@ -78,14 +79,20 @@ def one_round(n: int, d: int, dropout: float, plus: bool, rng: np.random.Generat
     client_masks = 1 + len(graph[c])
     server_masks = len(u3) + sum(sum(1 for u in graph[v] if u in u3) for v in dropped)
     clients = [f"client[{i}]" for i in out.survivors]
+    mask_s = statistics.median(meter.total(p, "masked_input").seconds for p in clients)
+    unmask_s = meter.total("server", "unmasking").seconds
+    client_prg_s = _prg_seconds(client_masks, d)
+    server_prg_s = _prg_seconds(server_masks, d)
     return {
         "k": n - 1 if k is None else k,
         "client_s": statistics.median(meter.total(p).seconds for p in clients),
-        "mask_s": statistics.median(meter.total(p, "masked_input").seconds for p in clients),
-        "client_prg_s": _prg_seconds(client_masks, d),
+        "mask_s": mask_s,
+        "client_prg_s": client_prg_s,
+        "client_ratio": mask_s / client_prg_s,
         "server_s": meter.total("server").seconds,
-        "unmask_s": meter.total("server", "unmasking").seconds,
-        "server_prg_s": _prg_seconds(server_masks, d),
+        "unmask_s": unmask_s,
+        "server_prg_s": server_prg_s,
+        "server_ratio": unmask_s / server_prg_s,
         "up": statistics.median(meter.total(p).bytes_sent for p in clients),
         "down": statistics.median(meter.total(p).bytes_received for p in clients),
         "server_in": meter.total("server").bytes_received,
@@ -107,8 +114,8 @@ def run(grid: list[tuple[int, int, float, bool]], repeats: int) -> None:
         print(
             f"{'secagg+' if plus else 'complete':>8} {n:>4} {int(med['k']):>4} {d:>8} {dropout:>5.0%} | "
             f"{med['client_s']:>9.3f} {med['mask_s']:>8.3f} {med['client_prg_s']:>8.3f} "
-            f"{med['mask_s'] / med['client_prg_s']:>5.2f} | {med['server_s']:>9.3f} {med['unmask_s']:>9.3f} "
-            f"{med['server_prg_s']:>8.3f} {med['unmask_s'] / med['server_prg_s']:>5.2f} | "
+            f"{med['client_ratio']:>5.2f} | {med['server_s']:>9.3f} {med['unmask_s']:>9.3f} "
+            f"{med['server_prg_s']:>8.3f} {med['server_ratio']:>5.2f} | "
             f"{int(med['up']):>11} {med['up'] / (4 * d):>7.3f} {int(med['down']):>11} "
             f"{int(med['server_in']):>12}",
             flush=True,
