@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from robust._network import apply_network, batcher_network
+from robust._network import apply_network, select_network
 from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f, numpy_ok, take_rows
-from robust.coordinate import _sorted_median, block_cols, columnwise, coordinate_median
+from robust.coordinate import _sorted_median, columnwise, coordinate_median
 from robust.selection import bulyan_select, krum_select, pairwise_sq_distances, sq_distances_from_gram
 
 __all__ = ["Bulyan", "Krum", "MultiKrum", "bulyan_coordinate_phase", "mean_of_rows"]
@@ -130,7 +130,7 @@ def _nearest_window_mean(s: np.ndarray, m: np.ndarray, beta: int) -> np.ndarray:
 
 def _np_bulyan(beta: int) -> Any:
     def kernel(block: np.ndarray) -> np.ndarray:
-        s = np.stack(apply_network(block, batcher_network(block.shape[0])))
+        s = np.stack(apply_network(block, select_network(block.shape[0], range(block.shape[0]))))
         m = _sorted_median(s)
         return _nearest_window_mean(s, m, beta)
 
@@ -144,7 +144,7 @@ def bulyan_coordinate_phase(sel: torch.Tensor, beta: int) -> torch.Tensor:
     if not 1 <= beta <= theta:
         raise ValueError(f"beta must be in [1, theta]; got beta={beta}, theta={theta}")
     if numpy_ok(sel):
-        return columnwise(sel, _np_bulyan(beta), block_cols(theta))
+        return columnwise(sel, _np_bulyan(beta))
     med = coordinate_median(sel)
     idx = (sel - med).abs().topk(beta, dim=0, largest=False).indices
     return sel.gather(0, idx).mean(dim=0)

@@ -9,42 +9,64 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robust._network import apply_network, batcher_network, prune_network
+from robust._network import apply_network, select_network, sorting_network
 
 
-@pytest.mark.parametrize("n", range(1, 13))
+@pytest.mark.parametrize("n", range(1, 17))
 def test_sorts_every_zero_one_input(n: int) -> None:
     """0-1 principle (Knuth, TAOCP 5.3.4): a network sorts everything iff it sorts all 2^n 0/1 inputs."""
     cols = np.array(list(itertools.product([0.0, 1.0], repeat=n))).T  # (n, 2^n): every input a column
-    rows = apply_network(cols, batcher_network(n))
+    rows = apply_network(cols, select_network(n, range(n)))
     np.testing.assert_array_equal(np.stack(rows), np.sort(cols, axis=0))
+    assert len(select_network(n, range(n)).comparators) == len(sorting_network(n))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.integers(1, 70), st.integers(0, 2**32 - 1), st.data())
-def test_pruned_network_gives_exact_ranks(n: int, seed: int, data: st.DataObject) -> None:
-    x = np.random.default_rng(seed).normal(size=(n, 16))
+def test_selected_network_gives_exact_ranks_and_bag(n: int, seed: int, data: st.DataObject) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 16))
     x[:, 0] = 1.0  # ties
-    ranks = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=3))
-    rows = apply_network(x, prune_network(n, ranks))
+    x[:, 1] = rng.integers(0, 3, size=n)  # many ties
+    ranks = data.draw(st.sets(st.integers(0, n - 1), max_size=3))
+    bag = data.draw(st.sets(st.integers(0, n - 1).filter(lambda r: r not in ranks), max_size=n))
+    if not ranks and not bag:
+        bag = {0}
+    net = select_network(n, ranks, bag)
+    rows = apply_network(x, net)
     s = np.sort(x, axis=0)
-    for r in ranks:
-        np.testing.assert_array_equal(rows[r], s[r])
-    assert len(prune_network(n, ranks)) <= len(batcher_network(n))
+    assert len(rows) == len(ranks) + len(bag)
+    for r, row in zip(sorted(ranks), rows):
+        np.testing.assert_array_equal(row, s[r])
+    got_bag = np.sort(np.stack(rows[len(ranks) :]), axis=0) if bag else np.empty((0, 16))
+    np.testing.assert_array_equal(got_bag, s[sorted(bag)])
+    assert net.calls <= 2 * len(sorting_network(n))
 
 
-def test_median_network_is_pruned_and_input_untouched() -> None:
-    assert len(prune_network(25, [12])) < len(batcher_network(25)) == 140
+def test_pruning_saves_calls_and_input_is_untouched() -> None:
+    full = 2 * len(sorting_network(25))
+    assert full == 276
+    assert select_network(25, [12]).calls == 184  # the median: half comparators
+    assert select_network(25, range(5, 20)).calls == 252  # middle 15, each exactly
+    assert select_network(25, bag=range(5, 20)).calls == 218  # middle 15 as a multiset
     x = np.arange(10.0)[::-1].reshape(5, 2).copy()
     before = x.copy()
-    apply_network(x, batcher_network(5))
+    for net in (select_network(5, range(5)), select_network(5, [2]), select_network(5, bag=[1, 2, 3])):
+        apply_network(x, net)
     np.testing.assert_array_equal(x, before)
 
 
-@pytest.mark.parametrize(("n", "outputs"), [(0, [0]), (5, []), (5, [5]), (5, [-1])])
-def test_bad_arguments(n: int, outputs: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("n", "ranks", "bag"), [(0, [0], []), (5, [], []), (5, [5], []), (5, [-1], []), (5, [1], [1, 2])]
+)
+def test_bad_arguments(n: int, ranks: list[int], bag: list[int]) -> None:
     with pytest.raises(ValueError, match="must be"):
-        prune_network(n, outputs) if n else batcher_network(n)
+        select_network(n, ranks, bag)
+
+
+def test_block_of_the_wrong_height_is_refused() -> None:
+    with pytest.raises(ValueError, match="must have 5 rows"):
+        apply_network(np.zeros((4, 3)), select_network(5, [2]))
 
 
 @settings(max_examples=60, deadline=None)

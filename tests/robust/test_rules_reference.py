@@ -72,11 +72,22 @@ def test_torch_path_matches_numpy_path(name: str, monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("n", [5, 6])
 def test_column_blocks_and_threads(n: int) -> None:
     """Stacks wider than one column block (threaded path) agree with numpy's own median/sort."""
-    d = 2 * coordinate.CHUNK + 17
+    d = 2 * coordinate.BLOCK_COLS + 17
     x = np.random.default_rng(n).normal(size=(n, d)).astype(np.float32)
     np.testing.assert_array_equal(robust.Median()(x).numpy(), np.median(x, axis=0).astype(np.float32))
     tm = np.sort(x, axis=0)[1 : n - 1].mean(axis=0)
     np.testing.assert_allclose(robust.TrimmedMean(f=1)(x).numpy(), tm, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "threads"), [(25, 500_000, 2), (100, 100_000, 2), (7, 1500, 1), (3, 10, 4), (9, 123_457, 3)]
+)
+def test_column_blocks_are_equal_capped_and_shared_evenly(n: int, d: int, threads: int) -> None:
+    cols = coordinate.block_cols(n, d, threads)
+    blocks = -(-d // cols)
+    assert cols <= max(1024, min(coordinate.BLOCK_COLS, coordinate.BLOCK_VALUES // n)) or cols == min(d, 1024)
+    if cols > 1024:  # equal blocks, as many as a multiple of the threads
+        assert blocks % threads == 0 and d - (blocks - 1) * cols > cols - blocks
 
 
 def test_weighted_mean() -> None:
