@@ -25,6 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from robust.base import aligned_empty
+
 __all__ = ["Network", "apply_network", "select_network", "sorting_network"]
 
 #: ``(a, b, keep_min, keep_max)``: wires ``a < b`` receive ``(min, max)``; a half not kept is never read.
@@ -128,7 +130,7 @@ def apply_network(block: np.ndarray, net: Network) -> list[np.ndarray]:
     free: list[np.ndarray] = []
 
     def scratch() -> np.ndarray:
-        return free.pop() if free else np.empty(c, dtype=block.dtype)
+        return free.pop() if free else aligned_empty((c,), block.dtype)
 
     for a, b, lo, hi in net.comparators:
         ra, rb = rows[a], rows[b]

@@ -20,6 +20,7 @@ or ``None`` when the caller (a Pipeline's later stages) has none: then the subcl
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from collections.abc import Sequence
@@ -68,22 +69,47 @@ def numpy_ok(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad
 
 
+#: Alignment of the arrays robust allocates for numpy: a cache line, one AVX-512 vector.
+ALIGN = 64
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``numpy.empty`` whose data starts on an :data:`ALIGN`-byte boundary.
+
+    numpy's large arrays come from ``mmap`` through glibc and start 16 bytes into a page, so the
+    vector loads and stores of every row split cache lines; measured on 2 cores (n = 25,
+    d = 500,000, float32): NNM's mixing product took 13.5 ms into such an array and 10.2 ms into an
+    aligned one (a copy, 7.7 against 4.9 ms). numpy still asks the kernel for huge pages on the
+    underlying allocation."""
+    dt = np.dtype(dtype)
+    nbytes = math.prod(shape) * dt.itemsize
+    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start : start + nbytes].view(dt).reshape(shape)
+
+
 def take_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``x[rows]`` as a new tensor. On the CPU through ``numpy.take`` (measured ~6x faster than
     ``torch.index_select(0, ...)`` on a (25, 500000) float32 stack, whose output also lands on huge
     pages)."""
     if numpy_ok(x):
-        return torch.from_numpy(np.take(x.detach().numpy(), rows.cpu().numpy(), axis=0))
+        idx = rows.cpu().numpy()
+        n = int(x.shape[0])
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"rows must index the {n} rows; got {idx.tolist()}")
+        out = aligned_empty((len(idx), int(x.shape[1])), _NUMPY_DTYPES[x.dtype])
+        # mode="wrap" (indices checked above) writes into `out` directly; "raise" would buffer it.
+        return torch.from_numpy(np.take(x.detach().numpy(), idx, axis=0, out=out, mode="wrap"))
     return x.index_select(0, rows.to(x.device))
 
 
 def new_like(x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
     """An uninitialised ``(rows, d)`` tensor like ``x``. On the CPU it is allocated by numpy, which
     asks the kernel for transparent huge pages: a fresh 50 MB output then costs a fraction of the page
-    faults a plain ``torch.empty`` takes."""
+    faults a plain ``torch.empty`` takes (and :func:`aligned_empty` keeps its rows cache-aligned)."""
     shape = (int(x.shape[0]) if rows is None else rows, int(x.shape[1]))
     if numpy_ok(x):
-        return torch.from_numpy(np.empty(shape, dtype=_NUMPY_DTYPES[x.dtype]))
+        return torch.from_numpy(aligned_empty(shape, _NUMPY_DTYPES[x.dtype]))
     return torch.empty(shape, dtype=x.dtype, device=x.device)
 
 
@@ -114,7 +140,7 @@ class OutputBuffer:
         with self._lock:
             arr = self._array
             if arr is None or arr.shape != shape or arr.dtype != dt or sys.getrefcount(arr) > self._FREE:
-                arr = np.empty(shape, dtype=dt)
+                arr = aligned_empty(shape, dt)
                 self._array = arr
             return torch.from_numpy(arr)
 

@@ -23,6 +23,7 @@ from robust.base import (
     Aggregator,
     Selection,
     Stat,
+    aligned_empty,
     as_weights,
     bound_error,
     numpy_ok,
@@ -62,7 +63,7 @@ def columnwise(x: torch.Tensor, kernel: Callable[[np.ndarray], np.ndarray]) -> t
     n, d = xn.shape
     threads = max(1, torch.get_num_threads())
     chunk = block_cols(n, d, threads)
-    out = np.empty(d, dtype=xn.dtype)
+    out = aligned_empty((d,), xn.dtype)
 
     def job(j: int) -> None:
         out[j : j + chunk] = kernel(xn[:, j : j + chunk])

@@ -213,3 +213,26 @@ def test_copies_of_a_pre_aggregator_do_not_share_output_memory() -> None:
         a, b = nnm(x), other(x)
         assert a.data_ptr() != b.data_ptr()
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("shape", [(0,), (1,), (3, 5), (25, 1001), (2, 3, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_aligned_arrays(shape: tuple[int, ...], dtype: type) -> None:
+    from robust.base import ALIGN, aligned_empty
+
+    a = aligned_empty(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+    assert a.size == 0 or a.ctypes.data % ALIGN == 0
+
+
+def test_rule_outputs_and_row_copies_are_aligned() -> None:
+    from robust.base import ALIGN, take_rows
+
+    x = torch.randn(9, 1000)
+    for name, make_pre in PRE_WITH_OUTPUT.items():
+        assert make_pre()(x).data_ptr() % ALIGN == 0, name
+    rows = take_rows(x, torch.tensor([4, 0, -1]))
+    assert rows.data_ptr() % ALIGN == 0
+    torch.testing.assert_close(rows, x[[4, 0, 8]])
+    with pytest.raises(IndexError, match="must index the 9 rows"):
+        take_rows(x, torch.tensor([1, 9]))
