@@ -106,15 +106,6 @@ def _np_median(block: np.ndarray) -> np.ndarray:
     return rows[0] * 0.5 + rows[1] * 0.5
 
 
-def _sorted_median(s: np.ndarray) -> np.ndarray:
-    """Median of each column of an already sorted ``(n, c)`` array."""
-    n = s.shape[0]
-    h = n // 2
-    if n % 2 == 1:
-        return s[h]
-    return s[h - 1] * 0.5 + s[h] * 0.5
-
-
 def _np_sign_votes(block: np.ndarray) -> np.ndarray:
     # Two calls per block (a row-by-row sign-and-add took 50): 13-15 ms -> 9-11 ms at n = 25,
     # d = 500,000 on 2 cores.

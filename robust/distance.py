@@ -14,7 +14,7 @@ import torch
 
 from robust._network import apply_network, select_network
 from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f, numpy_ok, take_rows
-from robust.coordinate import _sorted_median, columnwise, coordinate_median
+from robust.coordinate import columnwise, coordinate_median
 from robust.selection import bulyan_select, krum_select, pairwise_sq_distances, sq_distances_from_gram
 
 __all__ = ["Bulyan", "Krum", "MultiKrum", "bulyan_coordinate_phase", "mean_of_rows"]
@@ -103,36 +103,46 @@ class MultiKrum(Krum):
         return f"MultiKrum(f={self.f}, m={self.m})"
 
 
-def _nearest_window_mean(s: np.ndarray, m: np.ndarray, beta: int) -> np.ndarray:
-    """Per column of the sorted ``s`` (``(theta, c)``), the mean of the ``beta`` values nearest to ``m``.
+def _window_ranks(theta: int, beta: int) -> range:
+    """The ranks :func:`_nearest_window_mean` reads: the median's and the pairs around it."""
+    h = theta // 2
+    return range(max(0, h - beta + theta % 2), min(theta, h + beta))
 
-    They form a window ``s[a : a + beta]``: the one minimizing ``cost_a = max(L_a, R_a)`` with
-    ``L_a = m - s[a]`` (non-increasing in a) and ``R_a = s[a + beta - 1] - m`` (non-decreasing). The
-    minimum is where the two cross: with ``a* = #{a : R_a < L_a}``, it is ``a* - 1`` if
-    ``L_{a*-1} <= R_{a*}`` else ``a*`` -- found with one comparison pass instead of an argmin over
-    every window.
+
+def _nearest_window_mean(s: Any, theta: int, beta: int) -> np.ndarray:
+    """Per column, the mean of the ``beta`` of ``theta`` sorted values nearest to their median.
+
+    ``s[r]`` is the row of rank ``r`` (``s`` may be an ``(theta, c)`` array or a mapping holding the
+    ranks of :func:`_window_ranks`). The ``beta`` nearest values form a window of consecutive ranks
+    that holds the median rank ``h = theta // 2`` (odd ``theta``; for even ``theta`` one of ``h - 1``,
+    ``h``). A window of ``beta`` ranks around it holds exactly one rank of every pair
+    ``(h - i, h + beta - i)``, ``i = 1 .. beta - 1`` (odd) or ``1 .. beta`` (even): the lower one
+    iff it is no farther from the median ``m`` (``m - s[h-i] <= s[h+beta-i] - m``; ties go to the
+    lower rank, as a stable sort by distance would). So the sum is ``s[h]`` (odd) plus one pick per
+    pair: five ufunc calls per pair, no index arithmetic.
     """
-    theta, c = s.shape
-    k = theta - beta + 1
-    astar = ((s[beta - 1 :] - m) < (m - s[:k])).sum(axis=0)
-    flat = s.reshape(-1)
-    cols = np.arange(c)
-    left = m - flat[np.maximum(astar - 1, 0) * c + cols]
-    right = flat[(np.minimum(astar, k - 1) + beta - 1) * c + cols] - m
-    start = np.where((astar >= 1) & ((astar == k) | (left <= right)), astar - 1, astar)
-    base = start * c + cols
-    acc = flat[base]
-    for r in range(1, beta):
-        acc += flat[base + r * c]
+    h = theta // 2
+    odd = theta % 2 == 1
+    m = s[h] if odd else s[h - 1] * 0.5 + s[h] * 0.5
+    acc = np.array(s[h]) if odd else np.zeros_like(m)
+    for i in range(1, beta if odd else beta + 1):
+        lo, hi = h - i, h + beta - i
+        if lo < 0:
+            acc += s[hi]
+        elif hi >= theta:
+            acc += s[lo]
+        else:
+            acc += np.where(np.subtract(m, s[lo]) <= np.subtract(s[hi], m), s[lo], s[hi])
     acc /= beta
     return acc
 
 
-def _np_bulyan(beta: int) -> Any:
+def _np_bulyan(theta: int, beta: int) -> Any:
+    ranks = _window_ranks(theta, beta)
+    net = select_network(theta, ranks)
+
     def kernel(block: np.ndarray) -> np.ndarray:
-        s = np.stack(apply_network(block, select_network(block.shape[0], range(block.shape[0]))))
-        m = _sorted_median(s)
-        return _nearest_window_mean(s, m, beta)
+        return _nearest_window_mean(dict(zip(ranks, apply_network(block, net))), theta, beta)
 
     return kernel
 
@@ -144,7 +154,7 @@ def bulyan_coordinate_phase(sel: torch.Tensor, beta: int) -> torch.Tensor:
     if not 1 <= beta <= theta:
         raise ValueError(f"beta must be in [1, theta]; got beta={beta}, theta={theta}")
     if numpy_ok(sel):
-        return columnwise(sel, _np_bulyan(beta))
+        return columnwise(sel, _np_bulyan(theta, beta))
     med = coordinate_median(sel)
     idx = (sel - med).abs().topk(beta, dim=0, largest=False).indices
     return sel.gather(0, idx).mean(dim=0)

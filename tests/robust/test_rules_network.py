@@ -69,15 +69,22 @@ def test_block_of_the_wrong_height_is_refused() -> None:
         apply_network(np.zeros((4, 3)), select_network(5, [2]))
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(1, 20), st.data(), st.integers(0, 2**32 - 1))
-def test_bulyan_window_is_the_beta_nearest_to_the_median(theta: int, data: st.DataObject, seed: int) -> None:
-    """The crossing-point window search returns the mean of the beta values nearest to the median."""
-    from robust.distance import _nearest_window_mean
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 20), st.data(), st.integers(0, 2**32 - 1), st.booleans())
+def test_bulyan_window_is_the_beta_nearest_to_the_median(
+    theta: int, data: st.DataObject, seed: int, ties: bool
+) -> None:
+    """The pair-pick window returns the mean of the beta values nearest to the median (ties: lower
+    rank first, as a stable sort by distance), reading only the ranks of _window_ranks."""
+    from robust.distance import _nearest_window_mean, _window_ranks
 
     beta = data.draw(st.integers(1, theta))
     rng = np.random.default_rng(seed)
-    s = np.sort(rng.normal(size=(theta, 9)) * rng.choice([1.0, 1e6], size=(theta, 9)), axis=0)
+    if ties:  # few distinct values: equal distances on both sides of the median
+        s = np.sort(rng.integers(-3, 4, size=(theta, 9)).astype(np.float64), axis=0)
+    else:
+        s = np.sort(rng.normal(size=(theta, 9)) * rng.choice([1.0, 1e6], size=(theta, 9)), axis=0)
     m = np.median(s, axis=0)
     expected = [np.mean(sorted(s[:, j], key=lambda v: abs(v - m[j]))[:beta]) for j in range(9)]
-    np.testing.assert_allclose(_nearest_window_mean(s, m, beta), expected, rtol=1e-12)
+    window = {r: s[r] for r in _window_ranks(theta, beta)}
+    np.testing.assert_allclose(_nearest_window_mean(window, theta, beta), expected, rtol=1e-12)
