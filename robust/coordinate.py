@@ -327,19 +327,33 @@ class CMLS(Aggregator):
         self.last_weights = None
 
 
+#: Columns per block of :func:`row_distances`' difference pass (3 MiB of float32 at n = 25).
+DIST_COLS = 32768
+
+
 def row_distances(x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
     """``||x_i - z||`` for every row (``z = None``: the row norms), as float64.
 
-    One fused ``torch.cdist`` without the Gram-matrix expansion (no ``(n, d)`` temporary, no
-    cancellation; accumulated in the stack's dtype, ~1e-4 relative error in float32). Rows whose
-    distance overflows the dtype (float32 entries beyond ~1e19) are recomputed in float64, so huge
-    Byzantine rows get their true, finite distance.
+    The differences are taken exactly, a column block at a time into one reused buffer (no ``(n, d)``
+    temporary, no Gram-matrix expansion and its cancellation when ``x_i`` is close to ``z``), each
+    block's norms accumulated in float64 (~1e-7 relative error in float32 per block). Measured on 2
+    cores at n = 25, d = 500,000, float32: 6.4 ms against 9.0 ms for a fused
+    ``torch.cdist(..., "donot_use_mm_for_euclid_dist")``. Rows whose distance overflows the dtype
+    (float32 entries beyond ~1e19) are recomputed in float64, so huge Byzantine rows get their true,
+    finite distance.
     """
     if z is None:
         return row_sq_norms(x).sqrt_()
-    if x.dtype not in (torch.float32, torch.float64):  # cdist has no half-precision CPU kernel
+    if x.dtype not in (torch.float32, torch.float64):
         x, z = x.float(), z.float()
-    acc = torch.cdist(z.unsqueeze(0), x, compute_mode="donot_use_mm_for_euclid_dist")[0].to(torch.float64)
+    n, d = int(x.shape[0]), int(x.shape[1])
+    buf = torch.empty((n, min(d, DIST_COLS)), dtype=x.dtype, device=x.device)
+    acc = torch.zeros(n, dtype=torch.float64, device=x.device)
+    for j in range(0, d, DIST_COLS):
+        w = min(DIST_COLS, d - j)
+        diff = torch.sub(x[:, j : j + w], z[j : j + w], out=buf[:, :w])
+        acc += torch.linalg.vector_norm(diff, dim=1).to(torch.float64).square_()
+    acc.sqrt_()
     bad = torch.nonzero(~torch.isfinite(acc)).flatten()
     if bad.numel():
         rows = x.index_select(0, bad).to(torch.float64) - z.to(torch.float64)
