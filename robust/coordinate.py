@@ -107,9 +107,13 @@ def _np_median(block: np.ndarray) -> np.ndarray:
 
 
 def _np_sign_votes(block: np.ndarray) -> np.ndarray:
-    # Two calls per block (a row-by-row sign-and-add took 50): 13-15 ms -> 9-11 ms at n = 25,
-    # d = 500,000 on 2 cores.
-    return np.add.reduce(np.sign(block), axis=0)
+    """``sum_i sign(x_ij)`` per column as (#positive - #negative): two comparisons into one-byte
+    masks and two integer column sums per block. Measured at n = 25, d = 500,000 on 2 cores: 8.2-9.8
+    ms, against 10.7-11.4 ms for a float ``sign`` and sum and 13-15 ms for a sign-and-add per row."""
+    acc = np.int16 if block.shape[0] < 2**15 else np.int64
+    pos = np.add.reduce(block > 0, axis=0, dtype=acc)
+    pos -= np.add.reduce(block < 0, axis=0, dtype=acc)
+    return pos.astype(block.dtype)
 
 
 def coordinate_median(x: torch.Tensor) -> torch.Tensor:
