@@ -107,13 +107,17 @@ def _np_median(block: np.ndarray) -> np.ndarray:
 
 
 def _np_sign_votes(block: np.ndarray) -> np.ndarray:
-    """``sum_i sign(x_ij)`` per column as (#positive - #negative): two comparisons into one-byte
-    masks and two integer column sums per block. Measured at n = 25, d = 500,000 on 2 cores: 8.2-9.8
-    ms, against 10.7-11.4 ms for a float ``sign`` and sum and 13-15 ms for a sign-and-add per row."""
-    acc = np.int16 if block.shape[0] < 2**15 else np.int64
-    pos = np.add.reduce(block > 0, axis=0, dtype=acc)
-    pos -= np.add.reduce(block < 0, axis=0, dtype=acc)
-    return pos.astype(block.dtype)
+    """``sum_i sign(x_ij)`` per column as (#positive - #negative): two comparisons into one byte mask,
+    each summed down the columns in uint8 (no casts; up to 255 rows, wider sums beyond). Measured at
+    n = 25, d = 500,000 on 2 cores: 7.2-8.0 ms, against 9.7-11.8 ms with int16 sums, 10.7-11.4 ms for
+    a float ``sign`` and sum and 13-15 ms for a sign-and-add per row."""
+    acc = np.uint8 if block.shape[0] < 256 else np.int64
+    mask = np.empty(block.shape, dtype=np.bool_)
+    np.greater(block, 0, out=mask)
+    votes = np.add.reduce(mask.view(np.uint8), axis=0, dtype=acc).astype(block.dtype)
+    np.less(block, 0, out=mask)
+    votes -= np.add.reduce(mask.view(np.uint8), axis=0, dtype=acc)
+    return votes
 
 
 def coordinate_median(x: torch.Tensor) -> torch.Tensor:

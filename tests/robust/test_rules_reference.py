@@ -90,6 +90,17 @@ def test_column_blocks_are_equal_capped_and_shared_evenly(n: int, d: int, thread
         assert blocks % threads == 0 and d - (blocks - 1) * cols > cols - blocks
 
 
+@pytest.mark.parametrize("n", [3, 255, 256, 300])
+def test_sign_votes_count_exactly_past_one_byte(n: int) -> None:
+    """Votes are summed in uint8 up to 255 rows and wider beyond; zeros (either sign) do not vote."""
+    x = np.random.default_rng(n).normal(size=(n, 40)).astype(np.float32)
+    x[: n // 2 + 1, 0] = 1.0  # a narrow majority
+    x[n // 2 + 1 :, 0] = -1.0
+    x[:, 1] = 0.0
+    x[0, 2:5], x[1, 2:5] = 0.0, -0.0
+    np.testing.assert_array_equal(robust.SignMajority()(x).numpy(), ref.ref_sign_majority(x))
+
+
 def test_weighted_mean() -> None:
     x = stack(6, 4, 5)
     w = np.array([0.0, 1.0, 2.0, 0.5, 0.0, 3.0])
