@@ -87,4 +87,6 @@ def test_bulyan_window_is_the_beta_nearest_to_the_median(
     m = np.median(s, axis=0)
     expected = [np.mean(sorted(s[:, j], key=lambda v: abs(v - m[j]))[:beta]) for j in range(9)]
     window = {r: s[r] for r in _window_ranks(theta, beta)}
-    np.testing.assert_allclose(_nearest_window_mean(window, theta, beta), expected, rtol=1e-12)
+    got = _nearest_window_mean(window, theta, beta)
+    # Sums in another order than the reference: equal up to rounding of the largest summand.
+    np.testing.assert_array_less(np.abs(got - expected), 1e-12 * np.abs(s).max(axis=0) + 1e-300)
