@@ -99,11 +99,16 @@ def _median_ranks(n: int) -> tuple[int, ...]:
     return (h,) if n % 2 == 1 else (h - 1, h)
 
 
-def _np_median(block: np.ndarray) -> np.ndarray:
-    rows = apply_network(block, select_network(block.shape[0], _median_ranks(block.shape[0])))
-    if len(rows) == 1:
-        return rows[0]
-    return rows[0] * 0.5 + rows[1] * 0.5
+def _np_median(n: int) -> Callable[[np.ndarray], np.ndarray]:
+    net = select_network(n, _median_ranks(n))
+
+    def kernel(block: np.ndarray) -> np.ndarray:
+        rows = apply_network(block, net)
+        if len(rows) == 1:
+            return rows[0]
+        return rows[0] * 0.5 + rows[1] * 0.5
+
+    return kernel
 
 
 def _np_sign_votes(block: np.ndarray) -> np.ndarray:
@@ -129,7 +134,7 @@ def coordinate_median(x: torch.Tensor) -> torch.Tensor:
     """
     n = int(x.shape[0])
     if numpy_ok(x):
-        return columnwise(x, _np_median)
+        return columnwise(x, _np_median(n))
     if n % 2 == 1:
         return torch.median(x, dim=0).values
     s = torch.sort(x, dim=0).values
