@@ -1,6 +1,6 @@
 """Pieces shared by the masked secure-sum protocols (``"secagg"``, ``"secagg_plus"``, ``"secagg_ddp"``,
-``"secagg_normbound"``): argument checks, the public client weights, the simulated dropouts, Bonawitz et
-al.'s default threshold and the release of the survivor-weighted mean.
+``"secagg_normbound"``): argument checks, the public client weights, the simulated dropouts, the threshold
+on the complete graph and the release of the survivor-weighted mean.
 
 Weighted mean (weights are public): each client scales its update by ``w_u / max w`` before encoding, the
 secure sum returns ``sum_{u in U} (w_u / max w) x_u`` over the survivors U, and the server divides by
@@ -9,6 +9,7 @@ secure sum returns ``sum_{u in U} (w_u / max w) x_u`` over the survivors U, and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,15 +17,33 @@ import torch
 
 from secagg.driver import PHASES
 from secagg.errors import SecAggError
+from secagg.graph import DegreeChoice, default_threshold
+
+#: the colluding fraction assumed where a protocol takes no ``corrupt`` argument
+DEFAULT_CORRUPT = 0.2
 
 
-def default_threshold(n: int, active: bool) -> int:
-    """t > n/2 (passive) or t > 2n/3 (active), the bounds of Bonawitz et al.
+def check_corrupt(corrupt: float) -> None:
+    """Refuse an assumed colluding fraction outside [0, 1)."""
+    if isinstance(corrupt, bool) or not isinstance(corrupt, int | float) or not 0.0 <= corrupt < 1.0:
+        raise SecAggError(f"corrupt: got {corrupt!r}; want a fraction of colluding clients in [0, 1)")
 
-    >>> default_threshold(10, active=False), default_threshold(10, active=True)
-    (6, 7)
+
+def check_min_survivors(floor: int | None) -> None:
+    """Refuse a survivor floor that is neither ``None`` nor an int >= 1."""
+    if floor is not None and (isinstance(floor, bool) or not isinstance(floor, int) or floor < 1):
+        raise SecAggError(f"min_survivors: got {floor!r}; want None or an int >= 1")
+
+
+def complete_plan(n: int, t: int | None, active: bool, corrupt: float) -> DegreeChoice:
+    """(t, c) on the complete graph of n clients: c = floor(corrupt n) colluders, t the given one or
+    :func:`secagg.graph.default_threshold` (t > n/2, and t > (n + c)/2 when ``active``).
+
+    >>> [complete_plan(10, None, active=a, corrupt=0.2).t for a in (False, True)]
+    [6, 7]
     """
-    return 2 * n // 3 + 1 if active else n // 2 + 1
+    c = math.floor(corrupt * n)
+    return DegreeChoice(n - 1, t if t is not None else default_threshold(n, active, c), True, c)
 
 
 def check_threshold(t: int | None) -> None:

@@ -119,9 +119,17 @@ class SecAggDDP:
                 norm = float(np.linalg.norm(row))
                 row = row * (min(1.0, self.clip / norm) if norm > 0 else 1.0) * w[i]
                 enc[i] = DDGClient(cfg).encode(row, got)
-        t = self.t if self.t is not None else ss.default_threshold(n, self.active)
+        plan = ss.complete_plan(n, self.t, self.active, ss.DEFAULT_CORRUPT)
         drops = ss.simulated_dropouts(n, self.dropout, self.active, rng)
-        out = run_round(enc, t=t, bits=self.bits, active=self.active, dropouts=drops, meter=meter)
+        out = run_round(
+            enc,
+            t=plan.t,
+            bits=self.bits,
+            active=self.active,
+            dropouts=drops,
+            meter=meter,
+            corrupt=plan.corrupt,
+        )
         with meter.time("server", "dp_decode"):
             total = server.decode(out.sum, seed, len(out.survivors))
         agg = ss.survivor_mean(total, w, out.survivors, xt.device)

@@ -89,8 +89,8 @@ class NormBoundConfig:
             changed by it); it fixes the entry bits ``b = bitlen(ceil(clip s)) + 1`` of the range proof.
         frac_bits: fixed-point fractional bits f, ``s = 2^f``.
         bits: ring Z_{2^bits} of the masking protocol (<= 62).
-        t: Shamir threshold; ``None``: ``n // 2 + 1`` (passive) or ``2n // 3 + 1`` (active) of the
-            accepted clients.
+        t: Shamir threshold; ``None``: ``m // 2 + 1`` of the m accepted clients, raised to
+            ``(m + c) // 2 + 1`` with c = ``floor(0.2 m)`` colluders when ``active``.
         active: consistency check with signatures on the survivor list.
         dropout: probability that an accepted client drops during masking (simulated with ``rng``).
         verify_fraction: fraction of clients whose proof the server checks, in (0, 1].
@@ -391,11 +391,12 @@ class SecAggNormBound:
 
         inputs = np.stack([clients[i].masked_input(fp, limb, (mask_instead or {}).get(i)) for i in accepted])
         m = len(accepted)
-        t = cfg.t if cfg.t is not None else ss.default_threshold(m, cfg.active)
+        plan = ss.complete_plan(m, None if cfg.t is None else min(cfg.t, m), cfg.active, ss.DEFAULT_CORRUPT)
         drops = ss.simulated_dropouts(m, cfg.dropout, cfg.active, rng)
         out = run_round(
             inputs,
-            t=min(t, m),
+            t=plan.t,
+            corrupt=plan.corrupt,
             bits=cfg.bits,
             active=cfg.active,
             dropouts=drops,

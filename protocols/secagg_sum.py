@@ -9,12 +9,22 @@ One round: each client clips its float32 update to ``[-clip, clip]``, encodes it
 ``sum_u w_u x_u / sum_u w_u`` over survivors; weights are public, each client encodes ``(w_u / max w) x_u``).
 
 Leakage (server): the sum of the survivors' (weighted) inputs, hence the released mean, the survivor set
-and the set of dropped clients. Clients learn nothing beyond their own input. ``rng`` only chooses the
-simulated dropouts; every key, mask and share comes from libsodium.
+and the set of dropped clients. Clients learn nothing beyond their own input.
+
+Threat model: ``active=False`` -- an honest-but-curious server colluding with up to c clients
+(t > c); ``active=True`` -- a malicious server (it may drop, forge, split and replay messages) colluding
+with up to c clients among any client's share holders, which needs t > (m + c) / 2 for m holders
+(:mod:`secagg.graph`). c is ``floor(corrupt m)`` for a given ``corrupt`` fraction (SecAgg+ with
+``k=None`` bounds it with probability 1 - 2^-sigma instead). Either way no sum of fewer than
+``min_survivors`` inputs is unmasked (default ``max(t, ceil(n / 2))``), and a configuration whose t
+cannot withstand c is refused with :class:`secagg.SecAggError` before any key is made.
+
+``rng`` only chooses the simulated dropouts; every key, mask and share comes from libsodium.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -22,11 +32,10 @@ import torch
 
 import robust
 from protocols import _secure_sum as ss
-from protocols._secure_sum import default_threshold
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg import EncodingError, FixedPoint, SecAggError
 from secagg.driver import run_round
-from secagg.graph import choose_degree
+from secagg.graph import DegreeChoice, choose_degree, default_threshold
 
 
 class NonFiniteUpdate(EncodingError, robust.NonFiniteError):
@@ -45,6 +54,8 @@ class SecAggSum:
         active: run the consistency check (signatures on the survivor list).
         dropout: probability that a client drops, each at a uniformly chosen phase (simulated with ``rng``).
         frac_bits: fixed-point fraction bits; ``None`` derives the largest safe scale for n clients.
+        corrupt: assumed fraction of clients colluding with the server (the threshold withstands it).
+        min_survivors: survivor floor; ``None``: ``max(t, ceil(n / 2))``.
     """
 
     name = "secagg"
@@ -57,16 +68,28 @@ class SecAggSum:
         active: bool = False,
         dropout: float = 0.0,
         frac_bits: int | None = None,
+        corrupt: float = 0.2,
+        min_survivors: int | None = None,
     ) -> None:
         ss.check_threshold(t)
         ss.check_dropout(dropout)
+        ss.check_corrupt(corrupt)
+        ss.check_min_survivors(min_survivors)
         self.t = t
         self.encoding = FixedPoint(bits=bits, clip=float(clip), frac_bits=frac_bits)
         self.active = bool(active)
         self.dropout = float(dropout)
+        self.corrupt = float(corrupt)
+        self.min_survivors = min_survivors
 
-    def _graph(self, n: int) -> tuple[int | None, int]:
-        return None, self.t if self.t is not None else default_threshold(n, self.active)
+    def plan(self, n: int) -> DegreeChoice:
+        """The graph degree k, threshold t and colluders c this protocol uses for n clients."""
+        return ss.complete_plan(n, self.t, self.active, self.corrupt)
+
+    def describe(self, n: int) -> dict[str, Any]:
+        """The (k, t, c) this protocol uses for n clients."""
+        p = self.plan(n)
+        return {"k": p.k, "t": p.t, "corrupt": p.corrupt}
 
     def run(
         self,
@@ -87,11 +110,19 @@ class SecAggSum:
             )
         clipped = np.clip(x, -self.encoding.clip, self.encoding.clip)
         enc = np.stack([self.encoding.encode(w[i] * clipped[i], n_summands=n) for i in range(n)])
-        k, t = self._graph(n)
+        plan = self.plan(n)
         drops = ss.simulated_dropouts(n, self.dropout, self.active, rng)
         meter = Meter()
         out = run_round(
-            enc, t=t, bits=self.encoding.bits, k=k, active=self.active, dropouts=drops, meter=meter
+            enc,
+            t=plan.t,
+            bits=self.encoding.bits,
+            k=None if plan.complete else plan.k,
+            active=self.active,
+            dropouts=drops,
+            meter=meter,
+            corrupt=plan.corrupt,
+            min_survivors=self.min_survivors,
         )
         total = self.encoding.decode_sum(out.sum, n)
         agg = ss.survivor_mean(total, w, out.survivors, xt.device)
@@ -112,7 +143,6 @@ class SecAggPlusSum(SecAggSum):
         k: even degree; ``None`` chooses (k, t) with :func:`secagg.graph.choose_degree` from ``n``,
             ``dropout``, ``corrupt``, ``sigma`` and ``eta``. ``t`` is then the threshold within each
             neighbourhood of k + 1 clients.
-        corrupt: assumed fraction of corrupted clients for the choice of k.
         sigma, eta: statistical security and correctness parameters (failure probabilities 2^-sigma, 2^-eta).
     """
 
@@ -130,22 +160,37 @@ class SecAggPlusSum(SecAggSum):
         corrupt: float = 0.2,
         sigma: int = 40,
         eta: int = 30,
+        min_survivors: int | None = None,
     ) -> None:
-        super().__init__(t=t, clip=clip, bits=bits, active=active, dropout=dropout, frac_bits=frac_bits)
+        super().__init__(
+            t=t,
+            clip=clip,
+            bits=bits,
+            active=active,
+            dropout=dropout,
+            frac_bits=frac_bits,
+            corrupt=corrupt,
+            min_survivors=min_survivors,
+        )
         if k is not None and (not isinstance(k, int) or k < 2 or k % 2):
             raise SecAggError(f"k: got {k!r}; want None or an even int >= 2")
-        self.k, self.corrupt, self.sigma, self.eta = k, float(corrupt), int(sigma), int(eta)
+        self.k, self.sigma, self.eta = k, int(sigma), int(eta)
 
-    def _graph(self, n: int) -> tuple[int | None, int]:
+    def plan(self, n: int) -> DegreeChoice:
         if self.k is None:
-            ch = choose_degree(n, dropout=self.dropout, corrupt=self.corrupt, sigma=self.sigma, eta=self.eta)
-            k = None if ch.complete else ch.k
-            return k, self.t if self.t is not None else ch.t
+            ch = choose_degree(
+                n,
+                dropout=self.dropout,
+                corrupt=self.corrupt,
+                sigma=self.sigma,
+                eta=self.eta,
+                active=self.active,
+            )
+            if self.t is None:
+                return ch
+            return DegreeChoice(ch.k, self.t, ch.complete, math.floor(self.corrupt * (ch.k + 1)))
         if self.k >= n - 1:
-            return None, self.t if self.t is not None else default_threshold(n, self.active)
-        return self.k, self.t if self.t is not None else default_threshold(self.k + 1, self.active)
-
-    def describe(self, n: int) -> dict[str, Any]:
-        """The (k, t) this protocol uses for n clients."""
-        k, t = self._graph(n)
-        return {"k": n - 1 if k is None else k, "t": t}
+            return ss.complete_plan(n, self.t, self.active, self.corrupt)
+        c = math.floor(self.corrupt * (self.k + 1))
+        t = self.t if self.t is not None else default_threshold(self.k + 1, self.active, c)
+        return DegreeChoice(self.k, t, False, c)

@@ -27,7 +27,7 @@ from secagg.errors import (
     StageError,
     TooFewSurvivors,
 )
-from secagg.graph import choose_degree
+from secagg.graph import choose_degree, default_threshold, min_threshold, tolerated_corrupt
 from secagg.prg import expand
 from secagg.server import SERVER_TRANSITIONS, SecAggServer, ServerStage
 from secagg.shamir import ShamirError, reconstruct, share
@@ -53,8 +53,11 @@ __all__ = [
     "StageError",
     "TooFewSurvivors",
     "choose_degree",
+    "default_threshold",
     "expand",
+    "min_threshold",
     "reconstruct",
     "run_round",
     "share",
+    "tolerated_corrupt",
 ]

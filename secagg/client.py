@@ -9,6 +9,20 @@ server) is rejected with :class:`secagg.MalformedMessage` / :class:`secagg.Authe
 :class:`secagg.StageError` and leaves the client's state unchanged. A validly signed server message that
 asks for something unsafe (too few peers, a survivor list that changed, a substituted key, invalid
 consistency signatures) aborts the client for good (stage ``ABORTED``) with a typed ``ProtocolAbort``.
+
+What a client enforces against a malicious server (see :mod:`secagg.graph` for the argument):
+
+- it answers one unmasking request, revealing for each neighbour v a share of v's self-mask seed (v in
+  the survivor list) or of v's mask key (v not in it), never both;
+- the survivor list holds the client itself, only neighbours that shared keys with it, at least t of its
+  share holders (SecAgg+) and at least ``min_survivors`` clients in all (the survivor floor: a server
+  cannot have it help unmask the sum of a few inputs);
+- active variant: the list it is asked to unmask is the one it signed, and at least t of its own share
+  holders (itself and its neighbours) signed that same list -- signatures of other clients are not
+  counted, since they hold none of the shares this client releases.
+
+A server that hands out different lists (the split-survivor-list attack) therefore never holds t shares
+of both secrets of an honest client while t > (m + c) / 2 (:class:`secagg.RoundConfig` refuses less).
 """
 
 from __future__ import annotations
@@ -228,6 +242,12 @@ class SecAggClient:
         if any(v not in u2 for v in local):
             raise ProtocolAbort("survivor list: got a neighbour that never shared keys; want a subset of U2")
         self._need(len(ids) if self.cfg.complete else len(local), "survivors")
+        floor = self.cfg.survivor_floor
+        if len(ids) < floor:
+            raise TooFewSurvivors(
+                f"client {self.cid}: survivor list: got {len(ids)} clients; want at least "
+                f"min_survivors={floor} (the released sum must cover that many inputs)"
+            )
 
     def _on_survivors(self, body: bytes) -> bytes:
         ids = m.decode_ids(body, self.cfg.n)
@@ -242,12 +262,16 @@ class SecAggClient:
             if ids != self._u3:
                 raise ProtocolAbort("UNMASK_REQUEST: got a survivor list different from the signed one")
             stmt = m.survivors_statement(self.cfg.session, ids)
+            holders = self._nbrs | {self.cid}
+            counted = 0
             for v, sig in sigs:
                 vk = self._pki.get(v)
                 if v not in ids or vk is None:
                     raise AuthenticationError(f"consistency signature: got signer {v}; want a survivor")
-                keys.verify(vk, stmt, sig)
-            self._need(len(sigs), "consistency signatures")
+                if v in holders:  # only this client's share holders vouch for the list it acts on
+                    keys.verify(vk, stmt, sig)
+                    counted += 1
+            self._need(counted, "consistency signatures from this client's share holders")
         else:
             if sigs:
                 raise MalformedMessage("UNMASK_REQUEST: got signatures in the passive variant; want none")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from secagg.errors import SecAggError
-from secagg.graph import neighbours
+from secagg.graph import min_threshold, neighbours, tolerated_corrupt
 from secagg.messages import SESSION_BYTES
 
 
@@ -20,8 +20,15 @@ class RoundConfig:
         d: vector length.
         bits: ring Z_{2^bits}, 1 <= bits <= 62.
         session: 16-byte round identifier (domain-separates masks, signatures and the graph).
-        k: neighbour degree for SecAgg+ (even, < n - 1), or ``None`` for the complete graph.
-        active: run the consistency check (signatures over the survivor list) of the active variant.
+        k: neighbour degree for SecAgg+ (even, < n - 1), or ``None`` for the complete graph. The graph is a
+            function of ``session`` (see :mod:`secagg.graph` for who may fix it).
+        active: run the consistency check (signatures over the survivor list) of the active variant; the
+            server may then be malicious, and t must exceed (m + corrupt) / 2 for m share holders.
+        corrupt: c, the number of clients among any client's share holders that may collude with the
+            server; refused unless t withstands it (:func:`secagg.graph.min_threshold`).
+        min_survivors: the survivor floor: the server and every honest client refuse to unmask a sum of
+            fewer inputs. ``None``: ``max(t, ceil(n / 2))``. The released sum then covers at least
+            ``min_survivors`` inputs, of which at most the colluding clients' are known to the server.
     """
 
     n: int
@@ -31,6 +38,8 @@ class RoundConfig:
     session: bytes = bytes(SESSION_BYTES)
     k: int | None = None
     active: bool = False
+    corrupt: int = 0
+    min_survivors: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.n, int) or self.n < 2:
@@ -48,6 +57,27 @@ class RoundConfig:
             raise SecAggError(
                 f"RoundConfig.t: got {self.t!r}; want an int in [1, {size}] (neighbourhood size)"
             )
+        c = self.corrupt
+        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < size:
+            raise SecAggError(f"RoundConfig.corrupt: got {c!r}; want an int in [0, {size})")
+        if tolerated_corrupt(size, self.t, self.active) < c:
+            variant = "active (malicious server): t > (m + c) / 2" if self.active else "passive: t > c"
+            raise SecAggError(
+                f"RoundConfig.t: got t={self.t} for m={size} share holders and c={c} colluders; want "
+                f"t >= {min_threshold(size, c, self.active)} ({variant})"
+            )
+        floor = self.min_survivors
+        if floor is not None and (
+            isinstance(floor, bool) or not isinstance(floor, int) or not self.t <= floor <= self.n
+        ):
+            raise SecAggError(
+                f"RoundConfig.min_survivors: got {floor!r}; want None or an int in [t={self.t}, n={self.n}]"
+            )
+
+    @property
+    def survivor_floor(self) -> int:
+        """The fewest inputs a released sum may cover (``min_survivors``, default ``max(t, ceil(n/2))``)."""
+        return self.min_survivors if self.min_survivors is not None else max(self.t, (self.n + 1) // 2)
 
     @property
     def complete(self) -> bool:

@@ -130,6 +130,8 @@ def run_round(
     faults: Sequence[Fault] = (),
     meter: MeterLike | None = None,
     session: bytes | None = None,
+    corrupt: int = 0,
+    min_survivors: int | None = None,
 ) -> RoundOutput:
     """Run one secure-aggregation round over bytes between in-process parties.
 
@@ -143,6 +145,8 @@ def run_round(
         faults: injected faults.
         meter: records bytes and seconds per party and phase.
         session: 16-byte round id (random by default).
+        corrupt: colluding clients among any client's share holders that t must withstand.
+        min_survivors: the survivor floor (see :class:`secagg.config.RoundConfig`).
 
     Raises:
         ProtocolAbort: (a subclass) when the server cannot produce a correct sum.
@@ -158,7 +162,15 @@ def run_round(
                 f"dropouts: got {{{c}: {ph!r}}}; want a client in [0, {n}) and a phase in {PHASES}"
             )
     cfg = RoundConfig(
-        n=n, t=t, d=d, bits=bits, session=session or secrets.token_bytes(16), k=k, active=active
+        n=n,
+        t=t,
+        d=d,
+        bits=bits,
+        session=session or secrets.token_bytes(16),
+        k=k,
+        active=active,
+        corrupt=corrupt,
+        min_survivors=min_survivors,
     )
     meter = meter or _NullMeter()
     signers = [keys.Signer() for _ in range(n)]

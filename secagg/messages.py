@@ -302,3 +302,33 @@ def decode_unmask(body: bytes, limit: int) -> list[UnmaskEntry]:
     """UNMASK body as ``(id, What, share bytes)`` tuples (see :func:`decode_unmask_arrays`)."""
     ids, what, shares = decode_unmask_arrays(body, limit)
     return [(int(i), What(int(w)), sh.tobytes()) for i, w, sh in zip(ids, what, shares)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# size bounds (for transports: a frame is read only up to the largest message its sender may send)
+
+
+def max_body(kind: Kind, n: int, d: int, word_bytes: int) -> int:
+    """Largest valid body of ``kind`` in a round of n clients and vectors of d ring words.
+
+    >>> max_body(Kind.MASKED, n=10, d=1000, word_bytes=4)
+    4000
+    """
+    per_share = 4 + CT_BYTES
+    sizes = {
+        Kind.ADVERTISE: 32 + 32 + 64,
+        Kind.KEYS: 4 + n * (4 + 32 + 32 + 64),
+        Kind.SHARES: 32 + 4 + n * per_share,
+        Kind.CIPHERTEXTS: 4 + n * per_share,
+        Kind.MASKED: d * word_bytes,
+        Kind.SURVIVORS: 4 + 4 * n,
+        Kind.CONSISTENCY: keys.SIG_BYTES,
+        Kind.UNMASK_REQUEST: 4 + 4 * n + 4 + n * (4 + keys.SIG_BYTES),
+        Kind.UNMASK: 4 + n * (4 + 1 + SHARE_BYTES),
+    }
+    return sizes[kind]
+
+
+def max_message(kinds: Sequence[Kind], n: int, d: int, word_bytes: int) -> int:
+    """Largest valid message (envelope included) of any of ``kinds``."""
+    return ENVELOPE_OVERHEAD + max(max_body(k, n, d, word_bytes) for k in kinds)

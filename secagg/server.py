@@ -16,7 +16,9 @@ seed against the client's hash commitment. A mismatch aborts with
 The output is never a wrong sum.
 
 Leakage (honest-but-curious server): the sum of the survivors' inputs, the survivor set and the set of
-clients that dropped at each stage.
+clients that dropped at each stage. The server refuses to unmask fewer than ``min_survivors`` inputs
+(:attr:`secagg.RoundConfig.survivor_floor`), and so does every honest client, so a malicious server that
+pretends most clients dropped cannot obtain the sum of a few inputs either.
 """
 
 from __future__ import annotations
@@ -199,9 +201,13 @@ class SecAggServer:
     def _closed(self, name: str, got: dict[int, bytes]) -> list[int]:
         ids = sorted(got)
         self.sets[name] = ids
-        if len(ids) < self.cfg.t:
+        # the sum covers U3, which U1 and U2 bound from above: refuse early, not after the masking
+        need, what = self.cfg.t, "t"
+        if name in ("U1", "U2", "U3") and self.cfg.survivor_floor > need:
+            need, what = self.cfg.survivor_floor, "min_survivors"
+        if len(ids) < need:
             self.stage = ServerStage.ABORTED
-            raise TooFewSurvivors(f"{name}: got {len(ids)} surviving clients; want at least t={self.cfg.t}")
+            raise TooFewSurvivors(f"{name}: got {len(ids)} surviving clients; want at least {what}={need}")
         return ids
 
     def _after_keys(self, got: dict[int, bytes]) -> dict[int, bytes]:
@@ -239,8 +245,16 @@ class SecAggServer:
 
     def _after_consistency(self, got: dict[int, bytes]) -> dict[int, bytes]:
         u4 = self._closed("U4", got)
-        body = m.encode_unmask_request(self.sets["U3"], [(u, got[u]) for u in u4])
-        return {u: self._send(u, Kind.UNMASK_REQUEST, body) for u in u4}
+        u3 = self.sets["U3"]
+        # each client counts only its own share holders' signatures: send it those
+        return {
+            u: self._send(
+                u,
+                Kind.UNMASK_REQUEST,
+                m.encode_unmask_request(u3, [(v, got[v]) for v in u4 if v in self._holders(u)]),
+            )
+            for u in u4
+        }
 
     def _after_unmask(self, got: dict[int, bytes]) -> dict[int, bytes]:
         u5 = self._closed("U5", got)

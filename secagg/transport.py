@@ -3,7 +3,13 @@
 Frames are ``length u32 (little-endian) | message``, where a message is exactly what
 :mod:`secagg.messages` defines; the transport adds no trust. A connection is bound to a client id by its
 first message that the server accepts (it carries the client's signature), and later messages on that
-connection must come from the same id. Each stage waits until every eligible client has sent a message
+connection must come from the same id. Frame lengths are checked before a byte of the body is read:
+an unbound connection may send only an AdvertiseKeys message (under 300 bytes), a bound one at most the
+largest message of the current or previous stage for the round's (n, d)
+(:func:`secagg.messages.max_message`), and a client reads at most the largest server message; a longer
+frame closes the connection, so no peer makes the other buffer more than the protocol needs.
+
+Each stage waits until every eligible client has sent a message
 or ``stage_timeout`` seconds pass; clients that stay silent are dropouts. The server closes every
 connection when the round ends (EOF tells clients the round is over).
 
@@ -19,7 +25,7 @@ import contextlib
 import multiprocessing as mp
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +42,11 @@ HOST = "127.0.0.1"
 MAX_FRAME = 1 << 30
 
 
-async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
-    """One frame, or ``None`` on a clean EOF before its header."""
+async def read_frame(
+    reader: asyncio.StreamReader, limit: Callable[[], int] = lambda: MAX_FRAME
+) -> bytes | None:
+    """One frame, or ``None`` on a clean EOF before its header; ``limit()`` (read after the header)
+    caps its length."""
     try:
         head = await reader.readexactly(4)
     except asyncio.IncompleteReadError as e:
@@ -45,8 +54,9 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
             raise MalformedMessage(f"frame header: got {len(e.partial)} bytes; want 4") from e
         return None
     size = int.from_bytes(head, "little")
-    if size > MAX_FRAME:
-        raise MalformedMessage(f"frame length: got {size}; want <= {MAX_FRAME}")
+    cap = min(limit(), MAX_FRAME)
+    if size > cap:
+        raise MalformedMessage(f"frame length: got {size}; want <= {cap}")
     try:
         return await reader.readexactly(size)
     except asyncio.IncompleteReadError as e:
@@ -83,6 +93,17 @@ async def serve_round(
     conns: list[asyncio.StreamWriter] = []
 
     tasks: list[asyncio.Task[Any]] = []
+    cfg = server.cfg
+
+    def limit_for(writer: asyncio.StreamWriter) -> int:
+        if writer not in bound:
+            return m.max_message([m.Kind.ADVERTISE], cfg.n, cfg.d, cfg.word_bytes)
+        stages = list(SERVER_TRANSITIONS)
+        if server.stage not in SERVER_TRANSITIONS:
+            return m.ENVELOPE_OVERHEAD
+        i = stages.index(server.stage)
+        kinds = [SERVER_TRANSITIONS[s][0] for s in stages[max(0, i - 1) : i + 1]]
+        return m.max_message(kinds, cfg.n, cfg.d, cfg.word_bytes)
 
     async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conns.append(writer)
@@ -90,9 +111,14 @@ async def serve_round(
         if task is not None:
             tasks.append(task)
         try:
-            while (frame := await read_frame(reader)) is not None:
+            while (frame := await read_frame(reader, lambda: limit_for(writer))) is not None:
                 await queue.put((writer, frame))
-        except (MalformedMessage, ConnectionError):
+        except MalformedMessage as e:
+            rejected.append((server.stage.value, f"{type(e).__name__}: {e}"))
+            writer.close()
+            if writer not in bound:
+                return  # a stranger that broke the framing: not a client that dropped
+        except ConnectionError:
             pass
         await queue.put((writer, b""))  # the connection is gone
 
@@ -168,6 +194,9 @@ async def run_client(
     if drop_at is not None and drop_at not in PHASES:
         raise SecAggError(f"drop_at: got {drop_at!r}; want None or one of {PHASES}")
     reader, writer = await asyncio.open_connection(HOST, port)
+    cfg = client.cfg
+    from_server = [m.Kind.KEYS, m.Kind.CIPHERTEXTS, m.Kind.SURVIVORS, m.Kind.UNMASK_REQUEST]
+    cap = m.max_message(from_server, cfg.n, cfg.d, cfg.word_bytes)
     reply_phase = {
         Stage.SHARED: "share_keys",
         Stage.MASKED: "masked_input",
@@ -180,7 +209,7 @@ async def run_client(
         write_frame(writer, client.start())
         await writer.drain()
         while True:
-            frame = await asyncio.wait_for(read_frame(reader), timeout)
+            frame = await asyncio.wait_for(read_frame(reader, lambda: cap), timeout)
             if frame is None:
                 return client.stage
             if drop_at is not None:

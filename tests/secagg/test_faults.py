@@ -9,6 +9,7 @@ import pytest
 
 from secagg import ProtocolAbort
 from secagg.driver import FAULT_KINDS, PHASES, Fault, run_round
+from secagg.graph import min_threshold
 
 N_SCENARIOS = 520
 
@@ -24,7 +25,7 @@ def _scenario(seed: int) -> dict:
     if k is not None and k >= n - 1:
         k = None
     size = n if k is None else k + 1
-    t = r.randint(max(1, size // 2), size)
+    t = r.randint(min_threshold(size, 0, active=True) if active else max(1, size // 2), size)
     phases = [p for p in PHASES if active or p != "consistency_check"]
     drops = {c: r.choice(phases) for c in range(n) if r.random() < 0.12}
     faults = []
@@ -59,7 +60,7 @@ def _check(seed: int) -> str:
     for c in out.survivors:
         want = (want + x[c]) & np.uint64((1 << bits) - 1)
     assert (out.sum == want).all(), f"seed {seed}: wrong sum over {out.survivors}"
-    assert len(out.survivors) >= (t if s["k"] is None else 1)
+    assert len(out.survivors) >= max(t, (n + 1) // 2)  # the survivor floor
     # nobody whose masked input never arrived intact is counted as a survivor
     early = PHASES[: PHASES.index("masked_input") + 1]
     for c in out.survivors:
@@ -67,8 +68,8 @@ def _check(seed: int) -> str:
         lost = [f for f in s["faults"] if f.client == c and f.kind in _LOSES_UPLINK and f.phase in early]
         lost = [f for f in lost if not (f.kind == "duplicate_id" and f.other % n == c)]
         assert not lost, f"seed {seed}: client {c} counted although its message was destroyed by {lost}"
-    # the server never holds t shares of both secrets of one client (needs 2t > n, complete graph)
-    if s["k"] is None and 2 * t > n:
+    # the server never holds t shares of both secrets of one client (needs 2t > m for m share holders)
+    if 2 * t > (n if s["k"] is None else s["k"] + 1):
         for v, (seeds, mkeys) in out.revealed.items():
             assert not (seeds >= t and mkeys >= t), f"seed {seed}: both secrets of client {v} revealed"
     return "sum"

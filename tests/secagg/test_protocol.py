@@ -14,6 +14,7 @@ from secagg import messages as m
 from secagg.client import CLIENT_TRANSITIONS, SecAggClient, Stage
 from secagg.config import RoundConfig
 from secagg.driver import PHASES, run_round
+from secagg.graph import min_threshold
 from secagg.server import SERVER_TRANSITIONS, SecAggServer, ServerStage
 
 
@@ -33,7 +34,7 @@ def test_masks_cancel_over_survivors(data: st.DataObject) -> None:
     k = data.draw(st.sampled_from([None, 2]) if n > 3 else st.just(None))
     active = data.draw(st.booleans())
     size = n if k is None else k + 1
-    t = data.draw(st.integers(1, size))
+    t = data.draw(st.integers(min_threshold(size, 0, active=True) if active else 1, size))
     x = np.array(
         data.draw(st.lists(st.integers(0, 2**bits - 1), min_size=n * d, max_size=n * d)), dtype=np.uint64
     ).reshape(n, d)

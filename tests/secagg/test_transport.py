@@ -66,3 +66,67 @@ def test_frames_are_validated() -> None:
         asyncio.run(feed(b"\x01\x00"))
     with pytest.raises(MalformedMessage, match="frame length"):
         asyncio.run(feed((2**31).to_bytes(4, "little")))
+
+
+def test_frame_length_is_checked_before_the_body_is_read() -> None:
+    async def feed(data: bytes, cap: int) -> bytes | None:
+        r = asyncio.StreamReader()
+        r.feed_data(data)  # no body follows: the check must not wait for it
+        r.feed_eof()
+        return await read_frame(r, lambda: cap)
+
+    with pytest.raises(MalformedMessage, match="frame length: got 1000000; want <= 300"):
+        asyncio.run(feed((10**6).to_bytes(4, "little"), 300))
+
+
+def test_max_message_bounds_every_message_of_a_round() -> None:
+    from secagg import messages as m
+    from secagg.driver import run_round
+
+    sizes: list[tuple[m.Kind, int]] = []
+
+    class Sizes:
+        def send(self, sender: str, receiver: str, phase: str, message: bytes) -> bytes:
+            sizes.append((m.peek(message)[0], len(message)))
+            return message
+
+        def time(self, party: str, phase: str):  # type: ignore[no-untyped-def]
+            import contextlib
+
+            return contextlib.nullcontext()
+
+    n, d = 6, 11
+    run_round(np.zeros((n, d), np.uint64), t=5, active=True, meter=Sizes())
+    assert {k for k, _ in sizes} == set(m.Kind)
+    for kind, size in sizes:
+        assert size <= m.max_message([kind], n, d, word_bytes=4), kind
+    assert max(s for k, s in sizes if k is m.Kind.MASKED) == m.max_message([m.Kind.MASKED], n, d, 4)
+
+
+def test_an_unauthenticated_peer_cannot_make_the_server_buffer_a_large_frame() -> None:
+    n, d = 3, 4
+    x = np.ones((n, d), dtype=np.uint64)
+    cfg = RoundConfig(n=n, t=2, d=d, session=secrets.token_bytes(16))
+    signers = [keys.Signer() for _ in range(n)]
+    ss = keys.Signer()
+    pki = {i: s.verify_key for i, s in enumerate(signers)}
+    clients = [SecAggClient(i, x[i], cfg, signers[i], pki, ss.verify_key) for i in range(n)]
+    server = SecAggServer(cfg, ss, pki)
+
+    async def main():  # type: ignore[no-untyped-def]
+        port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        srv = asyncio.create_task(serve_round(server, stage_timeout=5, on_listening=port.set_result))
+        p = await port
+        reader, writer = await asyncio.open_connection("127.0.0.1", p)
+        writer.write((1 << 29).to_bytes(4, "little") + b"x" * 1024)  # claims 512 MiB
+        await writer.drain()
+        cut = await asyncio.wait_for(reader.read(), 10)  # the server closes it at once
+        runs = [asyncio.create_task(run_client(c, p, timeout=5)) for c in clients]
+        await asyncio.gather(*runs)
+        writer.close()
+        return await srv, cut
+
+    res, cut = asyncio.run(asyncio.wait_for(main(), 60))
+    assert cut == b""
+    assert res.survivors == [0, 1, 2]
+    assert res.sum.tolist() == x.sum(axis=0).tolist()
