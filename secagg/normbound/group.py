@@ -171,10 +171,11 @@ def msm_small(values: np.ndarray | Sequence[int], points: Sequence[bytes]) -> by
         return IDENTITY
     if v.dtype.kind not in "iu":
         raise TypeError(f"msm_small: got dtype {v.dtype}; want an integer dtype")
-    v = v.astype(np.int64)
-    top = int(np.abs(v).max())
+    # the range in Python integers: np.abs(-2^63) wraps in int64, and uint64 above 2^63 would wrap on a cast
+    top = max(abs(int(v.max())), abs(int(v.min())))
     if top > 4 * v.size + 64:
         return msm([int(t) for t in v], points)
+    v = v.astype(np.int64)  # exact: every |value| <= 4 size + 64
     pos = _bucket_sum(np.where(v > 0, v, 0), points)
     negs = _bucket_sum(np.where(v < 0, -v, 0), points)
     return sub(pos, negs)

@@ -92,6 +92,20 @@ def test_msm_small_falls_back_for_large_values() -> None:
         g.msm_small(np.array([0.5, 1.0]), pts)
 
 
+@pytest.mark.parametrize(
+    "vals",
+    [
+        np.array([-(2**63), 3], dtype=np.int64),
+        np.array([2**63 - 1, -1], dtype=np.int64),
+        np.array([2**64 - 1, 2**63], dtype=np.uint64),
+        np.array([-(2**63), 2**63 - 1], dtype=np.int64),
+    ],
+)
+def test_msm_small_is_exact_at_the_integer_edges(vals: np.ndarray) -> None:
+    pts = gg.generators("kat", "msm", len(vals))
+    assert g.msm_small(vals, pts) == g.msm([int(v) for v in vals], pts)
+
+
 def test_random_scalars_are_distinct_and_in_range() -> None:
     ks = g.random_scalars(64)
     assert len(set(ks)) == 64 and all(0 <= k < g.L for k in ks)
