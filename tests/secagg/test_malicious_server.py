@@ -219,3 +219,32 @@ def test_no_schedule_gives_the_server_both_secrets_of_an_honest_client(s: dict) 
 @given(_schedule_strategy())
 def test_no_schedule_gives_the_server_both_secrets_of_an_honest_client_full(s: dict) -> None:
     _malicious_run(s)
+
+
+def test_clients_recompute_their_neighbourhood_and_refuse_another_graph() -> None:
+    """A server that runs client 0 on a graph of its own choosing (here: another session's) is refused:
+    the graph is a function of the round's public session, which every client recomputes."""
+    from secagg import MalformedMessage, keys
+    from secagg import messages as m
+    from secagg.client import SecAggClient, Stage
+    from secagg.server import SecAggServer
+
+    n, k = 12, 4
+    cfg = RoundConfig(n=n, t=3, d=2, session=session(), k=k)
+    other = RoundConfig(n=n, t=3, d=2, session=session(), k=k)
+    assert cfg.graph()[0] != other.graph()[0]
+    signers = [keys.Signer() for _ in range(n)]
+    ss = keys.Signer()
+    pki = {i: s.verify_key for i, s in enumerate(signers)}
+    clients = [SecAggClient(i, np.zeros(2, np.uint64), cfg, signers[i], pki, ss.verify_key) for i in range(n)]
+    server = SecAggServer(cfg, ss, pki)
+    for c in clients:
+        server.receive(c.start())
+    server.advance()
+    keys_of = {v: (c_pk, s_pk, sig) for v, (c_pk, s_pk, sig) in server._keys.items()}
+    chosen = sorted({0, *other.graph()[0]})  # the neighbourhood the server would like client 0 to have
+    body = m.encode_keys([(v, *keys_of[v]) for v in chosen])
+    forged = m.pack(m.Envelope(m.Kind.KEYS, cfg.session, m.SERVER, 0, body), ss)
+    with pytest.raises(MalformedMessage, match="want one of this client's neighbours"):
+        clients[0].handle(forged)
+    assert clients[0].stage is Stage.ABORTED
