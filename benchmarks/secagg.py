@@ -15,8 +15,8 @@ for client columns):
 - B/client up, B/client down: bytes one client sends / receives; B server in: bytes the server receives;
   up/(4d): a client's upload relative to the 4 bytes x d of its masked input.
 
-Usage: ``python benchmarks/secagg.py [--quick | --target] [--repeats R]``; ``--target`` runs only the
-issue's target row (n = 100, d = 1e5, 10% dropout, both graphs). The full grid (n in {25, 100, 200},
+Usage: ``python benchmarks/secagg.py [--quick | --target] [--repeats R] [--active]``; ``--target`` runs
+only the issue's target row (n = 100, d = 1e5, 10% dropout, both graphs). The full grid (n in {25, 100, 200},
 d in {1e4, 1e5, 1e6}, dropout in {0, 0.1, 0.3}, complete and SecAgg+) takes hours on a laptop core;
 ``--quick`` runs n in {25, 100}, d in {1e4, 1e5} plus a SecAgg+ scaling series at d = 1e4.
 Other processes may share the CPU: timings are medians over repeats, and ratios compare quantities
@@ -34,6 +34,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import secrets  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -44,7 +45,7 @@ import numpy as np  # noqa: E402
 from protocols.base import Meter  # noqa: E402
 from secagg import prg  # noqa: E402
 from secagg.driver import run_round  # noqa: E402
-from secagg.graph import choose_degree, neighbours  # noqa: E402
+from secagg.graph import choose_degree, default_threshold, neighbours  # noqa: E402
 
 
 def _prg_seconds(masks: int, d: int) -> float:
@@ -58,19 +59,30 @@ def _prg_seconds(masks: int, d: int) -> float:
     return time.perf_counter() - t0
 
 
-def one_round(n: int, d: int, dropout: float, plus: bool, rng: np.random.Generator) -> dict[str, Any]:
+def one_round(
+    n: int, d: int, dropout: float, plus: bool, rng: np.random.Generator, active: bool = False
+) -> dict[str, Any]:
+    c = 0
     if plus:
-        ch = choose_degree(n, dropout=max(dropout, 0.1))
-        k, t = (None, n // 2 + 1) if ch.complete else (ch.k, ch.t)
+        ch = choose_degree(n, dropout=max(dropout, 0.1), active=active)
+        k, t, c = (None, ch.t, ch.corrupt) if ch.complete else (ch.k, ch.t, ch.corrupt)
     else:
-        k, t = None, n // 2 + 1
+        k, c = None, math.floor(0.2 * n)
+        t = default_threshold(n, active, c)
     n_drop = round(dropout * n)
     dropped = sorted(int(i) for i in rng.choice(n, size=n_drop, replace=False))
     x = rng.integers(0, 2**32, size=(n, d), dtype=np.uint64)
     session = secrets.token_bytes(16)
     meter = Meter()
     out = run_round(
-        x, t=t, k=k, dropouts=dict.fromkeys(dropped, "masked_input"), meter=meter, session=session
+        x,
+        t=t,
+        k=k,
+        dropouts=dict.fromkeys(dropped, "masked_input"),
+        meter=meter,
+        session=session,
+        active=active,
+        corrupt=c,
     )
     graph = neighbours(n, k, session)
     u3 = set(out.survivors)
@@ -99,7 +111,7 @@ def one_round(n: int, d: int, dropout: float, plus: bool, rng: np.random.Generat
     }
 
 
-def run(grid: list[tuple[int, int, float, bool]], repeats: int) -> None:
+def run(grid: list[tuple[int, int, float, bool]], repeats: int, active: bool = False) -> None:
     rng = np.random.default_rng(2026)  # chooses dropped clients and inputs only
     head = (
         f"{'graph':>8} {'n':>4} {'k':>4} {'d':>8} {'drop':>5} | {'client s':>9} {'mask s':>8} {'prg s':>8} "
@@ -109,7 +121,7 @@ def run(grid: list[tuple[int, int, float, bool]], repeats: int) -> None:
     print(head)
     print("-" * len(head))
     for n, d, dropout, plus in grid:
-        rows = [one_round(n, d, dropout, plus, rng) for _ in range(repeats)]
+        rows = [one_round(n, d, dropout, plus, rng, active) for _ in range(repeats)]
         med = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
         print(
             f"{'secagg+' if plus else 'complete':>8} {n:>4} {int(med['k']):>4} {d:>8} {dropout:>5.0%} | "
@@ -127,6 +139,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smaller grid (see the module docstring)")
     ap.add_argument("--target", action="store_true", help="only n = 100, d = 1e5, 10%% dropout")
     ap.add_argument("--repeats", type=int, default=3, help="rounds per configuration (median reported)")
+    ap.add_argument(
+        "--active", action="store_true", help="the active variant (consistency check; t > (m + c) / 2)"
+    )
     args = ap.parse_args()
     if args.target:
         ns, ds = [100], [100_000]
@@ -138,10 +153,12 @@ def main() -> None:
     grid = [(n, d, p, plus) for plus in (False, True) for n in ns for d in ds for p in drops]
     if args.quick:
         grid += [(n, 10_000, 0.1, True) for n in (200, 400)]
+    variant = "active, c = floor(0.2 n)" if args.active else "passive"
     print(
-        f"secagg benchmark: bits=32, t = n/2 + 1 (SecAgg+: k, t from choose_degree), {args.repeats} repeats"
+        f"secagg benchmark ({variant}): bits=32, t = default_threshold (SecAgg+: k, t from choose_degree), "
+        f"{args.repeats} repeats"
     )
-    run(grid, args.repeats)
+    run(grid, args.repeats, args.active)
 
 
 if __name__ == "__main__":
