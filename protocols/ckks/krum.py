@@ -149,7 +149,8 @@ class _KrumBase(CKKSRound):
     def max_magnitude(self, n: int, d: int) -> float:
         return 4.0 * d * self.params.value_range**2 + float(n) * self.params.value_range
 
-    def _m(self, n: int) -> int:
+    def _m(self, n: int, f: int | None = None) -> int:
+        """Clients averaged at ``n`` clients and ``f`` tolerated (``f = self.f`` when ``None``)."""
         raise NotImplementedError
 
     def _check_bound(self, n: int) -> int:
@@ -172,7 +173,7 @@ class _KrumBase(CKKSRound):
         kept = [i for i in range(n) if i not in set(culprits)]
         dist = distance_matrix(np.maximum(np.nan_to_num(vals, nan=0.0), 0.0), n)
         f = max(self.f - len(culprits), 0)
-        m_kept = (len(kept) - f if self.m is None else self.m) if culprits else m
+        m_kept = self._m(len(kept), f) if culprits else m
         if len(kept) <= 2 * f + 2 or m_kept > len(kept) - f:
             raise ByzantineInputError(
                 f"{self.name}: {len(kept)} clients left after excluding {culprits}, f' = {f}, m = {m_kept}; "
@@ -210,8 +211,8 @@ class _KrumBase(CKKSRound):
             reply, dist = self._select(kh, msg, n, d, m)
         reply = self.send("key_holder", "server", "select", reply)
         with self.meter.time("server", "aggregate"):
-            if self.excluded and self.m is None:
-                m = n - len(self.excluded) - max(self.f - len(self.excluded), 0)
+            if self.excluded:
+                m = self._m(n - len(self.excluded), max(self.f - len(self.excluded), 0))
             sel = self._read_selection(server, reply, n, m)
             agg = server.weighted_sum([updates[int(i)] for i in sel], None)
         bound = m * self.params.value_range  # the sum of m in-range rows
@@ -246,7 +247,7 @@ class CKKSKrum(_KrumBase):
     def __init__(self, f: int, params: CKKSParams | dict[str, Any] | None = None, workers: int = 1) -> None:
         super().__init__(f, None, params, workers)
 
-    def _m(self, n: int) -> int:
+    def _m(self, n: int, f: int | None = None) -> int:
         return 1
 
 
@@ -273,5 +274,5 @@ class CKKSMultiKrum(_KrumBase):
     ) -> None:
         super().__init__(f, m, params, workers)
 
-    def _m(self, n: int) -> int:
-        return n - self.f if self.m is None else self.m
+    def _m(self, n: int, f: int | None = None) -> int:
+        return n - (self.f if f is None else f) if self.m is None else self.m

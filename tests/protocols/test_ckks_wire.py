@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import protocols
+from protocols.base import RoundResult
 from protocols.ckks import CKKSRound, Message
 from protocols.ckks.messages import Identity, Kind, decode_frame, encode_frame, open_message, unsigned_frame
-from protocols.base import RoundResult
 from protocols.ckks.parties import CKKSServer
 from protocols.ckks.setup import SetupError, seal_setup
-from secagg.errors import AuthenticationError, EncodingError, MalformedMessage, ProtocolAbort, StageError
+from secagg.errors import AuthenticationError, EncodingError, MalformedMessage, StageError
 
 X = np.random.default_rng(3).uniform(-0.5, 0.5, size=(5, 100))
 
