@@ -81,6 +81,8 @@ ATTACKS: dict[str, Callable[[Any, int, int], list[bytes]]] = {
     "huge_2^30": lambda ctx, d, s: _encrypt(ctx, np.full(d, 2.0**30), s),
     "wrap_q0": lambda ctx, d, s: _encrypt(ctx, _wrap_row(d), s),
     "foreign_key": lambda ctx, d, s: _encrypt(FOREIGN, np.full(d, 0.05), s),
+    # TenSEAL refuses to encode NaN or inf; the closest a client gets is the largest encodable value.
+    "max_encodable_2^58": lambda ctx, d, s: _encrypt(ctx, np.full(d, 2.0**58), s),
     "one_huge_coordinate": lambda ctx, d, s: _encrypt(ctx, np.r_[5e4, np.full(d - 1, 0.05)], s),
 }
 
