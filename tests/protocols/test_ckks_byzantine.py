@@ -178,6 +178,8 @@ def test_norm_clip_wrap_is_refused_at_the_aggregate(protos: dict) -> None:
     with pytest.raises(ByzantineInputError, match="L2 norm") as e:
         byzantine_round(proto, ATTACKS["wrap_q0"], STACK)
     assert e.value.culprits == ()  # the norm the key holder decrypted was in range: no one to name
+    honest = proto.run(STACK)  # and the record says what is and is not enforced
+    assert "NOT per client" in honest.leakage.learns["key_holder"]["clip_enforced"]
 
 
 # ------------------------------------------------------------------------------- median collusion
