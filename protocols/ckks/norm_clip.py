@@ -63,7 +63,10 @@ def clip_factors(sq_norms: np.ndarray, clip: float) -> np.ndarray:
 
 @PROTOCOLS.register("ckks_norm_clip")
 class CKKSNormClip(CKKSRound):
-    """Encrypted norm clipping to ``clip`` then the weighted mean (see the module docstring).
+    """Encrypted clip to ``clip`` then the mean; clip not enforced per Byzantine client, only on the output.
+
+    The first line above is what run reports quote as the secure-aggregation record
+    (``fedsec.simulation.threat_model``); the module docstring gives the round and the details.
 
     Args:
         clip: the L2 bound ``C > 0``.

@@ -285,3 +285,11 @@ def test_paillier_server_verifies_the_reply_with_the_key_it_was_sent(paillier: P
             paillier.run(HONEST)
     finally:
         kh.identity = original
+
+
+def test_run_reports_say_the_norm_clip_is_not_enforced_per_byzantine_client() -> None:
+    from fedsec.config import Config
+    from fedsec.simulation import threat_model
+
+    cfg = Config.from_dict({"protocol": {"name": "ckks_norm_clip", "kwargs": {"clip": 1.0}}})
+    assert "not enforced per Byzantine client" in threat_model(cfg, None)["secure_aggregation"]
