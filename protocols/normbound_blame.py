@@ -302,7 +302,7 @@ class _Run:
             with self.meter.time("server", "blame_pairs"):
                 self._check_pairs(u, set(kept))
         for u, w in self.disputes:
-            if u in self.blamed or w in self.blamed:
+            if u in self.blamed or w in self.blamed or (u, w) in self.seeds:
                 continue
             self._take_seeds(u, [w])
             self._take_seeds(w, [u])
