@@ -113,7 +113,8 @@ def test_result_that_overflows_the_dtype_is_a_typed_error() -> None:
 def build(name: str) -> robust.Aggregator | robust.PreAggregator:
     """A registered rule (or ``pre:<name>`` pre-aggregator) with f = 2 where it takes one."""
     if name.startswith("pre:"):
-        kw: dict[str, Any] = {"clip": {"c": 1.0}, "nnm": {"f": 2}, "arc": {"f": 2}}.get(name[4:], {"seed": 0})
+        table: dict[str, dict[str, Any]] = {"clip": {"c": 1.0}, "nnm": {"f": 2}, "arc": {"f": 2}}
+        kw = table.get(name[4:], {"seed": 0})
         return robust.make_pre(name[4:], **kw)
     no_f = ("mean", "median", "geometric_median", "centered_clipping", "sign_majority", "fltrust")
     extra: dict[str, object] = {"seed": 0} if name == "dnc" else {}
