@@ -57,8 +57,8 @@ What the server learns in a blame round (recorded in the protocol's leakage):
   who knows it already).
 Every survivor of the masking round must answer the blame steps: one that is gone cannot be checked,
 and removing its contribution would reveal its input, so the round then aborts with the
-:class:`LinkCheckFailed` (``SecAggNormBound`` does so when a simulated dropout left after masking). The kept set must still hold
-``min_survivors`` clients (else :class:`secagg.TooFewSurvivors`, before
+:class:`LinkCheckFailed` (``SecAggNormBound`` does so when a simulated dropout left after masking).
+The kept set must still hold ``min_survivors`` clients (else :class:`secagg.TooFewSurvivors`, before
 any seed is revealed). Assumption: an honest-but-curious server, as for the protocol's
 confidentiality. A malicious server that names an honest u learns u's input (its pads are revealed
 and b_u is known), exactly as by claiming u dropped after masking; clients cannot check a naming.
