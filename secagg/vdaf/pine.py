@@ -1,0 +1,260 @@
+"""PINE's validity circuit: an exact L2-norm bound on secret-shared fixed-point vectors.
+
+Rothblum, Omri, Chen, Talwar, "PINE: Efficient Norm-Bound Verification for Secret-Shared Vectors"
+(arXiv 2311.10237); draft-chen-cfrg-vdaf-pine. Here on the draft-20 FLP (Lagrange basis) of flp.py, so
+the proofs are not byte-compatible with PINE's own (draft-11) vectors; the parameters and the
+measurement layout are PINE's.
+
+Encoding (f fractional bits): x_i = round(v_i 2^f) as a field element (negatives as p - |x_i|), the
+bound B_enc = floor(B 2^f). With n_B = bits(B_enc^2) and wr = next_power_of_2(ceil(alpha B_enc) + 1),
+n_w = bits(2 wr - 1), the client sends
+
+    x (d) | bits of v = sum x_i^2 (n_B) | bits of u = B_enc^2 - v (n_B) | r times: bits of
+    w_k = <z_k, x> + wr - 1 (n_w), pass bit g_k
+
+and the servers append their shares of the r dot products <z_k, x> (linear, so computed on shares)
+with z_k in {-1, 0, 1}^d from an XOF seeded by the shares of x (P(-1) = P(1) = 1/4, two bits an entry:
+00 -> -1, 01 / 10 -> 0, 11 -> 1). The circuit's outputs, reduced by the FLP's query randomness:
+
+    bit check    sum_l rho_l^(j+1) b_l (b_l - 1) = 0 over all sent bits (as SumVec's)
+    norm         v - sum_i x_i^2 = 0 and v + u - B_enc^2 = 0, so 0 <= sum x_i^2 <= B_enc^2 mod p
+    wraparound   sum_k rho^(k+1) g_k (<z_k, x> - (w_k - wr + 1)) = 0 and sum_k g_k = r_pass.
+
+All products go through one ParallelSum(Mul, chunk) gadget: pairs (x_i, x_i) for the norm, the bit
+pairs, and the pairs (rho^(k+1)(<z_k, x> - w_k + wr - 1), g_k). A vector whose true squared norm wraps
+p has |<z_k, x>| > wr with probability >= 1/2 per check, so it cannot pass r_pass = r checks.
+Field conditions (PINE, Figure 1 and Lemma 3.3): p > 3 B_enc^2 + 2, p >= 2600 wr, wr^2 <= 4000 p,
+p >= 2 r. Field64 uses joint randomness and so needs >= 3 proofs (draft-20); Field128 needs 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from secagg.vdaf.circuits import bit_check_wires
+from secagg.vdaf.errors import VdafMeasurementError, VdafParameterError
+from secagg.vdaf.field import Field, Field64, Vec, next_power_of_2
+from secagg.vdaf.flp import Mul, ParallelSum, Valid, powers_of
+
+ALPHA = 8.7
+NUM_WR_CHECKS = 100
+
+
+@dataclass(frozen=True)
+class PineParams:
+    """PINE's public parameters; ``chunk_length`` 0 picks about sqrt(number of products)."""
+
+    dimension: int
+    l2_norm_bound: float = 1.0
+    num_frac_bits: int = 15
+    num_wr_checks: int = NUM_WR_CHECKS
+    num_wr_successes: int = -1  # -1: all checks must pass
+    alpha: float = ALPHA
+    chunk_length: int = 0
+    field: type[Field] = field(default=Field64)
+
+    def __post_init__(self) -> None:
+        if self.dimension < 1 or self.num_wr_checks < 1:
+            raise VdafParameterError(f"got d = {self.dimension}, r = {self.num_wr_checks}; want both >= 1")
+        if not 0 <= self.num_frac_bits < 64:
+            raise VdafParameterError(f"got f = {self.num_frac_bits}; want 0 <= f < 64")
+        if not (math.isfinite(self.l2_norm_bound) and self.l2_norm_bound > 0 and self.alpha > 0):
+            raise VdafParameterError(f"got B = {self.l2_norm_bound}, alpha = {self.alpha}; want both > 0")
+        if self.num_wr_successes == -1:
+            object.__setattr__(self, "num_wr_successes", self.num_wr_checks)
+        if not 1 <= self.num_wr_successes <= self.num_wr_checks:
+            raise VdafParameterError(
+                f"got {self.num_wr_successes} required passes; want 1..{self.num_wr_checks}"
+            )
+        p, b = self.field.MODULUS, self.bound_enc
+        if b < 1:
+            raise VdafParameterError(f"got B 2^f = {self.l2_norm_bound * 2**self.num_frac_bits}; want >= 1")
+        if not p > 3 * b * b + 2:
+            raise VdafParameterError(
+                f"got B_enc^2 = {b * b} (B = {self.l2_norm_bound}, f = {self.num_frac_bits}); "
+                f"want 3 B_enc^2 + 2 < p = {p} ({self.field.NAME})"
+            )
+        wr = self.wr_bound
+        if not (p >= 2600 * wr and wr * wr <= 4000 * p and p >= 2 * self.num_wr_checks):
+            raise VdafParameterError(f"got wr = {wr}, r = {self.num_wr_checks}; want p >= max(2600 wr, 2 r)")
+
+    @property
+    def bound_enc(self) -> int:
+        """B_enc = floor(B 2^f)."""
+        return math.floor(self.l2_norm_bound * 2**self.num_frac_bits)
+
+    @property
+    def wr_bound(self) -> int:
+        """wr = next_power_of_2(ceil(alpha B_enc) + 1)."""
+        return next_power_of_2(math.ceil(self.alpha * self.bound_enc) + 1)
+
+    @property
+    def norm_bits(self) -> int:
+        return (self.bound_enc**2).bit_length()
+
+    @property
+    def wr_bits(self) -> int:
+        return (2 * self.wr_bound - 1).bit_length()
+
+    @property
+    def bit_checked_len(self) -> int:
+        return 2 * self.norm_bits + (self.wr_bits + 1) * self.num_wr_checks
+
+    @property
+    def sent_len(self) -> int:
+        """Elements the client sends: x, the norm bits, the wraparound bits and pass bits."""
+        return self.dimension + self.bit_checked_len
+
+
+def encode_fixed_point(params: PineParams, values: Sequence[float]) -> list[int]:
+    """round(v 2^f) per entry as a signed integer; refuses NaN, infinities and subnormals."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (params.dimension,):
+        raise VdafMeasurementError(f"got shape {arr.shape}; want ({params.dimension},)")
+    tiny = (arr != 0) & (np.abs(arr) < np.finfo(np.float64).tiny)
+    if not np.all(np.isfinite(arr)) or np.any(tiny):
+        raise VdafMeasurementError("got NaN, an infinity or a subnormal; want finite normal floats")
+    return [round(float(v) * 2**params.num_frac_bits) for v in arr]
+
+
+def decode_fixed_point(params: PineParams, field_values: Sequence[int]) -> list[float]:
+    """Field elements above p / 2 are negative; divide by 2^f."""
+    p = params.field.MODULUS
+    return [(v - p if v > p // 2 else v) / 2**params.num_frac_bits for v in field_values]
+
+
+def wr_vectors(raw: bytes, checks: int, dim: int) -> Vec:
+    """The r x d matrix z in {-1, 0, 1} from ceil(d / 4) XOF bytes per check (low bits first)."""
+    per = -(-dim // 4)
+    if len(raw) != checks * per:
+        raise VdafParameterError(f"got {len(raw)} bytes; want {checks * per}")
+    b = np.frombuffer(raw, dtype=np.uint8).reshape(checks, per)
+    pairs = (b[:, :, None] >> np.array([0, 2, 4, 6], dtype=np.uint8)) & 3
+    pairs = pairs.reshape(checks, 4 * per)[:, :dim]
+    return (pairs == 3).astype(np.int8) - (pairs == 0).astype(np.int8)
+
+
+def signed_dot(f: type[Field], z: Vec, x: Vec) -> Vec:
+    """<z_k, x> mod p for every row of the small-integer matrix z (exact, vectorized)."""
+    if f is Field64:
+        z64 = z.astype(np.int64)
+        lo = z64 @ (x & np.uint64(0xFFFFFFFF)).astype(np.int64)  # |terms| < 2^32, d < 2^31
+        hi = z64 @ (x >> np.uint64(32)).astype(np.int64)
+        return f.arr([(int(h) * 2**32 + int(lo_)) for h, lo_ in zip(hi, lo)])
+    return f.arr((z.astype(object) @ np.asarray(x, dtype=object)) % f.MODULUS)
+
+
+def _bits(f: type[Field], values: Sequence[int], n: int) -> Vec:
+    v = np.array([int(x) for x in values], dtype=object)
+    if len(v) and (min(v) < 0 or max(v) >= 2**n):
+        raise VdafMeasurementError(f"got a value outside [0, 2^{n}); want it inside")
+    return f.arr([(int(x) >> i) & 1 for x in v for i in range(n)])
+
+
+class PineValid(Valid):
+    """The circuit above over the full measurement (sent part followed by the r dot products)."""
+
+    EVAL_OUTPUT_LEN = 5
+
+    def __init__(self, params: PineParams) -> None:
+        self.params = pp = params
+        self.field = pp.field
+        d, r = pp.dimension, pp.num_wr_checks
+        total = d + pp.bit_checked_len + r
+        self.chunk_length = pp.chunk_length or max(1, math.isqrt(total))
+        c = self.chunk_length
+        self.calls_norm, self.calls_bits, self.calls_wr = -(-d // c), -(-pp.bit_checked_len // c), -(-r // c)
+        self.GADGETS = [ParallelSum(Mul(), c)]
+        self.GADGET_CALLS = [self.calls_norm + self.calls_bits + self.calls_wr]
+        self.MEAS_LEN = pp.sent_len + r
+        self.JOINT_RAND_LEN = self.calls_bits + 1
+        self.OUTPUT_LEN = d
+        self._pow2 = self.field.arr([1 << i for i in range(max(pp.norm_bits, pp.wr_bits))])
+
+    # -- client side ------------------------------------------------------------------------------------
+    def encode_norm(self, x: Sequence[int]) -> Vec:
+        """x as field elements and the bits of v = sum x_i^2 and u = B_enc^2 - v (refused if > B_enc^2)."""
+        pp = self.params
+        sq = sum(int(v) * int(v) for v in x)
+        if sq > pp.bound_enc**2:
+            raise VdafMeasurementError(
+                f"got squared norm {sq / 4**pp.num_frac_bits} after rounding; want <= {pp.l2_norm_bound**2}"
+            )
+        nb = pp.norm_bits
+        return np.concatenate([self.field.arr(list(x)), _bits(self.field, [sq, pp.bound_enc**2 - sq], nb)])
+
+    def encode_wr(self, x_field: Vec, z: Vec) -> tuple[Vec, Vec]:
+        """(sent wraparound bits with pass bits, the r dot products); passes capped at r_pass."""
+        pp, f = self.params, self.field
+        dots = f.to_ints(signed_dot(f, z, x_field))
+        w = [(t + pp.wr_bound - 1) % f.MODULUS for t in dots]
+        passed = np.array([v <= 2 * pp.wr_bound - 1 for v in w])
+        g = passed & (np.cumsum(passed) <= pp.num_wr_successes)
+        if int(g.sum()) < pp.num_wr_successes:
+            raise VdafMeasurementError(
+                f"got {int(g.sum())} passing wraparound checks; want {pp.num_wr_successes} (re-shard)"
+            )
+        w_clamped = [v if ok else 0 for v, ok in zip(w, g)]  # a failed check's bits are not constrained
+        bits = _bits(f, w_clamped, pp.wr_bits).reshape(pp.num_wr_checks, pp.wr_bits)
+        sent = np.concatenate([bits, f.arr(g.astype(np.int64))[:, None]], axis=1).reshape(-1)
+        return sent, f.arr(dots)
+
+    def encode(self, measurement: Sequence[float]) -> Vec:
+        raise VdafParameterError("PINE encodes in two steps (encode_norm, encode_wr); use the Pine VDAF")
+
+    # -- the circuit ----------------------------------------------------------------------------------
+    def _split(self, meas: Vec) -> tuple[Vec, Vec, Vec, Vec, Vec, Vec, Vec]:
+        pp = self.params
+        d, nb, nw, r = pp.dimension, pp.norm_bits, pp.wr_bits, pp.num_wr_checks
+        x, bits, dots = meas[:d], meas[d : pp.sent_len], meas[pp.sent_len :]
+        v_bits, u_bits = bits[:nb], bits[nb : 2 * nb]
+        wr = bits[2 * nb :].reshape(r, nw + 1)
+        return x, bits, dots, v_bits, u_bits, wr[:, :nw], wr[:, nw]
+
+    def wires(self, meas: Vec, joint_rand: Vec, num_shares: int) -> list[Vec]:
+        f, pp, c = self.field, self.params, self.chunk_length
+        x, bits, dots, _, _, w_bits, g = self._split(meas)
+        norm = _pairs(f, x, x, self.calls_norm, c)
+        bitw = bit_check_wires(f, bits, joint_rand[: self.calls_bits], c, num_shares)
+        shares_inv = f.inv(f.arr([num_shares]))
+        w = f.dot(w_bits, self._pow2[: pp.wr_bits])
+        claimed = f.sub(w, f.mul(f.arr([pp.wr_bound - 1]), shares_inv))
+        rho = powers_of(f, joint_rand[self.calls_bits :], pp.num_wr_checks + 1)[0, 1:]
+        wr = _pairs(f, f.mul(rho, f.sub(dots, claimed)), g, self.calls_wr, c)
+        return [np.concatenate([norm, bitw, wr], axis=1)]
+
+    def combine(self, meas: Vec, joint_rand: Vec, num_shares: int, outs: list[Vec]) -> Vec:
+        f, pp = self.field, self.params
+        _, _, _, v_bits, u_bits, _, g = self._split(meas)
+        o = outs[0]
+        a, b = self.calls_norm, self.calls_norm + self.calls_bits
+        shares_inv = f.inv(f.arr([num_shares]))
+        v = f.dot(v_bits, self._pow2[: pp.norm_bits])
+        u = f.dot(u_bits, self._pow2[: pp.norm_bits])
+        return np.concatenate(
+            [
+                f.sum(o[a:b]),
+                f.sub(v, f.sum(o[:a])),
+                f.sub(f.add(v, u), f.mul(f.arr([pp.bound_enc**2]), shares_inv)),
+                f.sum(o[b:]),
+                f.sub(f.sum(g), f.mul(f.arr([pp.num_wr_successes]), shares_inv)),
+            ]
+        )
+
+    def truncate(self, meas: Vec) -> Vec:
+        return meas[: self.params.dimension]
+
+    def decode(self, output: Vec, num_measurements: int) -> list[float]:
+        return decode_fixed_point(self.params, self.field.to_ints(output))
+
+
+def _pairs(f: type[Field], left: Vec, right: Vec, calls: int, chunk: int) -> Vec:
+    """Mul pairs (left_i, right_i), zero-padded to calls * chunk, as ParallelSum wires (2 chunk, calls)."""
+    pad = calls * chunk - left.shape[0]
+    lp = np.concatenate([left, f.zeros(pad)]).reshape(calls, chunk)
+    rp = np.concatenate([right, f.zeros(pad)]).reshape(calls, chunk)
+    return np.stack([lp, rp], axis=-1).reshape(calls, 2 * chunk).T
