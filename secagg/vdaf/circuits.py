@@ -159,5 +159,5 @@ def bit_check_wires(field: type[Field], bits: Vec, rands: Vec, chunk: int, num_s
     x = np.concatenate([bits, field.zeros(calls * chunk - bits.shape[0])]).reshape(calls, chunk)
     rpow = powers_of(field, rands, chunk + 1)[:, 1:]
     first = field.mul(rpow, x)
-    second = field.sub(x, field.inv(field.arr([num_shares])))
+    second = field.sub(x, field.arr([pow(num_shares, field.MODULUS - 2, field.MODULUS)]))
     return np.stack([first, second], axis=-1).reshape(calls, 2 * chunk).T

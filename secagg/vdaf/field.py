@@ -27,6 +27,7 @@ Vec = np.ndarray[Any, Any]
 _M32 = np.uint64(0xFFFFFFFF)
 _EPS = np.uint64(0xFFFFFFFF)  # 2^64 mod p for Field64
 _S32 = np.uint64(32)
+_C33 = np.uint64(2**32)
 
 
 def next_power_of_2(n: int) -> int:
@@ -207,26 +208,29 @@ class Field64(Field):
     @classmethod
     def _reduce128(cls, hi: Vec, lo: Vec) -> Vec:
         """(hi 2^64 + lo) mod p with 2^64 = 2^32 - 1 and 2^96 = -1."""
-        hh, hl = hi >> _S32, hi & _M32
+        hh = hi >> _S32
         t0 = lo - hh
-        t0 = t0 - (lo < hh).astype(np.uint64) * _EPS
-        t1 = hl * _EPS
-        r = t0 + t1
-        r = r + (r < t1).astype(np.uint64) * _EPS
-        return cls._canon(r)
+        t0 -= (lo < hh) * _EPS
+        t1 = (hi & _M32) * _EPS
+        t0 += t1
+        t0 += (t0 < t1) * _EPS
+        return cls._canon(t0)
 
     @classmethod
     def mul(cls, a: Vec, b: Vec) -> Vec:
         a, b = np.atleast_1d(a), np.atleast_1d(b)
         a0, a1 = a & _M32, a >> _S32
         b0, b1 = b & _M32, b >> _S32
-        ll, hh = a0 * b0, a1 * b1
-        lh, hl = a0 * b1, a1 * b0
-        mid = lh + hl
-        mid_carry = (mid < lh).astype(np.uint64)
-        lo = ll + (mid << _S32)
-        lo_carry = (lo < ll).astype(np.uint64)
-        hi = hh + (mid >> _S32) + (mid_carry << _S32) + lo_carry
+        lo = a0 * b0
+        hi = a1 * b1
+        mid = a0 * b1
+        hl = a1 * b0
+        mid += hl
+        hi += (mid < hl) * _C33  # the middle sum's carry is worth 2^96 = 2^32 in hi
+        hi += mid >> _S32
+        mid <<= _S32
+        lo += mid
+        hi += lo < mid
         return cls._reduce128(hi, lo)
 
     @classmethod

@@ -54,11 +54,20 @@ def powers_of(field: type[Field], t: Vec, n: int) -> Vec:
     return out[:, :n]
 
 
-def lagrange_eval(field: type[Field], values: Vec, t: Vec) -> Vec:
-    """P(t) for each row of values v_i = P(W_n^i) (n a power of two): P(t) = sum_j c_j t^j, c = NTT^-1 v."""
-    n = values.shape[-1]
-    coeffs = field.inv_ntt(values, n)
-    return field.dot(coeffs, powers_of(field, t, n))
+def lagrange_weights(field: type[Field], n: int, t: int) -> Vec:
+    """lambda_k(t) with P(t) = sum_k v_k lambda_k(t) for values v_k of P (degree < n) at the n-th roots W^k.
+
+    lambda_k(t) = (t^n - 1) / n * W^k / (t - W^k), and since (t - W^k) sum_j t^(n-1-j) W^(kj) = t^n - 1,
+    lambda_k(t) = n^-1 W^k sum_j t^(n-1-j) W^(kj): one NTT of the reversed powers of t, no inversion
+    (and exact at the nodes too, where it gives the indicator of t's index)."""
+    rev = powers_of(field, field.arr([t]), n)[0, ::-1]
+    scale = field.arr([pow(n, field.MODULUS - 2, field.MODULUS)])
+    return field.mul(field.mul(field.nth_root_powers(n), field.ntt(rev, n)), scale)
+
+
+def lagrange_eval(field: type[Field], values: Vec, t: int) -> Vec:
+    """P(t) for each row of values v_i = P(W_n^i) (n a power of two), in O(n) per row."""
+    return field.dot(values, lagrange_weights(field, values.shape[-1], t))
 
 
 def extend_to_power_of_2(field: type[Field], values: Vec) -> Vec:
@@ -92,11 +101,19 @@ class Gadget(ABC):
     def eval(self, field: type[Field], inp: Vec) -> Vec: ...
 
     def eval_poly(self, field: type[Field], wires: Vec) -> Vec:
-        """g = G(f_1..f_L) on the N-th roots, from wires given on the P-th roots (shape (ARITY, P))."""
+        """g = G(f_1..f_L) on the N-th roots, from wires given on the P-th roots (shape (ARITY, P)).
+
+        For N = 2P the even points are the wires themselves and the odd ones W_2P^(2i+1) come from one
+        NTT of size P with the shift s = W_2P (the draft's double_evaluations)."""
         p = wires.shape[-1]
         n = next_power_of_2(gadget_poly_len(self.DEGREE, p))
         coeffs = field.inv_ntt(wires, p)
-        return self.eval(field, field.ntt(coeffs, n))
+        if n == 2 * p:
+            odd = field.ntt(coeffs, p, set_s=True)
+            values = np.stack([wires, odd], axis=-1).reshape(*wires.shape[:-1], n)
+        else:
+            values = field.ntt(coeffs, n)
+        return self.eval(field, values)
 
 
 class Mul(Gadget):
@@ -252,8 +269,8 @@ class Flp:
         verifier = [reduced]
         for i, calls in enumerate(v.GADGET_CALLS):
             p = wire_poly_len(calls)
-            t = ts[i : i + 1]
-            if f.to_ints(f.pow(t, p)) == [1]:
+            t = f.to_ints(ts[i : i + 1])[0]
+            if pow(t, p, f.MODULUS) == 1:
                 raise VdafVerifyError(
                     "query", "got a test point that is a root of unity; want any other point"
                 )

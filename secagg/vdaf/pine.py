@@ -110,15 +110,18 @@ class PineParams:
         return self.dimension + self.bit_checked_len
 
 
-def encode_fixed_point(params: PineParams, values: Sequence[float]) -> list[int]:
-    """round(v 2^f) per entry as a signed integer; refuses NaN, infinities and subnormals."""
+def encode_fixed_point(params: PineParams, values: Sequence[float]) -> Vec:
+    """round(v 2^f) per entry (half to even) as int64; refuses NaN, infinities, subnormals, 2^53."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.shape != (params.dimension,):
         raise VdafMeasurementError(f"got shape {arr.shape}; want ({params.dimension},)")
     tiny = (arr != 0) & (np.abs(arr) < np.finfo(np.float64).tiny)
     if not np.all(np.isfinite(arr)) or np.any(tiny):
         raise VdafMeasurementError("got NaN, an infinity or a subnormal; want finite normal floats")
-    return [round(float(v) * 2**params.num_frac_bits) for v in arr]
+    scaled = np.rint(np.ldexp(arr, params.num_frac_bits))
+    if np.any(np.abs(scaled) >= 2.0**53):
+        raise VdafMeasurementError(f"got an entry of {np.max(np.abs(arr))}; want |v| 2^f < 2^53")
+    return scaled.astype(np.int64)
 
 
 def decode_fixed_point(params: PineParams, field_values: Sequence[int]) -> list[float]:
@@ -127,25 +130,35 @@ def decode_fixed_point(params: PineParams, field_values: Sequence[int]) -> list[
     return [(v - p if v > p // 2 else v) / 2**params.num_frac_bits for v in field_values]
 
 
+def _wr_table() -> Vec:
+    """Byte -> its four entries (low bits first): 00 -> -1, 01 / 10 -> 0, 11 -> 1."""
+    pairs = (np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 3
+    return ((pairs == 3).astype(np.float64) - (pairs == 0).astype(np.float64)).astype(np.float64)
+
+
+_WR_TABLE = _wr_table()
+
+
 def wr_vectors(raw: bytes, checks: int, dim: int) -> Vec:
-    """The r x d matrix z in {-1, 0, 1} from ceil(d / 4) XOF bytes per check (low bits first)."""
+    """The r x d matrix z in {-1, 0, 1} (float64) from ceil(d / 4) XOF bytes per check."""
     per = -(-dim // 4)
     if len(raw) != checks * per:
         raise VdafParameterError(f"got {len(raw)} bytes; want {checks * per}")
     b = np.frombuffer(raw, dtype=np.uint8).reshape(checks, per)
-    pairs = (b[:, :, None] >> np.array([0, 2, 4, 6], dtype=np.uint8)) & 3
-    pairs = pairs.reshape(checks, 4 * per)[:, :dim]
-    return (pairs == 3).astype(np.int8) - (pairs == 0).astype(np.int8)
+    return _WR_TABLE[b].reshape(checks, 4 * per)[:, :dim]
 
 
 def signed_dot(f: type[Field], z: Vec, x: Vec) -> Vec:
-    """<z_k, x> mod p for every row of the small-integer matrix z (exact, vectorized)."""
-    if f is Field64:
-        z64 = z.astype(np.int64)
-        lo = z64 @ (x & np.uint64(0xFFFFFFFF)).astype(np.int64)  # |terms| < 2^32, d < 2^31
-        hi = z64 @ (x >> np.uint64(32)).astype(np.int64)
-        return f.arr([(int(h) * 2**32 + int(lo_)) for h, lo_ in zip(hi, lo)])
-    return f.arr((z.astype(object) @ np.asarray(x, dtype=object)) % f.MODULUS)
+    """<z_k, x> mod p for every row of z in {-1, 0, 1} (exact, vectorized).
+
+    Field64: x = hi 2^32 + lo with 32-bit halves; each half's dot product is below d 2^32 < 2^53 in
+    absolute value for d < 2^21, hence exact in float64 (BLAS), then hi 2^32 + lo is reduced mod p."""
+    if f is Field64 and x.shape[0] < 2**21:
+        zf = np.asarray(z, dtype=np.float64)
+        lo = zf @ (x & np.uint64(0xFFFFFFFF)).astype(np.float64)
+        hi = zf @ (x >> np.uint64(32)).astype(np.float64)
+        return f.arr([int(h) * 2**32 + int(lo_) for h, lo_ in zip(hi, lo)])
+    return f.arr((z.astype(np.int64).astype(object) @ np.asarray(x, dtype=object)) % f.MODULUS)
 
 
 def _bits(f: type[Field], values: Sequence[int], n: int) -> Vec:
@@ -176,16 +189,23 @@ class PineValid(Valid):
         self._pow2 = self.field.arr([1 << i for i in range(max(pp.norm_bits, pp.wr_bits))])
 
     # -- client side ------------------------------------------------------------------------------------
-    def encode_norm(self, x: Sequence[int]) -> Vec:
-        """x as field elements and the bits of v = sum x_i^2 and u = B_enc^2 - v (refused if > B_enc^2)."""
+    def encode_norm(self, x: Vec) -> Vec:
+        """x (int64) as field elements, bits of v = sum x_i^2 and u = B_enc^2 - v (refused: v > B_enc^2)."""
         pp = self.params
-        sq = sum(int(v) * int(v) for v in x)
-        if sq > pp.bound_enc**2:
-            raise VdafMeasurementError(
-                f"got squared norm {sq / 4**pp.num_frac_bits} after rounding; want <= {pp.l2_norm_bound**2}"
+        b2 = pp.bound_enc**2
+        big = int(np.max(np.abs(x))) if x.size else 0
+        sq = big * big
+        if big <= pp.bound_enc:  # then x_i^2 < 2^64: exact in uint64 halves
+            xs = np.abs(x).astype(np.uint64)
+            sqs = xs * xs
+            sq = int((sqs >> np.uint64(32)).sum(dtype=np.uint64)) * 2**32 + int(
+                (sqs & np.uint64(0xFFFFFFFF)).sum(dtype=np.uint64)
             )
-        nb = pp.norm_bits
-        return np.concatenate([self.field.arr(list(x)), _bits(self.field, [sq, pp.bound_enc**2 - sq], nb)])
+        if sq > b2:
+            raise VdafMeasurementError(
+                f"got squared norm >= {sq / 4**pp.num_frac_bits} once rounded; want <= {pp.l2_norm_bound**2}"
+            )
+        return np.concatenate([self.field.arr(x), _bits(self.field, [sq, b2 - sq], pp.norm_bits)])
 
     def encode_wr(self, x_field: Vec, z: Vec) -> tuple[Vec, Vec]:
         """(sent wraparound bits with pass bits, the r dot products); passes capped at r_pass."""
@@ -220,7 +240,7 @@ class PineValid(Valid):
         x, bits, dots, _, _, w_bits, g = self._split(meas)
         norm = _pairs(f, x, x, self.calls_norm, c)
         bitw = bit_check_wires(f, bits, joint_rand[: self.calls_bits], c, num_shares)
-        shares_inv = f.inv(f.arr([num_shares]))
+        shares_inv = f.arr([pow(num_shares, f.MODULUS - 2, f.MODULUS)])
         w = f.dot(w_bits, self._pow2[: pp.wr_bits])
         claimed = f.sub(w, f.mul(f.arr([pp.wr_bound - 1]), shares_inv))
         rho = powers_of(f, joint_rand[self.calls_bits :], pp.num_wr_checks + 1)[0, 1:]
@@ -232,7 +252,7 @@ class PineValid(Valid):
         _, _, _, v_bits, u_bits, _, g = self._split(meas)
         o = outs[0]
         a, b = self.calls_norm, self.calls_norm + self.calls_bits
-        shares_inv = f.inv(f.arr([num_shares]))
+        shares_inv = f.arr([pow(num_shares, f.MODULUS - 2, f.MODULUS)])
         v = f.dot(v_bits, self._pow2[: pp.norm_bits])
         u = f.dot(u_bits, self._pow2[: pp.norm_bits])
         return np.concatenate(

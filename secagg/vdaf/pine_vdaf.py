@@ -98,7 +98,9 @@ class Pine:
     def wr_matrix(self, ctx: bytes, seed: bytes) -> Vec:
         pp = self.params
         xof = self.xof(seed, self.prio3.dst(USAGE_WR_JOINT_RANDOMNESS, ctx), b"")
-        return wr_vectors(xof.next(pp.num_wr_checks * (-(-pp.dimension // 4))), pp.num_wr_checks, pp.dimension)
+        return wr_vectors(
+            xof.next(pp.num_wr_checks * (-(-pp.dimension // 4))), pp.num_wr_checks, pp.dimension
+        )
 
     def _proofs(self, ctx: bytes, meas: Vec, prove_seed: bytes, jr_seed: bytes) -> Vec:
         p3, pl, jl = self.prio3, self.flp.PROVE_RAND_LEN, self.flp.JOINT_RAND_LEN
@@ -127,13 +129,21 @@ class Pine:
         first = self.valid.encode_norm(encode_fixed_point(self.params, measurement))
         h_sent = self.helper_sent_share(ctx, h_seed)
         l_first = f.sub(first, h_sent[: self.first_len])
-        wr_parts = [self.wr_part(ctx, 0, l_wr, l_first, nonce), self.wr_part(ctx, 1, h_wr, h_sent[: self.first_len], nonce)]
+        wr_parts = [
+            self.wr_part(ctx, 0, l_wr, l_first, nonce),
+            self.wr_part(ctx, 1, h_wr, h_sent[: self.first_len], nonce),
+        ]
         z = self.wr_matrix(ctx, self.wr_seed(ctx, wr_parts))
         wr_sent, dots = self.valid.encode_wr(first[: self.params.dimension], z)
         sent = np.concatenate([first, wr_sent])
         l_sent = f.sub(sent, h_sent)
-        jr_parts = [p3.joint_rand_part(ctx, 0, l_blind, l_sent, nonce), p3.joint_rand_part(ctx, 1, h_blind, h_sent, nonce)]
-        proofs = self._proofs(ctx, np.concatenate([sent, dots]), prove_seed, p3.joint_rand_seed(ctx, jr_parts))
+        jr_parts = [
+            p3.joint_rand_part(ctx, 0, l_blind, l_sent, nonce),
+            p3.joint_rand_part(ctx, 1, h_blind, h_sent, nonce),
+        ]
+        proofs = self._proofs(
+            ctx, np.concatenate([sent, dots]), prove_seed, p3.joint_rand_seed(ctx, jr_parts)
+        )
         l_proofs = f.sub(proofs, p3.helper_proofs_share(ctx, 1, h_seed))
         shares: list[PineInputShare] = [
             PineLeaderShare(l_sent, l_proofs, l_blind, l_wr),
@@ -143,7 +153,13 @@ class Pine:
 
     # -- aggregators -----------------------------------------------------------------------------------------
     def verify_init(
-        self, verify_key: bytes, ctx: bytes, agg_id: int, nonce: bytes, public: Sequence[bytes], share: PineInputShare
+        self,
+        verify_key: bytes,
+        ctx: bytes,
+        agg_id: int,
+        nonce: bytes,
+        public: Sequence[bytes],
+        share: PineInputShare,
     ) -> tuple[PineState, PineVerifierShare]:
         """Expand, run the wraparound dot products on this share, and query every proof."""
         p3, f = self.prio3, self.field
@@ -184,7 +200,9 @@ class Pine:
         total = f.add(shares[0].verifiers, shares[1].verifiers)
         for k in range(self.PROOFS):
             if not self.flp.decide(total[k * vl : (k + 1) * vl]):
-                raise VdafVerifyError("verifier_shares_to_message", f"proof {k} rejected; want every proof valid")
+                raise VdafVerifyError(
+                    "verifier_shares_to_message", f"proof {k} rejected; want every proof valid"
+                )
         wr_seed = self.wr_seed(ctx, [s.wr_part for s in shares])
         return wr_seed + self.prio3.joint_rand_seed(ctx, [s.jr_part for s in shares])
 
@@ -199,11 +217,16 @@ class Pine:
     def unshard(self, agg_shares: Sequence[Vec], num_measurements: int) -> list[float]:
         return self.valid.decode(self.prio3.aggregate(agg_shares), num_measurements)
 
-    # -- wire format -------------------------------------------------------------------------------------------
+    # -- wire format ---------------------------------------------------------------------------------
     def encode_input_share(self, share: PineInputShare) -> bytes:
         if isinstance(share, PineLeaderShare):
             f = self.field
-            return f.encode_vec(share.sent_share) + f.encode_vec(share.proofs_share) + share.blind + share.wr_blind
+            return (
+                f.encode_vec(share.sent_share)
+                + f.encode_vec(share.proofs_share)
+                + share.blind
+                + share.wr_blind
+            )
         return share.seed + share.blind + share.wr_blind
 
     def decode_input_share(self, agg_id: int, data: bytes) -> PineInputShare:
@@ -228,7 +251,9 @@ class Pine:
         n = self.flp.VERIFIER_LEN * self.PROOFS * self.field.ENCODED_SIZE
         if len(data) != n + 2 * SEED_SIZE:
             raise VdafDecodeError(f"got a {len(data)}-byte verifier share; want {n + 2 * SEED_SIZE}")
-        return PineVerifierShare(self.field.decode_vec(data[:n]), data[n : n + SEED_SIZE], data[n + SEED_SIZE :])
+        return PineVerifierShare(
+            self.field.decode_vec(data[:n]), data[n : n + SEED_SIZE], data[n + SEED_SIZE :]
+        )
 
     def upload_bytes(self) -> int:
         """Bytes a client uploads: public share + both input shares."""
