@@ -272,6 +272,29 @@ class PineValid(Valid):
         return decode_fixed_point(self.params, self.field.to_ints(output))
 
 
+def forge_norm_claim(valid: PineValid, x: Vec, claimed: int | None = None) -> Vec:
+    """A malicious client's encoding: x with the bits of ``claimed`` (default sum x_i^2 mod p) as v and
+    of B_enc^2 - v (mod p, cut to n_B bits) as u, whatever the true norm. The circuit rejects it
+    unless the claim is true and the norm does not wrap p (tests and the simulation's attackers)."""
+    pp, f = valid.params, valid.field
+    v = claimed if claimed is not None else sum(int(a) * int(a) for a in x) % f.MODULUS
+    v %= 2**pp.norm_bits
+    u = (pp.bound_enc**2 - v) % f.MODULUS % 2**pp.norm_bits
+    return np.concatenate([f.arr(x), _bits(f, [v, u], pp.norm_bits)])
+
+
+def forge_wr_claim(valid: PineValid, x_field: Vec, z: Vec) -> tuple[Vec, Vec]:
+    """A malicious client's wraparound claims: every check "passed", with the bits of w_k where they
+    fit in n_w bits and zeros where they do not (the honest encoder refuses such a vector)."""
+    pp, f = valid.params, valid.field
+    dots = f.to_ints(signed_dot(f, z, x_field))
+    w = [(t + pp.wr_bound - 1) % f.MODULUS for t in dots]
+    w = [v if v < 2**pp.wr_bits else 0 for v in w]
+    bits = _bits(f, w, pp.wr_bits).reshape(pp.num_wr_checks, pp.wr_bits)
+    sent = np.concatenate([bits, f.arr([1] * pp.num_wr_checks)[:, None]], axis=1).reshape(-1)
+    return sent, f.arr(dots)
+
+
 def _pairs(f: type[Field], left: Vec, right: Vec, calls: int, chunk: int) -> Vec:
     """Mul pairs (left_i, right_i), zero-padded to calls * chunk, as ParallelSum wires (2 chunk, calls)."""
     pad = calls * chunk - left.shape[0]

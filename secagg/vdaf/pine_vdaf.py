@@ -15,7 +15,7 @@ aggregator checks both equal the ones it derived (a client that lied in the publ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,12 +121,24 @@ class Pine:
         Raises VdafMeasurementError when the rounded norm exceeds B, or (rarely, for an honest
         client) when fewer than r_pass wraparound checks pass: re-shard with fresh ``rand``.
         """
+        first = self.valid.encode_norm(encode_fixed_point(self.params, measurement))
+        return self.shard_encoded(ctx, first, nonce, rand)
+
+    def shard_encoded(
+        self,
+        ctx: bytes,
+        first: Vec,
+        nonce: bytes,
+        rand: bytes,
+        encode_wr: Callable[[Vec, Vec], tuple[Vec, Vec]] | None = None,
+    ) -> tuple[list[bytes], list[PineInputShare]]:
+        """``shard`` from the encoded x and norm bits; a forging client passes its own claims here
+        (``first`` and ``encode_wr``, e.g. :func:`secagg.vdaf.pine.forge_wr_claim`)."""
         if len(nonce) != NONCE_SIZE or len(rand) != self.RAND_SIZE:
             raise VdafParameterError(f"got nonce {len(nonce)} B, rand {len(rand)} B; want 16, 192")
         f, p3 = self.field, self.prio3
         seeds = [rand[i : i + SEED_SIZE] for i in range(0, self.RAND_SIZE, SEED_SIZE)]
         h_seed, h_blind, h_wr, l_blind, l_wr, prove_seed = seeds
-        first = self.valid.encode_norm(encode_fixed_point(self.params, measurement))
         h_sent = self.helper_sent_share(ctx, h_seed)
         l_first = f.sub(first, h_sent[: self.first_len])
         wr_parts = [
@@ -134,7 +146,7 @@ class Pine:
             self.wr_part(ctx, 1, h_wr, h_sent[: self.first_len], nonce),
         ]
         z = self.wr_matrix(ctx, self.wr_seed(ctx, wr_parts))
-        wr_sent, dots = self.valid.encode_wr(first[: self.params.dimension], z)
+        wr_sent, dots = (encode_wr or self.valid.encode_wr)(first[: self.params.dimension], z)
         sent = np.concatenate([first, wr_sent])
         l_sent = f.sub(sent, h_sent)
         jr_parts = [

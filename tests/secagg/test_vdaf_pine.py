@@ -14,7 +14,14 @@ import pytest
 
 from secagg.vdaf.errors import VdafMeasurementError, VdafParameterError, VdafVerifyError
 from secagg.vdaf.field import Field64, Field128, Vec
-from secagg.vdaf.pine import PineParams, decode_fixed_point, encode_fixed_point, wr_vectors
+from secagg.vdaf.pine import (
+    PineParams,
+    decode_fixed_point,
+    encode_fixed_point,
+    forge_norm_claim,
+    forge_wr_claim,
+    wr_vectors,
+)
 from secagg.vdaf.pine_vdaf import Pine
 
 KEY, CTX = bytes(range(32)), b"fedsec pine test"
@@ -91,17 +98,8 @@ def test_the_client_refuses_to_prove_an_oversized_vector(pine: Pine) -> None:
 
 
 def _lying_norm(pine: Pine, claimed: int | None = None) -> Callable[[Vec], Vec]:
-    """A client encoder that sends the bits of ``claimed`` (default: sum x_i^2 mod p) as v and B^2 - v
-    (mod p, truncated to n_B bits) as u, whatever the true norm."""
-    pp, f = pine.params, pine.field
-
-    def encode(x: Vec) -> Vec:
-        v = claimed if claimed is not None else sum(int(a) * int(a) for a in x) % f.MODULUS
-        u = (pp.bound_enc**2 - v) % f.MODULUS % 2**pp.norm_bits
-        bits = [(w >> i) & 1 for w in (v % 2**pp.norm_bits, u) for i in range(pp.norm_bits)]
-        return np.concatenate([f.arr(x), f.arr(bits)])
-
-    return encode
+    """The attacker's encoder: claims ``claimed`` (default sum x_i^2 mod p) whatever the true norm."""
+    return lambda x: forge_norm_claim(pine.valid, x, claimed)
 
 
 def test_a_squared_norm_of_b_squared_plus_one_is_rejected(
@@ -139,23 +137,12 @@ def test_a_vector_whose_squared_norm_wraps_the_field_is_rejected(monkeypatch: py
 
     # claim every check passed (the bits of the ones that really failed set to zero): only the
     # wraparound checks can catch this client
-    monkeypatch.setattr(pine.valid, "encode_wr", lambda x_field, z: _claim_all_passed(pine, x_field, z))
+    monkeypatch.setattr(pine.valid, "encode_wr", lambda x_field, z: forge_wr_claim(pine.valid, x_field, z))
     with pytest.raises(VdafVerifyError, match="rejected"):
         _run(pine, [float(a) for a in x])
     # the honest encoder would have refused: too few wraparound checks pass
     with pytest.raises(VdafMeasurementError, match="wraparound"):
         real_encode_wr(pine.field.arr(x), wr_vectors(os.urandom(16 * 4), 16, 16))
-
-
-def _claim_all_passed(pine: Pine, x_field: Vec, z: Vec) -> tuple[Vec, Vec]:
-    from secagg.vdaf.pine import signed_dot
-
-    pp, f = pine.params, pine.field
-    dots = f.to_ints(signed_dot(f, z, x_field))
-    w = [(t + pp.wr_bound - 1) % f.MODULUS for t in dots]
-    w = [v if v < 2**pp.wr_bits else 0 for v in w]
-    rows = [[(v >> i) & 1 for i in range(pp.wr_bits)] + [1] for v in w]
-    return f.arr(np.array(rows).reshape(-1)), f.arr(dots)
 
 
 def test_a_forged_wraparound_part_is_rejected(pine: Pine) -> None:
