@@ -16,15 +16,17 @@ and the servers append their shares of the r dot products <z_k, x> (linear, so c
 with z_k in {-1, 0, 1}^d from an XOF seeded by the shares of x (P(-1) = P(1) = 1/4, two bits an entry:
 00 -> -1, 01 / 10 -> 0, 11 -> 1). The circuit's outputs, reduced by the FLP's query randomness:
 
-    bit check    sum_l rho_l^(j+1) b_l (b_l - 1) = 0 over all sent bits (as SumVec's)
     norm         v - sum_i x_i^2 = 0 and v + u - B_enc^2 = 0, so 0 <= sum x_i^2 <= B_enc^2 mod p
+    bit check    sum_l rho_l^(j+1) b_l (b_l - 1) = 0 over all sent bits (as SumVec's)
     wraparound   sum_k rho^(k+1) g_k (<z_k, x> - (w_k - wr + 1)) = 0 and sum_k g_k = r_pass.
 
-All products go through one ParallelSum(Mul, chunk) gadget: pairs (x_i, x_i) for the norm, the bit
-pairs, and the pairs (rho^(k+1)(<z_k, x> - w_k + wr - 1), g_k). A vector whose true squared norm wraps
-p has |<z_k, x>| > wr with probability >= 1/2 per check, so it cannot pass r_pass = r checks.
+As in PINE's reference, two circuits over the same measurement: ``PineNormValid`` (the norm equality,
+ParallelSum(PolyEval(x^2), c1), no joint randomness: one proof) and ``PineValid`` (the rest, with
+ParallelSum(Mul, c2) over the bit pairs and the pairs (rho^(k+1)(<z_k, x> - w_k + wr - 1), g_k), joint
+randomness: Field64 needs >= 3 proofs by draft-20's rule, Field128 one). A vector whose true squared
+norm wraps p has |<z_k, x>| > wr with probability >= 1/2 per check, so it cannot pass r_pass = r checks.
 Field conditions (PINE, Figure 1 and Lemma 3.3): p > 3 B_enc^2 + 2, p >= 2600 wr, wr^2 <= 4000 p,
-p >= 2 r. Field64 uses joint randomness and so needs >= 3 proofs (draft-20); Field128 needs 1.
+p >= 2 r.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import numpy as np
 from secagg.vdaf.circuits import bit_check_wires
 from secagg.vdaf.errors import VdafMeasurementError, VdafParameterError
 from secagg.vdaf.field import Field, Field64, Vec, next_power_of_2
-from secagg.vdaf.flp import Mul, ParallelSum, Valid, powers_of
+from secagg.vdaf.flp import Mul, ParallelSum, PolyEval, Valid, powers_of
 
 ALPHA = 8.7
 NUM_WR_CHECKS = 100
@@ -46,7 +48,7 @@ NUM_WR_CHECKS = 100
 
 @dataclass(frozen=True)
 class PineParams:
-    """PINE's public parameters; ``chunk_length`` 0 picks about sqrt(number of products)."""
+    """PINE's public parameters; a chunk length of 0 picks the one with the shortest proof + verifier."""
 
     dimension: int
     l2_norm_bound: float = 1.0
@@ -55,6 +57,7 @@ class PineParams:
     num_wr_successes: int = -1  # -1: all checks must pass
     alpha: float = ALPHA
     chunk_length: int = 0
+    chunk_length_norm: int = 0
     field: type[Field] = field(default=Field64)
 
     def __post_init__(self) -> None:
@@ -168,21 +171,69 @@ def _bits(f: type[Field], values: Sequence[int], n: int) -> Vec:
     return f.arr([(int(x) >> i) & 1 for x in v for i in range(n)])
 
 
-class PineValid(Valid):
-    """The circuit above over the full measurement (sent part followed by the r dot products)."""
+def best_chunk(groups: Sequence[int], arity: int) -> int:
+    """The chunk c minimizing proof + verifier length, (A c + 2 P - 1) + (A c + 2), for ParallelSum over
+    ``groups`` of sub-circuit calls (each padded to whole chunks), sub-circuit arity A, P the wire length."""
 
-    EVAL_OUTPUT_LEN = 5
+    def cost(c: int) -> int:
+        calls = sum(-(-g // c) for g in groups)
+        return 2 * arity * c + 2 * next_power_of_2(1 + calls) + 1
+
+    return min(range(1, max(groups) + 1), key=cost)
+
+
+class PineNormValid(Valid):
+    """The norm equality v - sum_i x_i^2 = 0 with ParallelSum(PolyEval(x^2), c): no joint randomness,
+    so one proof is sound in Field64 (PINE's split of the circuit in two)."""
+
+    EVAL_OUTPUT_LEN = 1
+    JOINT_RAND_LEN = 0
+
+    def __init__(self, params: PineParams) -> None:
+        self.params = pp = params
+        self.field = pp.field
+        d = pp.dimension
+        self.chunk_length = c = pp.chunk_length_norm or best_chunk([d], 1)
+        self.GADGETS = [ParallelSum(PolyEval([0, 0, 1]), c)]
+        self.GADGET_CALLS = [-(-d // c)]
+        self.MEAS_LEN = pp.sent_len + pp.num_wr_checks
+        self.OUTPUT_LEN = d
+        self._pow2 = self.field.arr([1 << i for i in range(pp.norm_bits)])
+
+    def encode(self, measurement: Sequence[float]) -> Vec:
+        raise VdafParameterError("PINE encodes in two steps (encode_norm, encode_wr); use the Pine VDAF")
+
+    def wires(self, meas: Vec, joint_rand: Vec, num_shares: int) -> list[Vec]:
+        d, c, calls = self.params.dimension, self.chunk_length, self.GADGET_CALLS[0]
+        x = np.concatenate([meas[:d], self.field.zeros(calls * c - d)])
+        return [x.reshape(calls, c).T]
+
+    def combine(self, meas: Vec, joint_rand: Vec, num_shares: int, outs: list[Vec]) -> Vec:
+        d, nb = self.params.dimension, self.params.norm_bits
+        v = self.field.dot(meas[d : d + nb], self._pow2)
+        return self.field.sub(v, self.field.sum(outs[0]))
+
+    def truncate(self, meas: Vec) -> Vec:
+        return meas[: self.params.dimension]
+
+    def decode(self, output: Vec, num_measurements: int) -> list[float]:
+        return decode_fixed_point(self.params, self.field.to_ints(output))
+
+
+class PineValid(Valid):
+    """Bit checks, the norm range check and the wraparound checks over the full measurement (sent part
+    followed by the r dot products), with ParallelSum(Mul, c) and joint randomness."""
+
+    EVAL_OUTPUT_LEN = 4
 
     def __init__(self, params: PineParams) -> None:
         self.params = pp = params
         self.field = pp.field
         d, r = pp.dimension, pp.num_wr_checks
-        total = d + pp.bit_checked_len + r
-        self.chunk_length = pp.chunk_length or max(1, math.isqrt(total))
-        c = self.chunk_length
-        self.calls_norm, self.calls_bits, self.calls_wr = -(-d // c), -(-pp.bit_checked_len // c), -(-r // c)
+        self.chunk_length = c = pp.chunk_length or best_chunk([pp.bit_checked_len, r], 2)
+        self.calls_bits, self.calls_wr = -(-pp.bit_checked_len // c), -(-r // c)
         self.GADGETS = [ParallelSum(Mul(), c)]
-        self.GADGET_CALLS = [self.calls_norm + self.calls_bits + self.calls_wr]
+        self.GADGET_CALLS = [self.calls_bits + self.calls_wr]
         self.MEAS_LEN = pp.sent_len + r
         self.JOINT_RAND_LEN = self.calls_bits + 1
         self.OUTPUT_LEN = d
@@ -237,28 +288,25 @@ class PineValid(Valid):
 
     def wires(self, meas: Vec, joint_rand: Vec, num_shares: int) -> list[Vec]:
         f, pp, c = self.field, self.params, self.chunk_length
-        x, bits, dots, _, _, w_bits, g = self._split(meas)
-        norm = _pairs(f, x, x, self.calls_norm, c)
+        _, bits, dots, _, _, w_bits, g = self._split(meas)
         bitw = bit_check_wires(f, bits, joint_rand[: self.calls_bits], c, num_shares)
         shares_inv = f.arr([pow(num_shares, f.MODULUS - 2, f.MODULUS)])
         w = f.dot(w_bits, self._pow2[: pp.wr_bits])
         claimed = f.sub(w, f.mul(f.arr([pp.wr_bound - 1]), shares_inv))
         rho = powers_of(f, joint_rand[self.calls_bits :], pp.num_wr_checks + 1)[0, 1:]
         wr = _pairs(f, f.mul(rho, f.sub(dots, claimed)), g, self.calls_wr, c)
-        return [np.concatenate([norm, bitw, wr], axis=1)]
+        return [np.concatenate([bitw, wr], axis=1)]
 
     def combine(self, meas: Vec, joint_rand: Vec, num_shares: int, outs: list[Vec]) -> Vec:
         f, pp = self.field, self.params
         _, _, _, v_bits, u_bits, _, g = self._split(meas)
-        o = outs[0]
-        a, b = self.calls_norm, self.calls_norm + self.calls_bits
+        o, b = outs[0], self.calls_bits
         shares_inv = f.arr([pow(num_shares, f.MODULUS - 2, f.MODULUS)])
         v = f.dot(v_bits, self._pow2[: pp.norm_bits])
         u = f.dot(u_bits, self._pow2[: pp.norm_bits])
         return np.concatenate(
             [
-                f.sum(o[a:b]),
-                f.sub(v, f.sum(o[:a])),
+                f.sum(o[:b]),
                 f.sub(f.add(v, u), f.mul(f.arr([pp.bound_enc**2]), shares_inv)),
                 f.sum(o[b:]),
                 f.sub(f.sum(g), f.mul(f.arr([pp.num_wr_successes]), shares_inv)),

@@ -22,10 +22,14 @@ import numpy as np
 
 from secagg.vdaf.errors import VdafDecodeError, VdafParameterError, VdafVerifyError
 from secagg.vdaf.field import Vec
-from secagg.vdaf.pine import PineParams, PineValid, encode_fixed_point, signed_dot, wr_vectors
+from secagg.vdaf.flp import Flp
+from secagg.vdaf.pine import PineNormValid, PineParams, PineValid, encode_fixed_point, signed_dot, wr_vectors
 from secagg.vdaf.prio3 import (
     NONCE_SIZE,
     USAGE_MEAS_SHARE,
+    USAGE_PROOF_SHARE,
+    USAGE_PROVE_RANDOMNESS,
+    USAGE_QUERY_RANDOMNESS,
     Prio3,
 )
 from secagg.vdaf.xof import SEED_SIZE, XofTurboShake128
@@ -69,7 +73,8 @@ class PineVerifierShare:
 
 
 class Pine:
-    """PINE for two aggregators (leader 0, helper 1) with ``proofs`` FLP proofs."""
+    """PINE for two aggregators (leader 0, helper 1): ``proofs`` proofs of ``PineValid`` (joint
+    randomness) followed by one proof of ``PineNormValid`` (none), as one proof vector."""
 
     SHARES = 2
     RAND_SIZE = 6 * SEED_SIZE
@@ -80,7 +85,11 @@ class Pine:
         self.valid = PineValid(params)
         self.prio3 = Prio3(self.valid, PINE_ALGO_ID, proofs, 2)
         self.flp, self.field, self.PROOFS = self.prio3.flp, params.field, proofs
+        self.norm_valid = PineNormValid(params)
+        self.flp_norm = Flp(self.norm_valid)
         self.first_len = params.dimension + 2 * params.norm_bits
+        self.PROOF_LEN = self.flp.PROOF_LEN * proofs + self.flp_norm.PROOF_LEN
+        self.VERIFIER_LEN = self.flp.VERIFIER_LEN * proofs + self.flp_norm.VERIFIER_LEN
 
     # -- derivations ---------------------------------------------------------------------------------------
     def helper_sent_share(self, ctx: bytes, seed: bytes) -> Vec:
@@ -102,15 +111,44 @@ class Pine:
             xof.next(pp.num_wr_checks * (-(-pp.dimension // 4))), pp.num_wr_checks, pp.dimension
         )
 
+    def _expand(self, ctx: bytes, usage: int, seed: bytes, binder: bytes, n: int) -> Vec:
+        return self.xof.expand_into_vec(self.field, seed, self.prio3.dst(usage, ctx), binder, n)
+
+    def helper_proofs_share(self, ctx: bytes, seed: bytes) -> Vec:
+        return self._expand(ctx, USAGE_PROOF_SHARE, seed, bytes([self.PROOFS, 1]), self.PROOF_LEN)
+
     def _proofs(self, ctx: bytes, meas: Vec, prove_seed: bytes, jr_seed: bytes) -> Vec:
-        p3, pl, jl = self.prio3, self.flp.PROVE_RAND_LEN, self.flp.JOINT_RAND_LEN
-        prove, joint = p3.prove_rands(ctx, prove_seed), p3.joint_rands(ctx, jr_seed)
-        return np.concatenate(
-            [
-                self.flp.prove(meas, prove[k * pl : (k + 1) * pl], joint[k * jl : (k + 1) * jl])
-                for k in range(self.PROOFS)
-            ]
-        )
+        pl, jl, pn = self.flp.PROVE_RAND_LEN, self.flp.JOINT_RAND_LEN, self.flp_norm.PROVE_RAND_LEN
+        n = pl * self.PROOFS + pn
+        prove = self._expand(ctx, USAGE_PROVE_RANDOMNESS, prove_seed, bytes([self.PROOFS]), n)
+        joint = self.prio3.joint_rands(ctx, jr_seed)
+        proofs = [
+            self.flp.prove(meas, prove[k * pl : (k + 1) * pl], joint[k * jl : (k + 1) * jl])
+            for k in range(self.PROOFS)
+        ]
+        proofs.append(self.flp_norm.prove(meas, prove[n - pn :], self.field.zeros(0)))
+        return np.concatenate(proofs)
+
+    def _query(
+        self, verify_key: bytes, ctx: bytes, nonce: bytes, meas: Vec, proofs: Vec, jr_seed: bytes
+    ) -> Vec:
+        pl, ql, jl = self.flp.PROOF_LEN, self.flp.QUERY_RAND_LEN, self.flp.JOINT_RAND_LEN
+        n = ql * self.PROOFS + self.flp_norm.QUERY_RAND_LEN
+        query = self._expand(ctx, USAGE_QUERY_RANDOMNESS, verify_key, bytes([self.PROOFS]) + nonce, n)
+        joint = self.prio3.joint_rands(ctx, jr_seed)
+        out = [
+            self.flp.query(
+                meas,
+                proofs[k * pl : (k + 1) * pl],
+                query[k * ql : (k + 1) * ql],
+                joint[k * jl : (k + 1) * jl],
+                self.SHARES,
+            )
+            for k in range(self.PROOFS)
+        ]
+        off = pl * self.PROOFS
+        out.append(self.flp_norm.query(meas, proofs[off:], query[ql * self.PROOFS :], self.field.zeros(0), 2))
+        return np.concatenate(out)
 
     # -- client --------------------------------------------------------------------------------------------
     def shard(
@@ -156,7 +194,7 @@ class Pine:
         proofs = self._proofs(
             ctx, np.concatenate([sent, dots]), prove_seed, p3.joint_rand_seed(ctx, jr_parts)
         )
-        l_proofs = f.sub(proofs, p3.helper_proofs_share(ctx, 1, h_seed))
+        l_proofs = f.sub(proofs, self.helper_proofs_share(ctx, h_seed))
         shares: list[PineInputShare] = [
             PineLeaderShare(l_sent, l_proofs, l_blind, l_wr),
             PineHelperShare(h_seed, h_blind, h_wr),
@@ -180,7 +218,7 @@ class Pine:
         if isinstance(share, PineLeaderShare) and agg_id == 0:
             sent, proofs = share.sent_share, share.proofs_share
         elif isinstance(share, PineHelperShare) and agg_id == 1:
-            sent, proofs = self.helper_sent_share(ctx, share.seed), p3.helper_proofs_share(ctx, 1, share.seed)
+            sent, proofs = self.helper_sent_share(ctx, share.seed), self.helper_proofs_share(ctx, share.seed)
         else:
             raise VdafVerifyError("verify_init", f"got a {type(share).__name__} for aggregator {agg_id}")
         wr_parts, jr_parts = list(public[:2]), list(public[2:])
@@ -189,20 +227,9 @@ class Pine:
         wr_seed, jr_seed = self.wr_seed(ctx, wr_parts), p3.joint_rand_seed(ctx, jr_parts)
         z = self.wr_matrix(ctx, wr_seed)
         meas = np.concatenate([sent, signed_dot(f, z, sent[: self.params.dimension])])
-        joint, query = p3.joint_rands(ctx, jr_seed), p3.query_rands(verify_key, ctx, nonce)
-        pl, ql, jl = self.flp.PROOF_LEN, self.flp.QUERY_RAND_LEN, self.flp.JOINT_RAND_LEN
-        verifiers = [
-            self.flp.query(
-                meas,
-                proofs[k * pl : (k + 1) * pl],
-                query[k * ql : (k + 1) * ql],
-                joint[k * jl : (k + 1) * jl],
-                self.SHARES,
-            )
-            for k in range(self.PROOFS)
-        ]
+        verifiers = self._query(verify_key, ctx, nonce, meas, proofs, jr_seed)
         state = PineState(self.valid.truncate(meas), wr_seed, jr_seed)
-        return state, PineVerifierShare(np.concatenate(verifiers), jr_own, wr_own)
+        return state, PineVerifierShare(verifiers, jr_own, wr_own)
 
     def verifier_shares_to_message(self, ctx: bytes, shares: Sequence[PineVerifierShare]) -> bytes:
         """Decide every proof; the message is wr_seed || jr_seed from the aggregators' own parts."""
@@ -215,6 +242,8 @@ class Pine:
                 raise VdafVerifyError(
                     "verifier_shares_to_message", f"proof {k} rejected; want every proof valid"
                 )
+        if not self.flp_norm.decide(total[vl * self.PROOFS :]):
+            raise VdafVerifyError("verifier_shares_to_message", "norm proof rejected; want v = sum x_i^2")
         wr_seed = self.wr_seed(ctx, [s.wr_part for s in shares])
         return wr_seed + self.prio3.joint_rand_seed(ctx, [s.jr_part for s in shares])
 
@@ -248,7 +277,7 @@ class Pine:
                 raise VdafDecodeError(f"got a {len(data)}-byte helper share; want {3 * s}")
             return PineHelperShare(data[:s], data[s : 2 * s], data[2 * s :])
         es, n_sent = self.field.ENCODED_SIZE, self.params.sent_len
-        n_proof = self.flp.PROOF_LEN * self.PROOFS
+        n_proof = self.PROOF_LEN
         want = es * (n_sent + n_proof) + 2 * s
         if len(data) != want:
             raise VdafDecodeError(f"got a {len(data)}-byte leader share; want {want}")
@@ -260,7 +289,7 @@ class Pine:
         return self.field.encode_vec(share.verifiers) + share.jr_part + share.wr_part
 
     def decode_verifier_share(self, data: bytes) -> PineVerifierShare:
-        n = self.flp.VERIFIER_LEN * self.PROOFS * self.field.ENCODED_SIZE
+        n = self.VERIFIER_LEN * self.field.ENCODED_SIZE
         if len(data) != n + 2 * SEED_SIZE:
             raise VdafDecodeError(f"got a {len(data)}-byte verifier share; want {n + 2 * SEED_SIZE}")
         return PineVerifierShare(
@@ -270,4 +299,4 @@ class Pine:
     def upload_bytes(self) -> int:
         """Bytes a client uploads: public share + both input shares."""
         es = self.field.ENCODED_SIZE
-        return 4 * SEED_SIZE + es * (self.params.sent_len + self.flp.PROOF_LEN * self.PROOFS) + 5 * SEED_SIZE
+        return 4 * SEED_SIZE + es * (self.params.sent_len + self.PROOF_LEN) + 5 * SEED_SIZE

@@ -107,12 +107,12 @@ def test_a_squared_norm_of_b_squared_plus_one_is_rejected(
 ) -> None:
     monkeypatch.setattr(pine.valid, "encode_norm", _lying_norm(pine))
     x = [1.0, 2.0**-15] + [0.0] * 22  # B_enc^2 + 1 exactly
-    with pytest.raises(VdafVerifyError, match="rejected") as err:
+    with pytest.raises(VdafVerifyError, match="proof 0 rejected") as err:  # the range check
         _run(pine, x)
     assert err.value.step == "verifier_shares_to_message"
     # lying about v instead (claiming B^2) breaks the norm equality
     monkeypatch.setattr(pine.valid, "encode_norm", _lying_norm(pine, claimed=pine.params.bound_enc**2))
-    with pytest.raises(VdafVerifyError, match="rejected"):
+    with pytest.raises(VdafVerifyError, match="norm proof rejected"):
         _run(pine, x)
 
 
@@ -138,7 +138,7 @@ def test_a_vector_whose_squared_norm_wraps_the_field_is_rejected(monkeypatch: py
     # claim every check passed (the bits of the ones that really failed set to zero): only the
     # wraparound checks can catch this client
     monkeypatch.setattr(pine.valid, "encode_wr", lambda x_field, z: forge_wr_claim(pine.valid, x_field, z))
-    with pytest.raises(VdafVerifyError, match="rejected"):
+    with pytest.raises(VdafVerifyError, match="proof 0 rejected"):
         _run(pine, [float(a) for a in x])
     # the honest encoder would have refused: too few wraparound checks pass
     with pytest.raises(VdafMeasurementError, match="wraparound"):
