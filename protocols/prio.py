@@ -59,8 +59,13 @@ class PrioClient:
         pine = self.pine
         for _ in range(4):  # an honest client re-shards if too few wraparound checks pass
             nonce, rand = nacl.utils.random(NONCE), nacl.utils.random(pine.RAND_SIZE)
-            x = encode_fixed_point(pine.params, update.tolist())
-            first = forge_norm_claim(pine.valid, x) if forge else pine.valid.encode_norm(x)
+            if forge:  # any integers: a forging client reduces them mod p itself
+                big = np.array(
+                    [int(v) for v in np.rint(np.ldexp(update, pine.params.num_frac_bits))], dtype=object
+                )
+                first = forge_norm_claim(pine.valid, big)
+            else:
+                first = pine.valid.encode_norm(encode_fixed_point(pine.params, update.tolist()))
             try:
                 wr = partial(forge_wr_claim, pine.valid) if forge else None
                 public, shares = pine.shard_encoded(self.ctx, first, nonce, rand, wr)
@@ -193,13 +198,18 @@ class PrioPine:
         g = rng if rng is not None else np.random.default_rng()
         absent = set(np.flatnonzero(g.random(n) < self.dropout).tolist()) if self.dropout else set()
         vshares: dict[int, tuple[PineVerifierShare | None, PineVerifierShare | None]] = {}
+        failed: dict[int, str] = {}
         for i in range(n):
             if i in absent:
                 continue
             name = f"client[{i}]"
             with meter.time(name, "upload"):
                 update, forge = self._prepare(x[i], pp)
-                to_leader, to_helper = PrioClient(i, pine, ctx).reports(update, forge)
+                try:
+                    to_leader, to_helper = PrioClient(i, pine, ctx).reports(update, forge)
+                except VdafMeasurementError as err:  # no report: the client is absent
+                    failed[i] = f"{type(err).__name__}: {err}"
+                    continue
             with meter.time("leader", "verify"):
                 v0 = leader.receive(i, meter.send(name, "leader", "upload", to_leader))
             with meter.time("helper", "verify"):
@@ -223,7 +233,7 @@ class PrioPine:
             "count": len(accepted),
             "accepted": accepted,
             "rejected": rejected,
-            "absent": sorted(absent),
+            "absent": sorted(absent | set(failed)),
         }
         return RoundResult(aggregate, accepted, meter, Leakage({"leader": seen, "helper": dict(seen)}))
 

@@ -114,3 +114,31 @@ def test_non_finite_updates_are_refused() -> None:
     x[1, 0] = np.nan
     with pytest.raises(NonFiniteUpdate, match="rows \\[1\\]"):
         PrioPine(wr_checks=20).run(x)
+
+
+@pytest.mark.slow
+def test_in_the_simulation_a_large_norm_attacker_never_reaches_the_model() -> None:
+    from fedsec.config import Config
+    from fedsec.simulation import simulate
+
+    base = {
+        "name": "tiny-prio",
+        "data": {
+            "dataset": "synthetic",
+            "n_clients": 8,
+            "partition": "iid",
+            "min_samples": 4,
+            "options": {"n_samples": 400, "n_features": 8, "n_classes": 3, "class_sep": 3.0},
+        },
+        "model": {"name": "logreg"},
+        "train": {"rounds": 4, "lr": 0.5, "batch_size": 16, "threads": 1},
+        "eval": {"every": 2},
+        "output": {"plots": False},
+        "attack": {"name": "large_norm", "f": 2},
+    }
+    plain = simulate(Config.from_dict(base))
+    prio = simulate(
+        Config.from_dict({**base, "protocol": {"name": "prio", "kwargs": {"bound": 5.0, "wr_checks": 20}}})
+    )
+    assert plain.max_accuracy < 0.5 < 0.9 < prio.max_accuracy
+    assert "prio" in prio.summary["threat_model"]["secure_aggregation"]
