@@ -148,7 +148,7 @@ def wr_vectors(raw: bytes, checks: int, dim: int) -> Vec:
     if len(raw) != checks * per:
         raise VdafParameterError(f"got {len(raw)} bytes; want {checks * per}")
     b = np.frombuffer(raw, dtype=np.uint8).reshape(checks, per)
-    return _WR_TABLE[b].reshape(checks, 4 * per)[:, :dim]
+    return np.take(_WR_TABLE, b, axis=0).reshape(checks, 4 * per)[:, :dim]
 
 
 def signed_dot(f: type[Field], z: Vec, x: Vec) -> Vec:
@@ -157,10 +157,9 @@ def signed_dot(f: type[Field], z: Vec, x: Vec) -> Vec:
     Field64: x = hi 2^32 + lo with 32-bit halves; each half's dot product is below d 2^32 < 2^53 in
     absolute value for d < 2^21, hence exact in float64 (BLAS), then hi 2^32 + lo is reduced mod p."""
     if f is Field64 and x.shape[0] < 2**21:
-        zf = np.asarray(z, dtype=np.float64)
-        lo = zf @ (x & np.uint64(0xFFFFFFFF)).astype(np.float64)
-        hi = zf @ (x >> np.uint64(32)).astype(np.float64)
-        return f.arr([int(h) * 2**32 + int(lo_) for h, lo_ in zip(hi, lo)])
+        halves = np.stack([x & np.uint64(0xFFFFFFFF), x >> np.uint64(32)], axis=1).astype(np.float64)
+        s = np.asarray(z, dtype=np.float64) @ halves  # one pass over z
+        return f.arr([int(h) * 2**32 + int(lo) for lo, h in s])
     return f.arr((z.astype(np.int64).astype(object) @ np.asarray(x, dtype=object)) % f.MODULUS)
 
 
