@@ -15,6 +15,13 @@ rejected and why (a typed reason), which clients sent nothing, and the count. Cl
 Privacy holds against one malicious server (its share is uniformly random); robustness of the
 verification assumes both servers follow the protocol. A dropout is an absent report: no recovery.
 
+With ``select`` ("krum", "multi_krum") the servers also run the distance-based selection on the
+accepted shares: a dealer (a third party that colludes with neither server) deals one square
+correlation (A, A A^T) (:mod:`secagg.vdaf.gram`), the servers open E = X - A and then the Gram
+matrix, so they additionally learn the accepted updates' squared distances (as the CKKS key holder
+does), and the release is the mean of the selected clients. Coordinate-wise median and trimmed mean
+would need secure comparisons on every coordinate and are refused.
+
 A client whose update exceeds B either clips it to norm B first (``clip_to_bound=True``) or, as a
 malicious client would, submits it anyway with a forged norm claim, which the servers reject. Masks,
 seeds, nonces and the verify key come from libsodium; ``rng`` only simulates dropouts.
@@ -32,11 +39,13 @@ import numpy as np
 import torch
 
 import robust
+import robust.selection
 from protocols import _secure_sum as ss
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg.errors import ProtocolAbort, TooFewSurvivors
 from secagg.vdaf.errors import VdafError, VdafMeasurementError
 from secagg.vdaf.field import Vec
+from secagg.vdaf.gram import deal_square, expand_helper, gram_share, masked_share, signed
 from secagg.vdaf.pine import PineParams, encode_fixed_point, forge_norm_claim, forge_wr_claim
 from secagg.vdaf.pine_vdaf import Pine, PineInputShare, PineState, PineVerifierShare
 
@@ -91,6 +100,10 @@ class PrioServer:
     rejected: dict[int, str] = field(default_factory=dict)
     accepted: list[int] = field(default_factory=list)
 
+    @property
+    def name(self) -> str:
+        return "leader" if self.agg_id == 0 else "helper"
+
     def receive(self, index: int, report: bytes) -> PineVerifierShare | None:
         """Parse and query one report; a bad one is recorded with a typed reason, never raised."""
         try:
@@ -139,6 +152,9 @@ class PrioPine:
         min_count: fewest accepted reports the servers release an aggregate of.
         clip_to_bound: honest clients scale updates above B down to B instead of submitting them.
         dropout: probability that a client sends nothing (simulated with ``rng``).
+        select: ``"krum"`` or ``"multi_krum"`` on the shares (:meth:`_select`): the release is the
+            mean of the selected accepted clients, and the servers also learn the squared distances.
+        f: the Byzantine bound of the selection.
     """
 
     name = "prio"
@@ -152,8 +168,16 @@ class PrioPine:
         min_count: int = 1,
         clip_to_bound: bool = False,
         dropout: float = 0.0,
+        select: str | None = None,
+        f: int = 0,
     ) -> None:
         ss.check_dropout(dropout)
+        if select not in (None, "krum", "multi_krum"):
+            raise VdafError(
+                f"select: got {select!r}; want None, 'krum' or 'multi_krum' (coordinate-wise median and "
+                "trimmed mean need secure comparisons over d entries: not offered on shares)"
+            )
+        self.select, self.f = select, int(f)
         if min_count < 1:
             raise VdafError(f"min_count: got {min_count}; want >= 1")
         self.bound, self.frac_bits, self.wr_checks, self.proofs = float(bound), frac_bits, wr_checks, proofs
@@ -195,47 +219,93 @@ class PrioPine:
             key = nacl.utils.random(32)
         meter.send("leader", "helper", "setup", key)
         leader, helper = PrioServer(0, pine, key, ctx), PrioServer(1, pine, key, ctx)
+        vshares, absent = self._upload(x, pine, ctx, leader, helper, meter, rng)
+        accepted = self._decide(pine, ctx, leader, helper, vshares, meter)
+        if len(accepted) < self.min_count:
+            raise TooFewSurvivors(f"accepted reports: got {len(accepted)}; want >= {self.min_count}")
+        seen: dict[str, Any] = {}
+        chosen = accepted
+        if self.select is not None:
+            chosen, seen["sq_distances"] = self._select(pine, accepted, leader, helper, meter)
+        with meter.time("helper", "aggregate"):
+            h_share = pine.field.encode_vec(helper.agg_share(chosen))
+        msg = meter.send("helper", "leader", "aggregate", struct.pack("<I", len(chosen)) + h_share)
+        with meter.time("leader", "aggregate"):
+            if struct.unpack("<I", msg[:4])[0] != len(chosen):
+                raise ProtocolAbort("aggregate: the servers' accepted counts differ")
+            total = pine.unshard([leader.agg_share(chosen), pine.field.decode_vec(msg[4:])], len(chosen))
+        aggregate = torch.as_tensor(np.asarray(total) / float(np.sum(w[chosen])), dtype=torch.float32)
+        seen.update(
+            aggregate=aggregate,
+            count=len(accepted),
+            accepted=accepted,
+            rejected={**helper.rejected, **leader.rejected},
+            absent=sorted(absent),
+        )
+        return RoundResult(aggregate, chosen, meter, Leakage({"leader": seen, "helper": dict(seen)}))
+
+    def _upload(
+        self,
+        x: np.ndarray,
+        pine: Pine,
+        ctx: bytes,
+        leader: PrioServer,
+        helper: PrioServer,
+        meter: Meter,
+        rng: np.random.Generator | None,
+    ) -> tuple[dict[int, tuple[PineVerifierShare | None, PineVerifierShare | None]], set[int]]:
+        """Every present client shards and uploads; each server parses and queries its report."""
+        n = x.shape[0]
         g = rng if rng is not None else np.random.default_rng()
         absent = set(np.flatnonzero(g.random(n) < self.dropout).tolist()) if self.dropout else set()
         vshares: dict[int, tuple[PineVerifierShare | None, PineVerifierShare | None]] = {}
-        failed: dict[int, str] = {}
         for i in range(n):
             if i in absent:
                 continue
             name = f"client[{i}]"
             with meter.time(name, "upload"):
-                update, forge = self._prepare(x[i], pp)
+                update, forge = self._prepare(x[i], pine.params)
                 try:
                     to_leader, to_helper = PrioClient(i, pine, ctx).reports(update, forge)
-                except VdafMeasurementError as err:  # no report: the client is absent
-                    failed[i] = f"{type(err).__name__}: {err}"
+                except VdafMeasurementError:  # no report: the client is absent
+                    absent.add(i)
                     continue
             with meter.time("leader", "verify"):
                 v0 = leader.receive(i, meter.send(name, "leader", "upload", to_leader))
             with meter.time("helper", "verify"):
                 v1 = helper.receive(i, meter.send(name, "helper", "upload", to_helper))
             vshares[i] = (v0, v1)
-        accepted = self._decide(pine, ctx, leader, helper, vshares, meter)
-        if len(accepted) < self.min_count:
-            raise TooFewSurvivors(f"accepted reports: got {len(accepted)}; want >= {self.min_count}")
-        with meter.time("helper", "aggregate"):
-            h_share = pine.field.encode_vec(helper.agg_share(accepted))
-        msg = meter.send("helper", "leader", "aggregate", struct.pack("<I", len(accepted)) + h_share)
-        with meter.time("leader", "aggregate"):
-            if struct.unpack("<I", msg[:4])[0] != len(accepted):
-                raise ProtocolAbort("aggregate: the servers' accepted counts differ")
-            total = pine.unshard([leader.agg_share(accepted), pine.field.decode_vec(msg[4:])], len(accepted))
-        mean = np.asarray(total) / float(np.sum(w[accepted]))
-        aggregate = torch.as_tensor(mean, dtype=torch.float32)
-        rejected = {**helper.rejected, **leader.rejected}
-        seen = {
-            "aggregate": aggregate,
-            "count": len(accepted),
-            "accepted": accepted,
-            "rejected": rejected,
-            "absent": sorted(absent | set(failed)),
-        }
-        return RoundResult(aggregate, accepted, meter, Leakage({"leader": seen, "helper": dict(seen)}))
+        return vshares, absent
+
+    def _select(
+        self, pine: Pine, accepted: list[int], leader: PrioServer, helper: PrioServer, meter: Meter
+    ) -> tuple[list[int], torch.Tensor]:
+        """Krum / Multi-Krum on shares: a dealer's square correlation, E opened, the Gram opened
+        (:mod:`secagg.vdaf.gram`); the servers learn the squared distances of the accepted updates."""
+        f, m, d = pine.field, len(accepted), pine.params.dimension
+        with meter.time("dealer", "select"):
+            corr0, seed = deal_square(f, m, d)
+        meter.send("dealer", "leader", "select", f.encode_vec(corr0.a) + f.encode_vec(corr0.c))
+        meter.send("dealer", "helper", "select", seed)
+        shares = []
+        for srv, corr in ((leader, corr0), (helper, None)):
+            with meter.time(srv.name, "select"):
+                corr = corr or expand_helper(f, seed, m, d)
+                xs = np.stack([srv.states[i].out_share for i in accepted])
+                shares.append((corr, masked_share(f, xs, corr)))
+        e0 = meter.send("leader", "helper", "select", f.encode_vec(shares[0][1]))
+        e1 = meter.send("helper", "leader", "select", f.encode_vec(shares[1][1]))
+        e = f.add(f.decode_vec(e0), f.decode_vec(e1)).reshape(m, d)
+        g0 = gram_share(f, 0, e, shares[0][0])
+        g1 = f.decode_vec(
+            meter.send("helper", "leader", "select", f.encode_vec(gram_share(f, 1, e, shares[1][0])))
+        )
+        meter.send("leader", "helper", "select", f.encode_vec(g0))
+        gram = torch.as_tensor(signed(f, f.add(g0, g1.reshape(m, m))) / 4.0**pine.params.num_frac_bits)
+        dist = robust.selection.sq_distances_from_gram(gram)
+        keep = 1 if self.select == "krum" else m - self.f
+        sel = robust.selection.krum_select(dist, self.f, keep)
+        return sorted(accepted[int(k)] for k in sel), dist
 
     def _prepare(self, row: np.ndarray, pp: PineParams) -> tuple[np.ndarray, bool]:
         """The update a client submits and whether it must forge its norm claim (it exceeds B)."""

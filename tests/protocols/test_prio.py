@@ -142,3 +142,30 @@ def test_in_the_simulation_a_large_norm_attacker_never_reaches_the_model() -> No
     )
     assert plain.max_accuracy < 0.5 < 0.9 < prio.max_accuracy
     assert "prio" in prio.summary["threat_model"]["secure_aggregation"]
+
+
+def test_multi_krum_on_shares_matches_the_plaintext_rule_and_reveals_only_distances() -> None:
+    import robust
+
+    x = _honest(7, seed=5)
+    x[6] = -x[0] / np.linalg.norm(x[0]) * 0.99  # within the bound, far from the others
+    x[5] *= 30.0  # over the bound: rejected before the selection
+    res = PrioPine(wr_checks=20, select="multi_krum", f=1).run(x)
+    kept = _fixed(np.delete(x, 5, axis=0))
+    rule = robust.MultiKrum(f=1)
+    want = rule(torch.as_tensor(kept))
+    assert np.allclose(res.aggregate.numpy(), want.numpy(), atol=1e-6)
+    assert res.accepted == [[0, 1, 2, 3, 4, 6][k] for k in rule.last_selection]
+    assert 6 not in res.accepted  # the far (but in-bound) update is not selected
+    seen = res.leakage.learns["helper"]
+    assert 5 in seen["rejected"] and seen["accepted"] == [0, 1, 2, 3, 4, 6]
+    dist = robust.selection.pairwise_sq_distances(torch.as_tensor(kept))
+    assert torch.allclose(seen["sq_distances"].double(), dist.double(), atol=1e-9)
+    assert res.meter.total("dealer", "select").bytes_sent > 0
+
+
+def test_selections_that_need_comparisons_are_refused() -> None:
+    from secagg.vdaf.errors import VdafError
+
+    with pytest.raises(VdafError, match="secure comparisons"):
+        PrioPine(select="median")
