@@ -6,7 +6,9 @@ report (expand, wraparound dot products, FLP query; the leader's time includes t
 medians over repeats; the bytes one client uploads (both reports, public share sent to each server) and
 its ratio to the plain d * 8 bytes of a float64 update; the leader-helper traffic per report (the
 helper's verifier share, the leader's verdict and the helper's acknowledgement). With ``--round N`` a
-full round of N clients through ``protocols.prio`` at the largest d is timed as well.
+full round of N clients through ``protocols.prio`` at the largest d is timed as well, and with
+``--gram M`` the distance computation on shares for M accepted clients (secagg.vdaf.gram: the dealer's
+correlation, one server's Gram share) and the bytes each server sends for it.
 
 For comparison, the issue measured the elliptic-curve norm proof (secagg.normbound, benchmarks/proofs.py)
 at 1,318 s per client at d = 61,706, and the draft's pure-Python reference Prio3SumVec with 1-bit
@@ -36,6 +38,8 @@ import nacl.utils
 import numpy as np
 
 from protocols.prio import NONCE, PUBLIC, PrioPine
+from secagg.vdaf.field import Field64
+from secagg.vdaf.gram import deal_square, gram_share, masked_share
 from secagg.vdaf.pine import PineParams
 from secagg.vdaf.pine_vdaf import Pine
 
@@ -82,11 +86,30 @@ def measure(d: int, repeats: int) -> dict[str, float]:
     }
 
 
+def gram(m: int, d: int) -> None:
+    f = Field64
+    x = f.arr(np.random.default_rng(0).integers(-(2**15), 2**15, size=(m, d)))
+    t0 = time.perf_counter()
+    corr, _ = deal_square(f, m, d)
+    t1 = time.perf_counter()
+    e = masked_share(f, x, corr)
+    gram_share(f, 0, e, corr)
+    t2 = time.perf_counter()
+    sent = 8 * (m * d + m * m)
+    print(
+        f"Gram on shares, {m} clients at d = {d}: dealer {t1 - t0:.1f} s, leader {t2 - t1:.1f} s, "
+        f"each server sends {sent:,} B (E and its Gram share)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dims", type=int, nargs="+", default=[1000, 10000, 61706])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--round", type=int, default=0, help="clients in a full round at the largest d (0: skip)")
+    ap.add_argument(
+        "--gram", type=int, default=0, help="clients in the Gram on shares at the largest d (0: skip)"
+    )
     args = ap.parse_args()
     print("PINE on draft-20 Prio3 FLP: B = 1, f = 15, r = 100, Field64, 3 proofs (medians)")
     cols = [("d", 7), ("chunk", 5), ("client s", 9), ("leader s", 9), ("helper s", 9), ("upload B", 10)]
@@ -98,6 +121,8 @@ def main() -> None:
             f" {m['upload_B']:>10,} {m['ratio']:>8.4f} {m['traffic_B']:>8,}"
         )
     print("targets at d = 61,706: client <= 0.5 s, server <= 0.3 s, upload <= 1.06x, L<->H <= 6 KB")
+    if args.gram:
+        gram(args.gram, max(args.dims))
     if args.round:
         d = max(args.dims)
         x = np.stack([_update(d, 100 + i) for i in range(args.round)])

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import nacl.utils
 import numpy as np
 
+from secagg.vdaf._blas import one_blas_thread
 from secagg.vdaf.errors import VdafParameterError
 from secagg.vdaf.field import Field, Field64, Vec
 from secagg.vdaf.xof import XofTurboShake128, format_dst
@@ -46,7 +47,8 @@ def field_matmul(field: type[Field], a: Vec, b: Vec) -> Vec:
     out = np.zeros((a.shape[0], b.shape[1]), dtype=np.uint64)
     for i in range(4):
         for j in range(4):
-            part = (la[i] @ lb[j]).astype(np.uint64)  # exact integers < 2^53
+            with one_blas_thread():
+                part = (la[i] @ lb[j]).astype(np.uint64)  # exact integers < 2^53
             scale = np.array([pow(2, 16 * (i + j), field.MODULUS)], dtype=np.uint64)
             out = field.add(out, field.mul(part, scale))
     return out

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from secagg.vdaf._blas import one_blas_thread
 from secagg.vdaf.circuits import bit_check_wires
 from secagg.vdaf.errors import VdafMeasurementError, VdafParameterError
 from secagg.vdaf.field import Field, Field64, Vec, next_power_of_2
@@ -158,7 +159,8 @@ def signed_dot(f: type[Field], z: Vec, x: Vec) -> Vec:
     absolute value for d < 2^21, hence exact in float64 (BLAS), then hi 2^32 + lo is reduced mod p."""
     if f is Field64 and x.shape[0] < 2**21:
         halves = np.stack([x & np.uint64(0xFFFFFFFF), x >> np.uint64(32)], axis=1).astype(np.float64)
-        s = np.asarray(z, dtype=np.float64) @ halves  # one pass over z
+        with one_blas_thread():
+            s = np.asarray(z, dtype=np.float64) @ halves  # one pass over z
         return f.arr([int(h) * 2**32 + int(lo) for lo, h in s])
     return f.arr((z.astype(np.int64).astype(object) @ np.asarray(x, dtype=object)) % f.MODULUS)
 
