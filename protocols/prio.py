@@ -11,7 +11,8 @@ released **mean over the accepted clients** (with ``weights``: each client sends
 the release divides by the accepted weight).
 
 Leakage, to each server: the sum of the accepted inputs (hence the mean), which clients were
-rejected and why (a typed reason), which clients sent nothing, and the count. Clients learn nothing.
+rejected (with its own typed reason, or "rejected by the leader / helper"), which clients sent
+nothing, and the count. Clients learn nothing.
 Privacy holds against one malicious server (its share is uniformly random); robustness of the
 verification assumes both servers follow the protocol. A dropout is an absent report: no recovery.
 
@@ -235,14 +236,9 @@ class PrioPine:
                 raise ProtocolAbort("aggregate: the servers' accepted counts differ")
             total = pine.unshard([leader.agg_share(chosen), pine.field.decode_vec(msg[4:])], len(chosen))
         aggregate = torch.as_tensor(np.asarray(total) / float(np.sum(w[chosen])), dtype=torch.float32)
-        seen.update(
-            aggregate=aggregate,
-            count=len(accepted),
-            accepted=accepted,
-            rejected={**helper.rejected, **leader.rejected},
-            absent=sorted(absent),
-        )
-        return RoundResult(aggregate, chosen, meter, Leakage({"leader": seen, "helper": dict(seen)}))
+        seen.update(aggregate=aggregate, count=len(accepted), accepted=accepted, absent=sorted(absent))
+        views = {srv.name: {**seen, "rejected": dict(srv.rejected)} for srv in (leader, helper)}
+        return RoundResult(aggregate, chosen, meter, Leakage(views))
 
     def _upload(
         self,
@@ -336,7 +332,7 @@ class PrioPine:
             message, reason = None, None
             with meter.time("leader", "verify"):
                 if v0 is None or not wire[4:]:
-                    reason = leader.rejected.get(i) or helper.rejected.get(i) or "no verifier share"
+                    reason = leader.rejected.get(i) or "the helper sent no verifier share"
                 else:
                     try:
                         message = pine.verifier_shares_to_message(
