@@ -27,6 +27,17 @@ randomness: Field64 needs >= 3 proofs by draft-20's rule, Field128 one). A vecto
 norm wraps p has |<z_k, x>| > wr with probability >= 1/2 per check, so it cannot pass r_pass = r checks.
 Field conditions (PINE, Figure 1 and Lemma 3.3): p > 3 B_enc^2 + 2, p >= 2600 wr, wr^2 <= 4000 p,
 p >= 2 r.
+
+Parameters (defaults B = 1, f = 15, alpha = 8.7, r = r_pass = 100, Field64): B_enc^2 = 2^30 (n_B = 31),
+wr = 2^19 (n_w = 20), 2,162 bit-checked elements. Errors: a vector whose squared norm wraps p passes
+all r checks with probability <= 2^-r; an honest client fails a check only when |<z_k, x>| > alpha
+B_enc, i.e. beyond alpha sqrt(2) = 12.3 standard deviations of <z_k, x> (variance ||x||^2 / 2), and
+then re-shards. Each FLP proof of ``PineValid`` is unsound with probability at most about
+(c2 + r + 2 P2) / p (the bit check's degree c2 in its random point, the wraparound combination's
+degree r, the gadget test 2 (P2 - 1) / (p - P2)), about 2^-56 for the defaults (c2 = 37, P2 = 64,
+any d); independent proofs
+multiply, but Fiat-Shamir lets a client regrind the joint randomness offline, which is why draft-20
+asks for >= 3 proofs in Field64 (its "Choosing FLP Parameters").
 """
 
 from __future__ import annotations
