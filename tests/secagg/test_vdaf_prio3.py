@@ -178,14 +178,15 @@ def test_cheating_clients_are_rejected_by_the_flp() -> None:
     assert Field64 is f
 
 
-def test_round_trip_sums_random_reports() -> None:
+@pytest.mark.parametrize("shares", [2, 3])
+def test_round_trip_sums_random_reports(shares: int) -> None:
     import random
 
     rng = random.Random(7)
-    vdaf = prio3_sum_vec(5, 7, 4)
+    vdaf = prio3_sum_vec(5, 7, 4, shares)
     key, ctx = bytes(32), b"ctx"
     measurements = [[rng.randrange(8) for _ in range(5)] for _ in range(4)]
-    outs: list[list[Any]] = [[], []]
+    outs: list[list[Any]] = [[] for _ in range(shares)]
     for m in measurements:
         nonce, rand = rng.randbytes(16), rng.randbytes(vdaf.RAND_SIZE)
         public, shares = vdaf.shard(ctx, m, nonce, rand)
