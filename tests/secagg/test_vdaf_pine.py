@@ -171,3 +171,9 @@ def test_flipped_bits_in_the_leader_share_are_rejected(pine: Pine) -> None:
             ]
             msg = pine.verifier_shares_to_message(CTX, [vs for _, vs in inits])
             pine.verify_next(inits[0][0], msg)
+
+
+def test_field128_with_one_proof_round_trips() -> None:
+    pine = Pine(PineParams(dimension=8, field=Field128, num_wr_checks=10), proofs=1)
+    outs = _run(pine, [0.1] * 8)
+    assert pine.unshard([pine.aggregate([o]) for o in outs], 1) == [0.100006103515625] * 8
