@@ -47,8 +47,10 @@ def test_registered_and_honest_round_matches_the_mean() -> None:
     params = proto.config.params(5)
     assert res.meter.costs[("client[2]", "commit_prove")].bytes_sent == 32 + params.proof_size
     assert res.leakage.keys("server") == {
-        "sum_of_survivors", "survivors", "dropped", "rejected", "within_bound", "unverified",
+        "sum_of_survivors", "survivors", "dropped", "rejected", "within_bound", "unverified", "blamed",
+        "blame",
     }  # fmt: skip
+    assert res.leakage.learns["server"]["blamed"] == {} and res.leakage.learns["server"]["blame"] == {}
     assert res.leakage.learns["server"]["within_bound"] == [0, 1, 2, 3]
     assert res.leakage.learns["client"] == {}
 
@@ -70,7 +72,7 @@ def test_scaling_and_large_norm_attackers_are_rejected_at_verification(attack: o
 
 
 def test_client_masking_another_vector_fails_the_link_check() -> None:
-    proto = SecAggNormBound(bound=BOUND, frac_bits=FRAC)
+    proto = SecAggNormBound(bound=BOUND, frac_bits=FRAC, blame=False)  # blame: test_normbound_blame.py
     x = torch.tensor(_honest(3, 4, seed=2), dtype=torch.float32)
     q1 = encode_within_bound(proto.config, x[1].numpy().astype(np.float64), 3)
     sneaky = q1.copy()
