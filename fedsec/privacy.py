@@ -21,6 +21,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from fedsec.cohorts import sampler_for
 from fedsec.config import Config
 from fedsec.errors import ConfigError
 
@@ -64,6 +65,7 @@ class PrivacyWiring:
                 expected_clients=self.m,
                 population=self.cfg.data.n_clients,
                 accountant=cast(Any, self.dp.accountant),
+                sampling="poisson" if sampler_for(self.cfg).poisson else "fixed",
             )
             return self.mechanism
         return rule
@@ -81,6 +83,12 @@ class PrivacyWiring:
         if self.dp.budget_epsilon is None or self.mechanism is None:
             return False
         return bool(self.mechanism.would_exceed(self.dp.budget_epsilon, self.dp.delta))
+
+    def budget_stop_reason(self) -> str:
+        """Why a run stopped on its budget; says so when the epsilon it stopped on is not proven."""
+        s = self.statement() or {}
+        kind = "" if s.get("guarantee", "proven") == "proven" else f" ({s['guarantee']} epsilon, not proven)"
+        return f"privacy budget: epsilon would exceed {self.dp.budget_epsilon}{kind}"
 
     # ---------------------------------------------------------------- client side (DP-SGD)
     def setup_clients(
@@ -141,4 +149,8 @@ class PrivacyWiring:
         s = self.statement()
         if s is None:
             return {}
-        return {"dp_epsilon": s.get("epsilon"), "dp_delta": s.get("delta")}
+        return {
+            "dp_epsilon": s.get("epsilon"),
+            "dp_delta": s.get("delta"),
+            "dp_guarantee": s.get("guarantee", "proven" if s.get("epsilon") is not None else None),
+        }
