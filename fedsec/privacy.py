@@ -2,7 +2,9 @@
 
 * ``user`` + ``clip_rule_noise``: ``dp.DPFedAvg`` wraps the server's rule (clip each update to C, run
   the rule, add N(0, (zC)^2 / m^2)-scaled noise; McMahan et al. 2018). One accountant step per round
-  with sampling rate q = cohort / population.
+  with sampling rate q = cohort / population; the cohort is then Poisson-sampled (:mod:`fedsec.cohorts`),
+  so the amplification the accountant claims holds. A robust rule's epsilon is labelled ``heuristic``
+  in the statement, the metrics (``dp_guarantee``), the reports and a budget stop.
 * ``user`` + ``local_noise_rule``: ``dp.LocalNoise`` clips and noises every update before the rule
   (local DP per user); accounted at z/2 per round with q = 1 (replace-one sensitivity 2C, no gain
   from sampling claimed). Each mechanism keeps its own accountant and statement.
