@@ -207,8 +207,10 @@ def swept_threat_model(tm: dict[str, Any], keys: Sequence[str]) -> dict[str, Any
     sections = {k.split(".", 1)[0] for k in keys}
     if "dp" in sections:
         out["dp"] = "swept: each row of the results table carries its own epsilon, delta and guarantee"
-    if "attack" in sections:
-        out["byzantine_actual"] = out["attack"] = "swept (see the tables)"
+    if "attack.f" in keys:
+        out["byzantine_actual"] = "swept (see the tables)"
+    if any(k.startswith("attack.") and k != "attack.f" for k in keys):
+        out["attack"] = "swept (see the tables)"
     if "data" in sections and "data_split" in out:
         out["data_split"] = "swept (see the tables)"
     return out

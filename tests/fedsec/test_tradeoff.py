@@ -102,3 +102,16 @@ def test_tradeoff_rows_skip_missing_and_infinite_epsilon_and_split_other_keys() 
     assert [t for t, _ in blocks(groups, ["dp.noise_multiplier", "attack.f"])] == [
         "dp.noise_multiplier=0.0", "dp.noise_multiplier=1.0", "dp.noise_multiplier=8.0",
     ]  # fmt: skip
+
+
+def test_swept_threat_model_marks_only_what_was_swept() -> None:
+    from fedsec.tradeoff import swept_threat_model
+
+    tm = {"attack": "alie", "byzantine_actual": "5 of 25", "data_split": "dirichlet beta=0.3", "dp": {}}
+    only_f = swept_threat_model(tm, ["attack.f"])
+    assert only_f["byzantine_actual"].startswith("swept") and only_f["attack"] == "alie"
+    assert only_f["dp"] == {} and only_f["data_split"] == "dirichlet beta=0.3"
+    names = swept_threat_model(tm, ["attack.name", "data.beta", "dp.noise_multiplier"])
+    assert names["byzantine_actual"] == "5 of 25"
+    assert names["attack"].startswith("swept") and names["data_split"].startswith("swept")
+    assert str(names["dp"]).startswith("swept")
