@@ -6,8 +6,9 @@ Privacy amplification by subsampling for the Gaussian mechanism under add/remove
 McMahan et al. 2018's DP-FedAvg) holds for **Poisson sampling**: each client joins the round
 independently with probability ``q``, so the cohort size is random (Binomial(N, q)). A fixed-size
 sample of ``m`` of ``N`` without replacement is a different mechanism; accounting it as Poisson with
-``q = m / N`` is not a proven bound. So :func:`draw_cohort` samples by Poisson whenever the round's
-release is accounted with amplification (user-level DP-FedAvg at ``q < 1``) and uniformly otherwise.
+``q = m / N`` is not a proven bound. So :func:`sampler_for` samples by Poisson whenever the round's
+release is accounted with a proven amplification (user-level DP-FedAvg around the mean at ``q < 1``)
+and uniformly otherwise.
 
 A Poisson cohort can be empty (probability ``(1 - q)^N``). The mechanism must still release its output
 then -- the noise alone, divided by the fixed denominator ``m`` -- or whether a cohort was empty would
@@ -81,13 +82,20 @@ def draw_cohort(sampler: CohortSampler, rng: np.random.Generator) -> np.ndarray:
 
 
 def sampler_for(cfg: Config) -> CohortSampler:
-    """The run's sampler: Poisson exactly when user-level DP-FedAvg (``clip_rule_noise``) accounts the
-    round with amplification by sampling; uniform fixed-size otherwise (local noise claims no
-    amplification; DP-SGD samples inside each client)."""
+    """The run's sampler: Poisson exactly when user-level DP-FedAvg (``clip_rule_noise``) around the
+    plain mean accounts the round with amplification by sampling -- the one composition whose
+    epsilon is proven. Uniform fixed-size otherwise: local noise claims no amplification, DP-SGD
+    samples inside each client, and a robust rule's epsilon under DP-FedAvg is heuristic anyway
+    (its statement says so) while its Byzantine bound needs a cohort of known size."""
     n = cfg.data.n_clients
     m = cfg.train.clients_per_round or n
-    poisson = cfg.dp.mode == "user" and cfg.dp.order == "clip_rule_noise"
+    poisson = cfg.dp.mode == "user" and cfg.dp.order == "clip_rule_noise" and _plain_mean(cfg)
     return CohortSampler(population=n, cohort_size=m, poisson=poisson)
+
+
+def _plain_mean(cfg: Config) -> bool:
+    d = cfg.defenses[0] if len(cfg.defenses) == 1 else None
+    return d is not None and d.rule == "mean" and not d.pre and not d.reputation
 
 
 __all__ = ["CohortSampler", "draw_cohort", "poisson_cohort", "sampler_for"]

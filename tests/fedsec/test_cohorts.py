@@ -45,16 +45,23 @@ def test_bad_cohort_size_is_refused() -> None:
         CohortSampler(population=4, cohort_size=5, poisson=True)
 
 
+DPFEDAVG = {"mode": "user", "order": "clip_rule_noise", "noise_multiplier": 1.0}
+
+
 @pytest.mark.parametrize(
-    ("dp", "poisson"),
+    ("dp", "defense", "poisson"),
     [
-        ({"mode": "user", "order": "clip_rule_noise", "noise_multiplier": 1.0}, True),
-        ({"mode": "user", "order": "local_noise_rule", "noise_multiplier": 1.0}, False),
-        ({"mode": "none"}, False),
+        (DPFEDAVG, {"rule": "mean"}, True),
+        (DPFEDAVG, {"rule": "median"}, False),
+        (DPFEDAVG, {"rule": "mean", "pre": ["nnm"]}, False),
+        ({"mode": "user", "order": "local_noise_rule", "noise_multiplier": 1.0}, {"rule": "mean"}, False),
+        ({"mode": "none"}, {"rule": "mean"}, False),
     ],
 )
-def test_sampler_for_uses_poisson_exactly_under_dp_fedavg(dp: dict[str, Any], poisson: bool) -> None:
-    cfg = tiny(train={"clients_per_round": 3}, dp=dp)
+def test_sampler_for_uses_poisson_exactly_under_dp_fedavg_with_the_mean(
+    dp: dict[str, Any], defense: dict[str, Any], poisson: bool
+) -> None:
+    cfg = tiny(train={"clients_per_round": 3}, dp=dp, defense=[defense])
     assert sampler_for(cfg).poisson is poisson
 
 
@@ -92,8 +99,12 @@ def test_dp_fedavg_run_samples_by_poisson_and_survives_empty_cohorts(
 def test_robust_rule_under_dp_fedavg_is_labelled_heuristic_everywhere(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    res, _ = _run_recording_cohorts(monkeypatch, "median")
-    assert res.summary["privacy"]["guarantee"] == "heuristic"
+    # Fixed-size cohorts (the rule's Byzantine bound needs a known n), and both caveats stated.
+    res, sizes = _run_recording_cohorts(monkeypatch, "median", clients_per_round=4)
+    assert set(sizes) == {4}
+    priv = res.summary["privacy"]
+    assert priv["guarantee"] == "heuristic"
+    assert "not proven" in priv["sampling"] and "fixed-size cohort" in priv["note"]
     assert all(m["dp_guarantee"] == "heuristic" for m in res.metrics)
 
 
