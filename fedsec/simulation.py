@@ -366,7 +366,7 @@ def _simulate(
             if privacy.would_exceed_budget():
                 stopped = privacy.budget_stop_reason()
                 break
-            cohort = draw_cohort(sampler, rng)  # Poisson under DP-FedAvg (fedsec.cohorts)
+            cohort = draw_cohort(sampler, rng)  # Poisson under DP-FedAvg of the mean: fedsec.cohorts
             clients = torch.from_numpy(cohort).to(device)
             t0 = time.perf_counter()
             honest_rows = np.flatnonzero(~is_byz[cohort])
