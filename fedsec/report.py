@@ -258,6 +258,7 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
                 "backdoor",
                 "epsilon",
                 "delta",
+                "accountant",
                 "guarantee",
             ],
         ),

@@ -52,6 +52,7 @@ def test_report_shows_swept_keys_as_swept_and_the_tradeoff(dp_sweep: Path) -> No
     assert "| swept dp.noise_multiplier | 0.5, 4.0 |" in report
     assert "swept: each row of the results table carries its own epsilon" in report
     assert "## Privacy-accuracy trade-off" in report
+    assert "| epsilon | delta | accountant | guarantee |" in report
     assert "## Table 1 layout (dp.noise_multiplier=0.5)" in report
     assert "## Table 1 layout (dp.noise_multiplier=4.0)" in report
     assert (dp_sweep / "tradeoff.png").stat().st_size > 10_000
