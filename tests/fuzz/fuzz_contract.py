@@ -10,7 +10,7 @@ Every fuzzed call ends in one of:
 
 Tests assert ``ok`` or ``typed``. With ``FEDSEC_FUZZ_TALLY=1`` they record instead of asserting,
 and the session prints the campaign table (tried / typed / untyped / silently wrong / hung per area).
-``FEDSEC_FUZZ_EXAMPLES`` sets the Hypothesis budget per test (default 10: the default test run stays
+``FEDSEC_FUZZ_EXAMPLES`` sets the Hypothesis budget per test (default 5: the default test run stays
 fast).
 """
 
@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-EXAMPLES = int(os.environ.get("FEDSEC_FUZZ_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("FEDSEC_FUZZ_EXAMPLES", "5"))
 TALLY_MODE = os.environ.get("FEDSEC_FUZZ_TALLY", "") == "1"
 OUTCOMES = ("typed", "untyped", "wrong", "hung")
 TALLY: dict[str, Counter[str]] = defaultdict(Counter)
