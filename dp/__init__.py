@@ -15,6 +15,7 @@ from dp.central import AdaptiveClipping, DPFedAvg, LocalNoise, clip_rows, mean_r
 from dp.client import PrivateClient
 from dp.distributed import DDGClient, DDGConfig, DDGServer
 from dp.errors import (
+    AccountingError,
     AlreadyAttachedError,
     BudgetExceededError,
     DPError,
@@ -27,6 +28,7 @@ ORDERS: tuple[str, ...] = ("clip_rule_noise", "local_noise_rule")
 __all__ = [
     "ORDERS",
     "Accountant",
+    "AccountingError",
     "AdaptiveClipping",
     "AlreadyAttachedError",
     "BudgetExceededError",

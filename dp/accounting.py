@@ -27,7 +27,16 @@ from typing import Any, Literal
 from opacus.accountants import PRVAccountant, RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
-from dp.errors import PrivacyConfigError
+from dp.errors import AccountingError, PrivacyConfigError
+
+#: Memory bound of one PRV epsilon computation. Opacus discretizes the privacy loss on a grid of
+#: ``2 L / mesh`` points (``mesh = eps_error / sqrt(T log(12 / delta_error) / 2)``); its peak was
+#: measured at 67 bytes per point and history entry (tracemalloc, 115k to 253k points). Larger grids
+#: (z = 0.2, q = 0.2, 2736 steps, delta = 0.2: 255 million points, ~17 GB) are refused up front.
+PRV_MAX_BYTES = 2**30
+PRV_BYTES_PER_POINT = 72
+#: Exceptions Opacus's numerics raise on extreme (valid) parameters, reported as AccountingError.
+_OPACUS_FAILURES = (ArithmeticError, ValueError, MemoryError, RuntimeError)
 
 AccountantKind = Literal["rdp", "prv"]
 KINDS: tuple[str, ...] = ("rdp", "prv")
@@ -71,6 +80,21 @@ def compose(history: list[HistoryEntry], z: float, q: float, steps: int = 1) -> 
     return out
 
 
+class _BoundedPRV(PRVAccountant):
+    """Opacus's PRV accountant with the grid size checked before anything is allocated."""
+
+    def _get_domain(self, *args: Any, **kwargs: Any) -> Any:
+        domain = super()._get_domain(*args, **kwargs)
+        need = int(domain.size) * PRV_BYTES_PER_POINT * max(len(self.history), 1)
+        if need > PRV_MAX_BYTES:
+            raise AccountingError(
+                f"PRV accountant: got a grid of {int(domain.size):,} points (~{need / 2**30:.1f} GiB) "
+                f"for history {self.history}; want at most {PRV_MAX_BYTES / 2**30:.0f} GiB "
+                "(use the rdp accountant, or a smaller delta)"
+            )
+        return domain
+
+
 class Accountant:
     """Privacy accountant for compositions of Poisson-subsampled Gaussian mechanisms.
 
@@ -95,15 +119,34 @@ class Accountant:
         self.history = compose(self.history, noise_multiplier, sample_rate, steps)
 
     def epsilon(self, delta: float) -> float:
-        """Epsilon spent so far at ``delta``; 0 before any step, ``inf`` if any step had z = 0."""
+        """Epsilon spent so far at ``delta``; 0 before any step, ``inf`` if any step had z = 0.
+
+        Never negative: for a large delta the accountants' conversions can return a negative number
+        (RDP: ``eps = rdp(alpha) + log(1/delta)/(alpha - 1) ...`` with ``log(1/delta)`` small), which
+        is no stronger guarantee than (0, delta)-DP; it is clamped at 0. PRV refuses grids above
+        :data:`PRV_MAX_BYTES` and any failure of Opacus's numerics is an :class:`AccountingError`.
+        """
         delta = check_delta(delta)
         if not self.history:
             return 0.0
         if any(z == 0.0 for z, _, _ in self.history):
             return math.inf
-        acc: RDPAccountant | PRVAccountant = RDPAccountant() if self.kind == "rdp" else PRVAccountant()
+        acc: RDPAccountant | PRVAccountant = RDPAccountant() if self.kind == "rdp" else _BoundedPRV()
         acc.history = list(self.history)
-        return float(acc.get_epsilon(delta))
+        try:
+            eps = float(acc.get_epsilon(delta))
+        except AccountingError:
+            raise
+        except _OPACUS_FAILURES as e:
+            raise AccountingError(
+                f"{self.kind} accountant: got {type(e).__name__} ({e}) for history {self.history} at "
+                f"delta={delta}; want parameters its numerics handle"
+            ) from e
+        if math.isnan(eps):
+            raise AccountingError(
+                f"{self.kind} accountant: got epsilon=nan for history {self.history} at delta={delta}"
+            )
+        return max(eps, 0.0)
 
     def epsilon_after(
         self, delta: float, noise_multiplier: float, sample_rate: float, steps: int = 1
@@ -135,17 +178,26 @@ def noise_for_epsilon(
     if kind not in KINDS:
         raise PrivacyConfigError(f"got accountant kind={kind!r}; want one of {KINDS}")
     compose([], 1.0, sample_rate, steps)  # validates q and steps
+    delta = check_delta(delta)
+    if math.isinf(target_epsilon):
+        return 0.0  # an infinite budget needs no noise (z = 0 spends epsilon = inf)
     with warnings.catch_warnings():
         # The bisection probes tiny multipliers, where Opacus warns that the best RDP order is the
         # largest one; those probes are discarded, so the warning says nothing about the answer.
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-        z = get_noise_multiplier(
-            target_epsilon=float(target_epsilon),
-            target_delta=check_delta(delta),
-            sample_rate=float(sample_rate),
-            steps=int(steps),
-            accountant=kind,
-        )
+        try:
+            z = get_noise_multiplier(
+                target_epsilon=float(target_epsilon),
+                target_delta=delta,
+                sample_rate=float(sample_rate),
+                steps=int(steps),
+                accountant=kind,
+            )
+        except _OPACUS_FAILURES as e:
+            raise AccountingError(
+                f"noise_for_epsilon: got {type(e).__name__} ({e}) for target_epsilon={target_epsilon}, "
+                f"delta={delta}, q={sample_rate}, steps={steps}; want parameters the bisection handles"
+            ) from e
     return float(z)
 
 

@@ -212,12 +212,21 @@ class DDGConfig:
     def __post_init__(self) -> None:
         _int_at_least("dim", self.dim, 1)
         _int_at_least("n_clients", self.n_clients, 1)
-        if not isinstance(self.clip, int | float) or not math.isfinite(self.clip) or self.clip <= 0:
+        if (
+            isinstance(self.clip, bool)
+            or not isinstance(self.clip, int | float)
+            or not math.isfinite(self.clip)
+            or self.clip <= 0
+        ):
             raise PrivacyConfigError(f"got clip={self.clip!r}; want a finite number > 0")
         check_noise_multiplier(self.noise_multiplier)
         _int_at_least("bits", self.bits, 2)
         if self.bits > 62:
             raise PrivacyConfigError(f"got bits={self.bits}; want 2 <= bits <= 62")
+        for key in ("beta", "wrap_prob"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise PrivacyConfigError(f"got {key}={v!r}; want a number")
         if not (0.0 <= self.beta < 1.0):
             raise PrivacyConfigError(f"got beta={self.beta!r}; want 0 <= beta < 1")
         if not (0.0 < self.wrap_prob < 1.0):

@@ -21,3 +21,8 @@ class BudgetExceededError(DPError, RuntimeError):
 
 class ModularWrapError(DPError, ValueError):
     """A value does not fit the modular range of the secure sum: decoding it would wrap around."""
+
+
+class AccountingError(DPError, ArithmeticError):
+    """The accountant cannot compute epsilon for these (valid) parameters: its numerics failed, or
+    the computation would need more memory than the stated bound (``dp.accounting.PRV_MAX_BYTES``)."""

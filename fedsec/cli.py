@@ -1,7 +1,10 @@
 """The ``fedsec`` command: run, sweep, report, stress.
 
 Every user error (config, data, output path, a defense's Byzantine bound) ends the command with one
-line on stderr, ``fedsec: error: ...``, and exit code 2.
+line on stderr, ``fedsec: error: ...``, and exit code 2: the typed errors of every package
+(:data:`LIBRARY_PACKAGES`: ``FedsecError``, ``RobustError``, ``DPError``, ``SecAggError``,
+``CKKSParameterError`` ...) are recognised by the package that defines them. Other exceptions are
+bugs and keep their traceback.
 """
 
 from __future__ import annotations
@@ -194,24 +197,35 @@ def _cmd_stress(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Packages whose exception classes are typed user errors (exit code 2, one line).
+LIBRARY_PACKAGES = ("fedsec", "robust", "dp", "secagg", "protocols")
+
+
+def is_library_error(e: BaseException) -> bool:
+    """Whether ``e`` is one of the typed errors the packages raise on purpose: an instance of a class
+    defined in one of :data:`LIBRARY_PACKAGES` (builtin exceptions from inside them are bugs)."""
+    if not isinstance(e, Exception):
+        return False
+    return any(c.__module__.split(".")[0] in LIBRARY_PACKAGES for c in type(e).__mro__)
+
+
+def error_line(e: BaseException) -> str:
+    """The one-line message: ``fedsec: error: <message>`` with newlines folded."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"fedsec: error: {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fedsec`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from fedsec.errors import FedsecError
-
-    errors: tuple[type[BaseException], ...] = (FedsecError,)
-    try:
-        import robust
-
-        errors += (robust.RobustError,)
-    except ImportError:  # pragma: no cover
-        pass
     handlers = {"run": _cmd_run, "sweep": _cmd_sweep, "report": _cmd_report, "stress": _cmd_stress}
     try:
         return handlers[args.command](args)
-    except errors as e:
-        print(f"fedsec: error: {e}", file=sys.stderr)
+    except Exception as e:
+        if not is_library_error(e):
+            raise
+        print(error_line(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fedsec: interrupted; finished runs are kept", file=sys.stderr)

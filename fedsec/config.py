@@ -204,6 +204,7 @@ class Config:
         n = self.data.n_clients
         if not self.defenses:
             raise ConfigError("defense: got no defense; want at least one [defense] table")
+        _check_names(self.defenses)
         labels = [d.label for d in self.defenses]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
@@ -292,9 +293,19 @@ class Config:
         """Read a TOML file, apply ``section.key=value`` overrides, validate."""
         p = Path(path)
         try:
-            raw = tomllib.loads(p.read_text())
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config: got {str(p)!r}, which does not exist; want a TOML file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config: got {str(p)!r}, which is a directory; want a TOML file") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"config {str(p)!r}: got bytes that are not UTF-8 ({e}); want UTF-8 TOML"
+            ) from None
+        except OSError as e:
+            raise ConfigError(
+                f"config {str(p)!r}: got an unreadable file ({e}); want a readable TOML file"
+            ) from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config {str(p)!r}: got invalid TOML ({e}); want a valid TOML file") from None
         return cls.from_dict(apply_overrides(raw, overrides))
@@ -350,6 +361,18 @@ class Config:
             d.pop(k, None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _check_names(defenses: Sequence[DefenseConfig]) -> None:
+    """Unknown rule or pre-aggregator names are reported as such (before labels are compared)."""
+    import robust
+
+    for d in defenses:
+        if d.rule not in robust.AGGREGATORS:
+            raise ConfigError(f"defense.rule: got {d.rule!r}; want one of {robust.AGGREGATORS.names()}")
+        for p in d.pre:
+            if p not in robust.PRE_AGGREGATORS:
+                raise ConfigError(f"defense.pre: got {p!r}; want one of {robust.PRE_AGGREGATORS.names()}")
 
 
 def _set(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:

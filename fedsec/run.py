@@ -2,7 +2,9 @@
 
 The run directory holds one finished sub-directory per defense (each written atomically, see
 :mod:`fedsec.outputs`), then, at the top, the resolved config, ``summary.csv``, ``report.md`` and the
-plots. Interrupting a run keeps the defenses that finished.
+plots. Interrupting a run keeps the defenses that finished. While a run is in progress (and after one
+that failed) the directory holds ``INCOMPLETE``, removed only once the report is written, so a run
+that did not finish never looks complete (even next to the report of an earlier run).
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ import torch
 from fedsec.config import Config
 from fedsec.outputs import atomic_write_text, clean_partials, ensure_writable_dir, slug
 from fedsec.simulation import UnitResult, simulate
+from fedsec.validate import check_run
 
 ProgressFn = Callable[[int, int], None]
+
+#: Marker file of a run directory whose run has not finished (see the module docstring).
+INCOMPLETE = "INCOMPLETE"
 
 
 @dataclass
@@ -91,10 +97,14 @@ def run(
         if isinstance(config, str | Path)
         else config.with_overrides(overrides)
     )
+    check_run(cfg)  # every defense and the attack are built and checked before the first trains
     root: Path | None = None
     if write:
         root = ensure_writable_dir(Path(out if out is not None else cfg.output.dir))
         clean_partials(root)
+        atomic_write_text(
+            root / INCOMPLETE, "this run has not finished: its defenses and report may be missing\n"
+        )
     result = RunResult(cfg, [], root)
     units = cfg.units()
     total = cfg.train.rounds * len(units)
@@ -133,4 +143,5 @@ def run(
 
         atomic_write_text(root / "config.toml", cfg.to_toml())
         write_report(root, plots=cfg.output.plots)
+        (root / INCOMPLETE).unlink(missing_ok=True)
     return result

@@ -7,6 +7,7 @@ naming the key (``train.lr: got -1.0; want > 0``); checks across sections live i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -21,6 +22,9 @@ ACCOUNTANTS = ("rdp", "prv")
 DEVICES = ("auto", "cpu", "cuda")
 #: How clients are computed together (fedsec.training).
 ENGINES = ("auto", "batched", "vmap", "loop")
+#: Seeds are handed to numpy, torch and scikit-learn (whose ``random_state`` stops at 2^32 - 1);
+#: derived seeds add offsets up to ~1e6.
+MAX_SEED = 2**31 - 1
 
 
 def _fmt(v: Any) -> str:
@@ -35,6 +39,15 @@ class _Section:
     def _need(self, key: str, ok: bool, want: str) -> None:
         if not ok:
             raise ConfigError(f"{self.SECTION}.{key}: got {_fmt(getattr(self, key))}; want {want}")
+
+    def _finite(self, *keys: str) -> None:
+        """Each key (a number, ``None`` or a tuple of numbers) holds finite values only: ``inf`` passes
+        every ``> 0`` check and would train to a NaN model or crash mid-run."""
+        for key in keys:
+            v = getattr(self, key)
+            vals = v if isinstance(v, tuple) else (v,)
+            ok = all(x is None or (isinstance(x, int | float) and math.isfinite(x)) for x in vals)
+            self._need(key, ok, "finite values" if isinstance(v, tuple) else "a finite number")
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,7 @@ class DataConfig(_Section):
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._finite("beta")
         self._need("dataset", bool(self.dataset), "a dataset name")
         self._need("n_clients", self.n_clients >= 2, ">= 2")
         self._need("partition", self.partition in PARTITIONS, f"one of {list(PARTITIONS)}")
@@ -109,6 +123,7 @@ class TrainConfig(_Section):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self._finite("lr", "server_lr", "momentum", "weight_decay")
         self._need("mode", self.mode in TRAIN_MODES, f"one of {list(TRAIN_MODES)}")
         self._need("rounds", self.rounds >= 1, ">= 1")
         self._need("lr", self.lr > 0, "> 0")
@@ -120,7 +135,7 @@ class TrainConfig(_Section):
         self._need("clients_per_round", self.clients_per_round >= 0, ">= 0 (0 = all clients)")
         self._need("device", self.device in DEVICES, f"one of {list(DEVICES)}")
         self._need("engine", self.engine in ENGINES, f"one of {list(ENGINES)}")
-        self._need("seed", self.seed >= 0, ">= 0")
+        self._need("seed", 0 <= self.seed <= MAX_SEED, f"in [0, {MAX_SEED}]")
         self._need("threads", self.threads >= 0, ">= 0 (0: torch's default)")
 
 
@@ -145,6 +160,7 @@ class AttackConfig(_Section):
     backdoor_fraction: float = 0.5
 
     def __post_init__(self) -> None:
+        self._finite("strength", "backdoor_fraction")
         self._need("name", bool(self.name), 'an attack name or "none"')
         self._need("f", self.f >= 0, ">= 0")
         self._need("data", self.data in DATA_ATTACKS, f"one of {list(DATA_ATTACKS)}")
@@ -234,6 +250,7 @@ class DPConfig(_Section):
     budget_epsilon: float | None = None
 
     def __post_init__(self) -> None:
+        self._finite("noise_multiplier", "clip", "delta", "budget_epsilon")
         self._need("mode", self.mode in DP_MODES, f"one of {list(DP_MODES)}")
         self._need("noise_multiplier", self.noise_multiplier >= 0, ">= 0")
         self._need("clip", self.clip > 0, "> 0")
@@ -300,6 +317,8 @@ class StressConfig(_Section):
     refine: int = 0
 
     def __post_init__(self) -> None:
+        self._finite("strengths", "betas")
+        self._need("seeds", all(0 <= s <= MAX_SEED for s in self.seeds), f"seeds in [0, {MAX_SEED}]")
         self._need("strengths", len(self.strengths) > 0 and min(self.strengths) >= 0, "a non-empty list >= 0")
         self._need("betas", len(self.betas) > 0 and min(self.betas) > 0, "a non-empty list > 0")
         self._need("seeds", len(self.seeds) > 0 and min(self.seeds) >= 0, "a non-empty list >= 0")

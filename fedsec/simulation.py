@@ -33,6 +33,7 @@ from fedsec.errors import ConfigError, DataError
 from fedsec.outputs import RunWriter, csv_text
 from fedsec.privacy import PrivacyWiring
 from fedsec.training import ClientComputer, ClientData, FlatModel, evaluate, poison, predict, resolve_device
+from fedsec.validate import check_data, check_device
 
 ProgressFn = Callable[[int, int], None]
 
@@ -80,7 +81,7 @@ def _make(registry: Any, kind: str, name: str, f: int, kwargs: dict[str, Any], s
         kw["seed"] = seed
     try:
         return factory(**kw)
-    except TypeError as e:
+    except (TypeError, robust.RobustError) as e:
         raise ConfigError(
             f"{kind} {name!r}: got kwargs {sorted(kwargs)}; want the rule's parameters ({e})"
         ) from e
@@ -140,7 +141,7 @@ def build_attack(cfg: Config) -> Any:
         raise ConfigError(
             f"attack.name: got {a.name!r}; want 'none' or one of {robust.attacks.ATTACKS.names()}"
         ) from e
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ConfigError(
             f"attack.kwargs: got {sorted(a.kwargs)}; want the parameters of {a.name!r} ({e})"
         ) from e
@@ -149,7 +150,10 @@ def build_attack(cfg: Config) -> Any:
             raise ConfigError(
                 f"attack.strength: got {a.strength} for {a.name!r}; want it unset (no strength)"
             )
-        atk = atk.with_strength(a.strength)
+        try:
+            atk = atk.with_strength(a.strength)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"attack.strength: got {a.strength} for {a.name!r}; {e}") from e
     return atk
 
 
@@ -271,8 +275,10 @@ def _simulate(
     cfg.defense  # noqa: B018 - raises unless exactly one defense
     t_start = time.perf_counter()
     seed = cfg.train.seed
+    check_device(cfg.train.device)
     device = resolve_device(cfg.train.device)
     train, test, parts, hist = _load(cfg)
+    check_data(cfg, train.num_classes)
     n, f_actual = cfg.data.n_clients, cfg.attack.f
     rng = np.random.default_rng([seed, 2])
     byz_ids = np.sort(rng.choice(n, size=f_actual, replace=False)) if f_actual else np.empty(0, np.int64)

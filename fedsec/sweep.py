@@ -82,7 +82,13 @@ def run_units(
     description: str = "sweep",
     on_done: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepResult:
-    """Run ``units`` under ``root``, skipping finished ones; returns what ran and what was skipped."""
+    """Run ``units`` under ``root``, skipping finished ones; returns what ran and what was skipped.
+
+    Every unit is validated (:func:`fedsec.validate.check_run`) before the first one runs."""
+    from fedsec.validate import check_run
+
+    for u in units:
+        check_run(u)
     root = ensure_writable_dir(Path(root))
     clean_partials(root)
     res = SweepResult(root, total=len(units))
