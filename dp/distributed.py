@@ -53,6 +53,7 @@ from opacus.accountants.analysis.rdp import get_privacy_spent
 from dp.accounting import check_delta, check_noise_multiplier, statement
 from dp.discrete import UniformSource, conditional_round, rounded_norm_bound, sample_discrete_gaussian
 from dp.errors import ModularWrapError, PrivacyConfigError
+from fedcore import l2_clip_factors
 
 SEED_BYTES = 32
 RDP_ORDERS: tuple[int, ...] = tuple(range(2, 257))  # integer orders: Proposition 14 is stated for them
@@ -112,8 +113,7 @@ def unrotate(y: np.ndarray, seed: bytes, d: int) -> np.ndarray:
 def clip_l2(x: np.ndarray, clip: float) -> np.ndarray:
     """``x * min(1, clip / ||x||_2)``."""
     a = np.asarray(x, dtype=np.float64)
-    norm = float(np.linalg.norm(a))
-    return a if norm <= clip else a * (clip / norm)
+    return a * float(l2_clip_factors(np.array([np.linalg.norm(a)]), clip)[0])
 
 
 # ---- ring -----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from fedcore import l2_clip_factors
 from robust._rng import make_generator, resolve_seed
 from robust.base import (
     PRE_AGGREGATORS,
@@ -47,7 +48,7 @@ def clip_rows(
     x: torch.Tensor, norms: torch.Tensor, c: float, out: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``x_i * min(1, c / ||x_i||)`` for every row, given the row norms (float64); into ``out`` if given."""
-    scale = torch.where(norms > c, c / norms.clamp_min(1e-300), torch.ones_like(norms))
+    scale = l2_clip_factors(norms, c)
     return torch.mul(x, scale.to(x.dtype).unsqueeze(1), out=new_like(x) if out is None else out)
 
 
