@@ -34,4 +34,4 @@ def l2_clip_factors(norms: A, limit: float) -> A:
     """
     t = torch.from_numpy(np.asarray(norms)) if isinstance(norms, np.ndarray) else norms
     out = torch.where(t > limit, limit / t.clamp_min(TINY), torch.ones_like(t))
-    return out.numpy() if isinstance(norms, np.ndarray) else out  # type: ignore[return-value]
+    return out.numpy() if isinstance(norms, np.ndarray) else out

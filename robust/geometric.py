@@ -10,6 +10,7 @@ import torch
 
 from robust.base import AGGREGATORS, Aggregator, Selection, Stat, check_f
 from robust.coordinate import row_distances
+from robust.statistics import Statistic
 
 __all__ = ["CenteredClipping", "GeometricMedian", "weiszfeld"]
 
@@ -121,6 +122,8 @@ class CenteredClipping(Aggregator):
     """
 
     name = "centered_clipping"
+    #: norms of the differences to the (public) center, one set per iteration
+    statistic = Statistic.NORMS
 
     def __init__(self, tau: float = 10.0, iters: int = 1) -> None:
         super().__init__(None)

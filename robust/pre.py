@@ -20,6 +20,7 @@ from robust.base import (
     row_sq_norms,
 )
 from robust.selection import nnm_mixing, pairwise_sq_distances, sq_distances_from_gram
+from robust.statistics import Statistic
 
 __all__ = ["ARC", "NNM", "Bucketing", "Clip", "arc_threshold", "clip_rows"]
 
@@ -59,9 +60,16 @@ class NNM(PreAggregator):
     :func:`robust.selection.nnm_mixing`. Bound: ``n > 2f``. Rows keep their identity."""
 
     name = "nnm"
+    statistic = Statistic.DISTANCES
 
     def __init__(self, f: int) -> None:
         super().__init__(f)
+
+    def matrix_from(self, dist: torch.Tensor, n: int) -> torch.Tensor:
+        """The ``(n, n)`` mixing matrix from squared distances (:func:`robust.selection.nnm_mixing`)."""
+        assert self.f is not None
+        self.check_bound(n, self.f)
+        return nnm_mixing(dist, self.f)
 
     def check_bound(self, n: int, f: int | None) -> None:
         assert f is not None
@@ -98,6 +106,8 @@ class Bucketing(SeededGenerator, PreAggregator):
     """
 
     name = "bucketing"
+    #: the permutation is the server's public randomness: the map needs nothing from the updates
+    statistic = Statistic.LINEAR
 
     def __init__(self, s: int = 2, seed: int | None = None) -> None:
         super().__init__(None)
@@ -115,13 +125,23 @@ class Bucketing(SeededGenerator, PreAggregator):
     def _transform(
         self, x: torch.Tensor, f: int | None, stat: Stat = None
     ) -> tuple[torch.Tensor, list[list[int]]]:
-        n = int(x.shape[0])
+        avg, buckets = self._draw(int(x.shape[0]))
+        return torch.matmul(avg.to(x.device, x.dtype), x, out=self.output.like(x, len(buckets))), buckets
+
+    def _draw(self, n: int) -> tuple[torch.Tensor, list[list[int]]]:
+        """A fresh permutation: the ``(ceil(n/s), n)`` bucket-averaging matrix and the buckets."""
         perm = torch.randperm(n, generator=self.generator).tolist()
         buckets = [sorted(perm[i : i + self.s]) for i in range(0, n, self.s)]
-        avg = torch.zeros(len(buckets), n, dtype=x.dtype)
+        avg = torch.zeros(len(buckets), n, dtype=torch.float64)
         for b, rows in enumerate(buckets):
             avg[b, rows] = 1.0 / len(rows)
-        return torch.matmul(avg.to(x.device), x, out=self.output.like(x, len(buckets))), buckets
+        return avg, buckets
+
+    def matrix_from(self, stat: None, n: int) -> torch.Tensor:
+        """The bucket-averaging matrix of a fresh permutation (it advances the generator as a call
+        does; ``last_sources`` is set to the buckets)."""
+        avg, self.last_sources = self._draw(n)
+        return avg
 
     def __repr__(self) -> str:
         return f"Bucketing(s={self.s})"
@@ -132,6 +152,7 @@ class Clip(PreAggregator):
     """Static L2 clipping: ``x_i <- x_i * min(1, c / ||x_i||)``. Rows keep their identity."""
 
     name = "clip"
+    statistic = Statistic.NORMS
 
     def __init__(self, c: float) -> None:
         super().__init__(None)
@@ -150,6 +171,10 @@ class Clip(PreAggregator):
     ) -> tuple[torch.Tensor, list[list[int]]]:
         norms = (row_sq_norms(x) if stat is None else stat).sqrt()
         return clip_rows(x, norms, self.c, self.output.like(x)), identity_sources(int(x.shape[0]))
+
+    def matrix_from(self, sq_norms: torch.Tensor, n: int) -> torch.Tensor:
+        """``diag(min(1, c / ||x_i||))`` from the squared row norms."""
+        return torch.diag(l2_clip_factors(sq_norms.to(torch.float64).clamp_min(0.0).sqrt(), self.c))
 
     def __repr__(self) -> str:
         return f"Clip(c={self.c})"
@@ -172,6 +197,7 @@ class ARC(PreAggregator):
     threshold is tuned. Bound: ``n > 2f``. Rows keep their identity."""
 
     name = "arc"
+    statistic = Statistic.NORMS
 
     def __init__(self, f: int) -> None:
         super().__init__(f)
@@ -193,3 +219,11 @@ class ARC(PreAggregator):
         buf = self.output.like(x)
         out = buf.copy_(x) if c is None else clip_rows(x, norms, c, buf)
         return out, identity_sources(int(x.shape[0]))
+
+    def matrix_from(self, sq_norms: torch.Tensor, n: int) -> torch.Tensor:
+        """``diag(min(1, c / ||x_i||))`` with ARC's threshold ``c`` (:func:`arc_threshold`)."""
+        assert self.f is not None
+        self.check_bound(n, self.f)
+        norms = sq_norms.to(torch.float64).clamp_min(0.0).sqrt()
+        c = arc_threshold(norms, self.f)
+        return torch.eye(n, dtype=torch.float64) if c is None else torch.diag(l2_clip_factors(norms, c))
