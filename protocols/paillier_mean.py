@@ -14,6 +14,19 @@ Round:
 4. decrypt: the key holder decrypts the sums only, unpacks the slots, reduces each modulo ``2^b`` and
    decodes the ring sum (``FixedPoint.decode_sum``); the server divides by ``n_clients``.
 
+Setup: the key holder signs the modulus; clients and the server verify it against the key holder's
+identity key and check its size (:mod:`protocols.ckks.setup`). The server verifies the final reply
+with the key holder key it was sent at setup.
+
+Byzantine clients, stated plainly: the key holder decrypts only the sum, so it cannot name a client,
+and nothing bounds one client's contribution (no range proof). It refuses (:class:`ByzantineInputError`,
+no client named) every sum honest inputs cannot produce: a slot above ``n (2^b - 1)``, bits above the
+last slot, a signed ring sum beyond ``n ceil(B 2^f)`` (:func:`check_packed_sums`,
+:func:`check_ring_sums`); a plaintext under a foreign key or from a tampered modulus is refused with
+overwhelming probability. What passes is a sum honest inputs could give: a Byzantine client can move
+the mean anywhere within ``[-B, B]`` per coordinate (a word that carries into the next slot moves that
+slot by one unit), never beyond.
+
 Leakage:
     server: the aggregate (the released mean).
     key_holder: the aggregate (the sum of the fixed-point encodings).
@@ -27,6 +40,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +50,10 @@ import torch
 from phe import paillier
 
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
+from protocols.ckks.checks import ByzantineInputError
 from protocols.ckks.driver import Message, as_stack, refuse_weights
 from protocols.ckks.messages import Identity, Kind, array_part, open_message, parse_array
+from protocols.ckks.setup import load_paillier_modulus, open_setup, seal_setup
 from secagg.encoding import FixedPoint
 from secagg.errors import EncodingError, MalformedMessage, ProtocolAbort
 
@@ -63,7 +79,9 @@ class PaillierParams:
     def __post_init__(self) -> None:
         kb = self.key_bits
         if not isinstance(kb, int) or isinstance(kb, bool) or kb < 1024 or kb % 256:
-            raise PaillierParameterError(f"got key_bits={kb!r}; want a multiple of 256, >= 2048")
+            raise PaillierParameterError(
+                f"got key_bits={kb!r}; want a multiple of 256, >= 1024 (>= 2048 outside tests)"
+            )
         if kb < 2048:
             warnings.warn(
                 f"paillier key_bits={kb} is below 2048 bits: about 80-bit security; use for tests only",
@@ -123,15 +141,58 @@ def _ct_bytes(pub: paillier.PaillierPublicKey) -> int:
     return (pub.nsquare.bit_length() + 7) // 8
 
 
+# ----------------------------------------------------------------------------------------------- checks
+def check_packed_sums(ints: list[int], p: PaillierParams, n_clients: int, d: int) -> None:
+    """Key holder: every decrypted packed sum must be one that honest clients can produce.
+
+    Honest words are ring elements ``v < 2^b`` (two's complement), so each slot's integer sum is at most
+    ``n (2^b - 1)`` (the headroom the slot width ``w = b + ceil(log2 n)`` leaves for ``n`` summands) and
+    nothing lies above the last used slot. A sum outside that (a plaintext under a foreign key, a
+    tampered modulus, a client's word of ``2^b`` or more that does not carry away) raises
+    :class:`ByzantineInputError`; the key holder sees only the sum, so no client is named.
+    """
+    w, s = p.slot_bits(n_clients), p.per_plaintext(n_clients)
+    top = n_clients * ((1 << p.ring_bits) - 1)
+    mask = (1 << w) - 1
+    for k, v in enumerate(ints):
+        used = min(s, d - k * s)
+        slots = [(v >> (w * j)) & mask for j in range(used)]
+        if v >> (w * used) or max(slots) > top:
+            raise ByzantineInputError(
+                f"key_holder: packed sum {k} has a slot above n (2^b - 1) = {top} or bits above slot "
+                f"{used}; want every slot in [0, {top}] (a client's plaintext outside the encoding)"
+            )
+
+
+def check_ring_sums(ring: np.ndarray, p: PaillierParams, n_clients: int) -> None:
+    """Key holder: the signed ring sums must satisfy ``|sum| <= n ceil(B 2^f)`` (the honest range)."""
+    enc = p.encoding()
+    bound = n_clients * enc.max_abs(enc.scale_bits(n_clients))
+    signed = enc.to_signed(ring)
+    if signed.size and int(np.abs(signed).max()) > bound:
+        j = int(np.argmax(np.abs(signed)))
+        raise ByzantineInputError(
+            f"key_holder: coordinate {j} of the sum is {int(signed[j])} in ring units; want |sum| <= "
+            f"{bound} = n ceil(B 2^f) (a client's input outside value_range)"
+        )
+
+
 # ----------------------------------------------------------------------------------------------- parties
 class PaillierClient:
-    """Encodes, packs and encrypts an update under the key holder's public modulus."""
+    """Encodes, packs and encrypts an update under the key holder's public modulus.
 
-    def __init__(self, index: int, params: PaillierParams, modulus: bytes, identity: Identity) -> None:
+    ``modulus``: the key holder's signed ``PAILLIER_KEY`` setup message, verified against
+    ``key_holder_vk`` and validated (:func:`protocols.ckks.setup.load_paillier_modulus`)."""
+
+    def __init__(
+        self, index: int, params: PaillierParams, modulus: bytes, identity: Identity, key_holder_vk: bytes
+    ) -> None:
         self.name = f"client[{index}]"
         self.params = params
         self.identity = identity
-        self.pub = paillier.PaillierPublicKey(int.from_bytes(modulus, "big"))
+        self.pub = paillier.PaillierPublicKey(
+            load_paillier_modulus(modulus, key_holder_vk, params.key_bits, self.name)
+        )
 
     def encrypt(self, x: np.ndarray, n_clients: int) -> bytes:
         p = self.params
@@ -156,8 +217,14 @@ class PaillierServer:
 
     name = "server"
 
-    def __init__(self, modulus: bytes, identity: Identity, key_holder_vk: bytes) -> None:
-        self.pub = paillier.PaillierPublicKey(int.from_bytes(modulus, "big"))
+    def __init__(
+        self, modulus: bytes, identity: Identity, key_holder_vk: bytes, key_bits: int | None = None
+    ) -> None:
+        """``modulus``: the key holder's signed ``PAILLIER_KEY`` message (verified against
+        ``key_holder_vk``; ``key_bits``: the expected size, ``None`` to take the modulus' own)."""
+        n = int.from_bytes(open_setup(modulus, key_holder_vk, Kind.PAILLIER_KEY, "server"), "big")
+        n = load_paillier_modulus(modulus, key_holder_vk, key_bits or n.bit_length(), "server")
+        self.pub = paillier.PaillierPublicKey(n)
         self.identity = identity
         self.key_holder_vk = key_holder_vk
         self.client_vks: dict[int, bytes] = {}
@@ -186,6 +253,11 @@ class PaillierServer:
             acc = [a * c % nsq for a, c in zip(acc, u, strict=True)]
         return self.identity.seal(Kind.PAILLIER_SUM, [c.to_bytes(size, "big") for c in acc])
 
+    def read_plaintext(self, msg: bytes, d: int) -> np.ndarray:
+        """The key holder's decrypted sum, verified with the key holder key this server was sent."""
+        (part,) = open_message(msg, self.key_holder_vk, "key_holder", Kind.PLAINTEXT, 1, self.identity.round)
+        return parse_array(part, "float64", d, "aggregate")
+
 
 class PaillierKeyHolder:
     """Holds the private key; decrypts the aggregate only."""
@@ -202,7 +274,9 @@ class PaillierKeyHolder:
         return f"PaillierKeyHolder(params={self.params!r})"
 
     def modulus(self) -> bytes:
-        return int(self.pub.n).to_bytes((self.pub.n.bit_length() + 7) // 8, "big")
+        """The signed ``PAILLIER_KEY`` setup message carrying ``n`` (big-endian)."""
+        n = int(self.pub.n).to_bytes((self.pub.n.bit_length() + 7) // 8, "big")
+        return seal_setup(self.identity, Kind.PAILLIER_KEY, n)
 
     def decrypt_sum(self, msg: bytes, count: int, n_clients: int, d: int) -> tuple[bytes, np.ndarray]:
         if self.server_vk is None:
@@ -210,8 +284,10 @@ class PaillierKeyHolder:
         parts = open_message(msg, self.server_vk, "server", Kind.PAILLIER_SUM, count, self.identity.round)
         p = self.params
         ints = [self._priv.raw_decrypt(int.from_bytes(c, "big")) for c in parts]
+        check_packed_sums(ints, p, n_clients, d)
         slots = unpack(ints, p.slot_bits(n_clients), p.per_plaintext(n_clients), d)
         ring = np.array([v & ((1 << p.ring_bits) - 1) for v in slots], dtype=np.uint64)
+        check_ring_sums(ring, p, n_clients)
         total = p.encoding().decode_sum(ring, n_summands=n_clients)
         return self.identity.seal(Kind.PLAINTEXT, [array_part(total, "float64")]), total
 
@@ -238,10 +314,16 @@ class PaillierMean:
         self.transcript: list[Message] = []
         self.meter = Meter()
         self.round_id = 0
+        #: Transport hook, as :attr:`protocols.ckks.CKKSRound.intercept`: may rewrite a message in flight.
+        self.intercept: Callable[[Message], bytes] | None = None
 
     def _send(self, sender: str, receiver: str, phase: str, payload: bytes) -> bytes:
-        self.transcript.append(Message(sender, receiver, phase, bytes(payload)))
-        return self.meter.send(sender, receiver, phase, payload)
+        self.meter.send(sender, receiver, phase, payload)
+        delivered = bytes(payload)
+        if self.intercept is not None:
+            delivered = bytes(self.intercept(Message(sender, receiver, phase, delivered)))
+        self.transcript.append(Message(sender, receiver, phase, delivered))
+        return delivered
 
     def _setup(self, n: int) -> tuple[PaillierKeyHolder, PaillierServer]:
         if self.key_holder is None or self.server is None:
@@ -250,15 +332,18 @@ class PaillierMean:
             sid = Identity.generate("server")
             kh.server_vk = self._send("server", "key_holder", "setup", sid.verify_key)
             mod = self._send("key_holder", "server", "setup", kh.modulus())
-            vk = self._send("key_holder", "server", "setup", kh.identity.verify_key)
-            self.server = PaillierServer(mod, sid, vk)
+            # Identity keys are authentic by assumption (a PKI, out of band); the message is metered only.
+            self._send("key_holder", "server", "setup", kh.identity.verify_key)
+            vk = kh.identity.verify_key
+            self.server = PaillierServer(mod, sid, vk, self.params.key_bits)
             self.key_holder = kh
         kh, server = self.key_holder, self.server
+        vk = server.key_holder_vk
         for i in range(n):
             if i not in self.clients:
                 name = f"client[{i}]"
                 mod = self._send("key_holder", name, "setup", kh.modulus())
-                client = PaillierClient(i, self.params, mod, Identity.generate(name))
+                client = PaillierClient(i, self.params, mod, Identity.generate(name), vk)
                 server.client_vks[i] = self._send(name, "server", "setup", client.identity.verify_key)
                 self.clients[i] = client
         return kh, server
@@ -295,10 +380,7 @@ class PaillierMean:
             reply, total = kh.decrypt_sum(agg, count, n, d)
         reply = self._send("key_holder", "server", "decrypt", reply)
         with self.meter.time("server", "decrypt"):
-            (part,) = open_message(
-                reply, kh.identity.verify_key, "key_holder", Kind.PLAINTEXT, 1, server.identity.round
-            )
-            mean = torch.as_tensor(parse_array(part, "float64", d, "aggregate") / n, dtype=torch.float32)
+            mean = torch.as_tensor(server.read_plaintext(reply, d) / n, dtype=torch.float32)
         leak = Leakage({"server": {"aggregate": mean}, "key_holder": {"aggregate": torch.as_tensor(total)}})
         return RoundResult(aggregate=mean, accepted=list(range(n)), meter=self.meter, leakage=leak)
 

@@ -29,8 +29,14 @@ One round (every arrow is serialized bytes, metered per party and phase):
    reduces it mod l.
 4. ``link_check`` (server): with survivors U, check ``sum_{i in U} C_i == <sum_i q_i, G> + R h``. By the
    binding of Pedersen commitments this holds only if the masked vectors sum to the committed ones, so a
-   client that masks a different vector than it committed to makes it fail: the round aborts with
-   :class:`secagg.normbound.LinkCheckFailed` (a ``ProtocolAbort``); no fallback round is attempted.
+   client that masks a different vector than it committed to makes it fail.
+5. Identifiable abort (only when the link check failed; ``blame=True``): the steps ``blame_commit``,
+   ``blame_prove`` (and ``blame_pairs`` if a client lied about its pads) of
+   :mod:`protocols.normbound_blame` name the clients responsible, exclude them, and complete the round
+   with the others in the same masking round: the output is the exact sum of the kept clients'
+   committed vectors, checked against the sum of their commitments. An honest client is never named.
+   Named clients are in :attr:`SecAggNormBound.last_blamed` and ``leakage.learns["server"]["blamed"]``.
+   With ``blame=False`` the round aborts with :class:`secagg.normbound.LinkCheckFailed`.
 
 Output: the mean over the survivors, ``sum_i q_i / (s |U|)`` (with ``weights``: each client scales its
 update by ``w_i / max w`` before encoding -- this only shrinks the norm -- and the server divides by the
@@ -41,15 +47,19 @@ clients, which clients were rejected and why, and, for every verified client, th
 update is within the bound; commitments and proofs are hiding / zero-knowledge, and ``R`` is uniform mod l
 given the inputs. With ``verify_fraction < 1`` the server also learns which clients went unverified, and
 an unverified cheater's update can enter the aggregate (the link check still forces it to be the
-committed one). Clients learn nothing beyond their own input. Assumptions: discrete log in the Ed25519
-prime-order group, SHA-512 as a random oracle, an honest-but-curious server for confidentiality (the
-masking protocol's threat model); soundness of the bound holds against any client.
+committed one). A blame round adds what :mod:`protocols.normbound_blame` lists (the failed sum over all
+survivors, hence the named clients' masked vectors; padded carries; each kept neighbour's pairwise seed
+with a named client), recorded under ``leakage.learns["server"]["blame"]``; the inputs of kept honest
+clients stay hidden beyond their sum, against an honest-but-curious server. Clients learn nothing
+beyond their own input. Assumptions: discrete log in the Ed25519 prime-order group, SHA-512 as a
+random oracle, an honest-but-curious server for confidentiality (the masking protocol's threat model);
+soundness of the bound holds against any client.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -58,6 +68,7 @@ import numpy as np
 import torch
 
 from protocols import _secure_sum as ss
+from protocols import normbound_blame as nb
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg.driver import run_round
 from secagg.encoding import FixedPoint
@@ -95,6 +106,8 @@ class NormBoundConfig:
         dropout: probability that an accepted client drops during masking (simulated with ``rng``).
         verify_fraction: fraction of clients whose proof the server checks, in (0, 1].
         label: generator setup label.
+        blame: after a failed link check, name and exclude the clients responsible (identifiable abort)
+            instead of aborting.
     """
 
     bound: float
@@ -106,6 +119,7 @@ class NormBoundConfig:
     dropout: float = 0.0
     verify_fraction: float = 1.0
     label: str = DEFAULT_LABEL
+    blame: bool = True
 
     def __post_init__(self) -> None:
         for name in ("bound", "clip"):
@@ -210,6 +224,7 @@ class NormBoundClient:
         self.cid, self.params, self.context = cid, params, context
         self._q: np.ndarray | None = None
         self._r = 0
+        self.masked_q = np.zeros(0, dtype=np.int64)
 
     def commit_message(self, q: np.ndarray) -> bytes:
         """``C || proof``; a client whose ``q`` violates the statement sends a forged proof instead."""
@@ -227,7 +242,21 @@ class NormBoundClient:
         if self._q is None:
             raise SecAggError("masked_input: got no commitment yet; want commit_message first")
         q = self._q if substitute is None else np.asarray(substitute, dtype=np.int64)
+        self.masked_q = q
         return np.concatenate([q.astype(np.uint64) & fp.mask, blinding_limbs(self._r, w)])
+
+    def masked_integers(self, w: int) -> np.ndarray:
+        """``[q ; limbs(r)]`` as integers (object), with the ``q`` it masked."""
+        return np.concatenate([self.masked_q.astype(object), blinding_limbs(self._r, w).astype(object)])
+
+    def wrong_pad_commitment(self) -> bytes:
+        """Fault: the point a cheater adds to its pad commitments -- ``P(masked - committed)``, which
+        hides a substituted vector from its per-client check, or a nonzero point if it masked honestly."""
+        assert self._q is not None
+        diff = self.masked_q - self._q
+        if not diff.any():
+            diff = np.eye(1, len(diff), dtype=np.int64)[0]
+        return self.params.key.commit(diff, 0)
 
 
 @dataclass
@@ -321,6 +350,7 @@ class SecAggNormBound:
         dropout: float = 0.0,
         verify_fraction: float = 1.0,
         label: str = DEFAULT_LABEL,
+        blame: bool = True,
     ) -> None:
         self.config = NormBoundConfig(
             bound=bound,
@@ -332,9 +362,11 @@ class SecAggNormBound:
             dropout=dropout,
             verify_fraction=verify_fraction,
             label=label,
+            blame=blame,
         )
         self.rounds = 0
         self.last_rejected: dict[int, str] = {}
+        self.last_blamed: dict[int, str] = {}
 
     def run(
         self,
@@ -352,9 +384,12 @@ class SecAggNormBound:
         weights: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
         mask_instead: Mapping[int, np.ndarray] | None = None,
+        lie_pads: Collection[int] = (),
     ) -> RoundResult:
-        """One round; ``mask_instead`` (fault injection) makes client i mask the integer vector given
-        instead of the one it committed to -- the link check then aborts the round."""
+        """One round. Fault injection: ``mask_instead`` makes client i mask the integer vector given
+        instead of the one it committed to; ``lie_pads`` makes client i commit to wrong pads in the blame
+        steps (:meth:`NormBoundClient.wrong_pad_commitment`). Both fail the link check; the blame steps
+        then name them (or, with ``blame=False``, the round aborts)."""
         cfg = self.config
         xt = ss.check_stack(stack)
         x = np.nan_to_num(xt.detach().to("cpu", torch.float32).numpy().astype(np.float64), nan=0.0)
@@ -405,10 +440,37 @@ class SecAggNormBound:
         )
         survivors = [accepted[j] for j in out.survivors]
         dropped = [accepted[j] for j in out.dropped]
-        with meter.time("server", "link_check"):
-            signed = fp.to_signed(out.sum)
-            q_sum = signed[:d]
-            server.link_check(survivors, q_sum, out.sum[d:], limb)
+        self.last_blamed = {}
+        blame: dict[str, object] = {}
+        try:
+            with meter.time("server", "link_check"):
+                q_sum = fp.to_signed(out.sum)[:d]
+                server.link_check(survivors, q_sum, out.sum[d:], limb)
+        except LinkCheckFailed:
+            if not cfg.blame:
+                raise
+            lies = {
+                j: clients[accepted[j]].wrong_pad_commitment()
+                for j in out.survivors
+                if accepted[j] in lie_pads
+            }
+            res = nb.blame_round(
+                out,
+                nb.RingLayout(params.key, d, cfg.bits, limb, session),
+                {j: server.commitments[accepted[j]] for j in out.survivors},
+                {j: clients[accepted[j]].masked_integers(limb) for j in out.survivors},
+                meter,
+                lambda j: f"client[{accepted[j]}]",
+                lies,
+            )
+            self.last_blamed = {accepted[j]: why for j, why in res.blamed.items()}
+            blame = {
+                "failed_sum_of_survivors": q_sum.astype(np.float64) / cfg.scale,
+                "revealed_pair_seeds": [(accepted[u], accepted[v]) for u, v in res.revealed],
+                "disputed_pairs": [(accepted[u], accepted[v]) for u, v in res.disputes],
+                "padded_carries_from": list(survivors),
+            }
+            survivors, q_sum = [accepted[j] for j in res.kept], res.total
         total = q_sum.astype(np.float64) / cfg.scale
         agg = ss.survivor_mean(total, w, survivors, xt.device)
         leak = Leakage(
@@ -420,6 +482,8 @@ class SecAggNormBound:
                     "rejected": dict(server.rejected),
                     "within_bound": sorted(i for i in checked if i not in server.rejected),
                     "unverified": sorted(set(range(n)) - checked),
+                    "blamed": dict(self.last_blamed),
+                    "blame": blame,
                 },
                 "client": {},
             }

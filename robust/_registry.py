@@ -1,16 +1,36 @@
 """A name -> factory registry that refuses mistakes.
 
-Unknown names raise ``KeyError`` listing the known ones; registering a name twice raises
-``ValueError``; keyword arguments are passed through unchanged, so a misspelt parameter fails at the
-constructor instead of being silently dropped.
+Unknown names raise :class:`robust.errors.UnknownNameError` (a ``KeyError``) listing the known ones;
+registering a name twice raises :class:`robust.errors.DuplicateNameError` (a ``ValueError``);
+keyword arguments are checked against the factory's signature before it is called, so a misspelt or
+missing parameter raises :class:`robust.errors.ParameterError` (a ``TypeError`` and ``ValueError``)
+naming the parameters the factory takes, instead of being silently dropped.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from robust.errors import DuplicateNameError, ParameterError, UnknownNameError
+
 T = TypeVar("T")
+
+
+def check_kwargs(factory: Callable[..., Any], label: str, kwargs: dict[str, Any]) -> None:
+    """Raise :class:`ParameterError` unless ``factory(**kwargs)`` binds to the factory's signature."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return
+    try:
+        sig.bind(**kwargs)
+    except TypeError as e:
+        params = [p for p in sig.parameters if p not in ("self", "args", "kwargs")]
+        raise ParameterError(
+            f"{label}: got keyword arguments {sorted(kwargs)} ({e}); want parameters among {params}"
+        ) from None
 
 
 class Registry(Generic[T]):
@@ -25,21 +45,22 @@ class Registry(Generic[T]):
 
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise DuplicateNameError(f"{self.kind} {name!r} is registered twice; want a new name")
             self._items[name] = factory
             return factory
 
         return deco
 
     def get(self, name: str) -> Callable[..., T]:
-        try:
-            return self._items[name]
-        except KeyError:
+        if not isinstance(name, str) or name not in self._items:
             known = ", ".join(sorted(self._items))
-            raise KeyError(f"unknown {self.kind} {name!r}; want one of: {known}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; want one of: {known}")
+        return self._items[name]
 
     def make(self, name: str, **kwargs: Any) -> T:
-        return self.get(name)(**kwargs)
+        factory = self.get(name)
+        check_kwargs(factory, f"{self.kind} {name!r}", kwargs)
+        return factory(**kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -3,13 +3,18 @@
 Every rule and pre-aggregator goes through :meth:`Aggregator.__call__` / :meth:`PreAggregator.__call__`,
 which
 
-1. turns the input into a 2-D floating tensor (numpy arrays zero-copy through ``torch.from_numpy``)
-   and rejects empty stacks and wrong shapes with a ``ValueError`` that names the argument;
+1. turns the input into a 2-D floating tensor (numpy arrays zero-copy through ``torch.from_numpy``;
+   non-native byte order converted; a tensor that requires grad is detached: rules are not
+   differentiable and their output carries no gradient) and rejects empty stacks, wrong shapes and
+   dtypes with a :class:`robust.errors.StackError` that names the argument;
 2. checks the rule's Byzantine bound on the given ``(n, f)``;
 3. drops rows that hold a NaN or an Inf *once, here*: they are counted as Byzantine, so the rule runs
    on the ``n - n_bad`` finite rows with ``f' = f - n_bad``; more non-finite rows than the rule
    tolerates raise :class:`robust.NonFiniteError`;
-4. maps the rule's selection (indices into the finite rows) back to indices of the given stack in
+4. runs the rule in a safe range (:mod:`robust._range`): a finite stack whose squares would
+   overflow is promoted to float64 and rescaled by a power of two, so the output is finite; a
+   result that still is not raises :class:`robust.errors.NonFiniteResultError`;
+5. maps the rule's selection (indices into the finite rows) back to indices of the given stack in
    ``last_selection``.
 
 Subclasses implement only the mathematics, in ``_aggregate(x, f, stat)`` / ``_transform(x, f, stat)``
@@ -29,8 +34,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from robust._range import run_in_range
 from robust._registry import Registry
-from robust.errors import ByzantineBoundError, NonFiniteError
+from robust.errors import ByzantineBoundError, NonFiniteError, ParameterError, StackError
 
 __all__ = [
     "AGGREGATORS",
@@ -154,30 +160,36 @@ class OutputBuffer:
 def as_stack(stack: Any, name: str = "stack") -> torch.Tensor:
     """Return ``stack`` as a 2-D floating ``torch.Tensor`` (numpy input is wrapped without copying).
 
-    Raises ``ValueError`` naming ``name`` for a non-2-D input, an empty stack (no rows or no
-    columns) or a non-floating dtype.
+    A numpy array in non-native byte order is converted (one copy); a tensor with
+    ``requires_grad=True`` is detached (the rules are not differentiable). Raises
+    :class:`StackError` (a ``ValueError``) naming ``name`` for another type, a non-2-D input, an
+    empty stack (no rows or no columns) or a non-floating dtype.
     """
     if isinstance(stack, np.ndarray):
-        if not np.issubdtype(stack.dtype, np.floating):
-            raise ValueError(f"{name} must hold floating values; got dtype {stack.dtype}; want float32/64")
+        if not np.issubdtype(stack.dtype, np.floating) or stack.dtype.itemsize > 8:
+            raise StackError(f"{name} must hold floating values; got dtype {stack.dtype}; want float16/32/64")
+        if not stack.dtype.isnative:
+            stack = stack.astype(stack.dtype.newbyteorder("="))
         stack = torch.from_numpy(np.ascontiguousarray(stack))
     if not isinstance(stack, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor or numpy array; got {type(stack).__name__}")
+        raise StackError(f"{name} must be a torch.Tensor or numpy array; got {type(stack).__name__}")
+    if stack.requires_grad:
+        stack = stack.detach()
     if stack.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n, d); got shape {tuple(stack.shape)}")
+        raise StackError(f"{name} must be 2-D (n, d); got shape {tuple(stack.shape)}")
     if stack.shape[0] < 1 or stack.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one row and one column; got shape {tuple(stack.shape)}")
+        raise StackError(f"{name} must have at least one row and one column; got shape {tuple(stack.shape)}")
     if not stack.is_floating_point():
-        raise ValueError(f"{name} must hold floating values; got dtype {stack.dtype}; want a float dtype")
+        raise StackError(f"{name} must hold floating values; got dtype {stack.dtype}; want a float dtype")
     return stack
 
 
 def check_f(f: Any, name: str = "f") -> int:
     """Validate a Byzantine count: a non-negative ``int`` (``bool`` refused)."""
     if isinstance(f, bool) or not isinstance(f, int | np.integer):
-        raise ValueError(f"{name} must be an int; got {f!r}")
+        raise ParameterError(f"{name} must be an int; got {f!r}")
     if f < 0:
-        raise ValueError(f"{name} must be >= 0; got {name}={f}")
+        raise ParameterError(f"{name} must be >= 0; got {name}={f}")
     return int(f)
 
 
@@ -250,6 +262,12 @@ class Aggregator:
 
     needs_root: bool = False
     name: ClassVar[str] = "aggregator"
+    #: How the output scales with the stack: 1 positively homogeneous (``rule(c x) = c rule(x)``),
+    #: 0 scale-invariant, ``None`` neither (never rescaled; see :mod:`robust._range`).
+    scaling: ClassVar[int | None] = 1
+    #: During ``_aggregate``: the stack was multiplied by ``2^-range_shift`` (absolute constants of a
+    #: rule, such as a smoothing distance, scale with it).
+    range_shift: int = 0
 
     def __init__(self, f: int | None = None) -> None:
         self.f: int | None = None if f is None else check_f(f)
@@ -281,7 +299,12 @@ class Aggregator:
         x, kept, stat = finite_split_with_stat(x, self.row_stat(x), self.tolerated(n), self.name)
         n_bad = 0 if kept is None else n - int(kept.numel())
         f_eff = None if self.f is None else max(self.f - n_bad, 0)
-        out, sel = self._aggregate(x, f_eff, stat, **kw)
+
+        def run(xs: torch.Tensor, st: Stat, k: int) -> tuple[torch.Tensor, Selection]:
+            self.range_shift = k
+            return self._aggregate(xs, f_eff, st, **kw)
+
+        out, sel = run_in_range(x, stat, self.scaling, self.name, run)
         self.last_selection = _map_back(sel, kept)
         return out
 
@@ -308,6 +331,8 @@ class PreAggregator:
     """
 
     name: ClassVar[str] = "pre_aggregator"
+    #: See :attr:`Aggregator.scaling`.
+    scaling: ClassVar[int | None] = 1
 
     def __init__(self, f: int | None = None) -> None:
         self.f: int | None = None if f is None else check_f(f)
@@ -343,7 +368,9 @@ class PreAggregator:
         x, kept, stat = finite_split_with_stat(x, self.row_stat(x), 0 if tol is None else tol, self.name)
         n_bad = 0 if kept is None else n - int(kept.numel())
         f_eff = None if self.f is None else max(self.f - n_bad, 0)
-        out, sources = self._transform(x, f_eff, stat)
+        out, sources = run_in_range(
+            x, stat, self.scaling, self.name, lambda xs, st, k: self._transform(xs, f_eff, st), check=False
+        )
         if kept is not None:
             k = kept.tolist()
             sources = [[k[i] for i in s] for s in sources]
@@ -392,12 +419,12 @@ def as_weights(
     if isinstance(w, Sequence):
         w = torch.tensor(list(w), dtype=dtype)
     if not isinstance(w, torch.Tensor):
-        raise ValueError(f"{name} must be a tensor, array or sequence; got {type(w).__name__}")
+        raise StackError(f"{name} must be a tensor, array or sequence; got {type(w).__name__}")
     if w.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},); got shape {tuple(w.shape)}")
+        raise StackError(f"{name} must have shape ({n},); got shape {tuple(w.shape)}")
     w = w.to(device=device, dtype=dtype)
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
-        raise ValueError(f"{name} must be finite and >= 0; got {w.tolist()}")
+        raise StackError(f"{name} must be finite and >= 0; got {w.tolist()}")
     if float(w.sum()) <= 0.0:
-        raise ValueError(f"{name} must have a positive sum; got sum {float(w.sum())}")
+        raise StackError(f"{name} must have a positive sum; got sum {float(w.sum())}")
     return w

@@ -29,6 +29,7 @@ from robust.base import (
     numpy_ok,
     row_sq_norms,
 )
+from robust.errors import ParameterError
 from robust.selection import median_weights, trimmed_mean_weights
 from robust.statistics import Statistic
 
@@ -193,7 +194,7 @@ class Mean(Aggregator):
         self, x: torch.Tensor, f: int | None, stat: Stat = None, weights: Any = None, **kw: Any
     ) -> tuple[torch.Tensor, Selection]:
         if kw:
-            raise TypeError(f"Mean got unexpected keyword arguments {sorted(kw)}; want only weights=")
+            raise ParameterError(f"Mean got unexpected keyword arguments {sorted(kw)}; want only weights=")
         n = int(x.shape[0])
         if weights is None:
             return x.mean(dim=0), torch.arange(n)
@@ -274,13 +275,14 @@ class SignMajority(Aggregator):
     """
 
     name = "sign_majority"
+    scaling = None  # signs only: nothing is squared, nothing to rescale
 
     def __init__(self, scale: float = 1.0) -> None:
         super().__init__(None)
         if isinstance(scale, bool) or not (
             isinstance(scale, int | float) and np.isfinite(scale) and scale > 0
         ):
-            raise ValueError(f"scale must be a finite float > 0; got scale={scale!r}")
+            raise ParameterError(f"scale must be a finite float > 0; got scale={scale!r}")
         self.scale = float(scale)
 
     def tolerated(self, n: int) -> int:
@@ -324,7 +326,7 @@ class CMLS(Aggregator):
     def __init__(self, f: int, penalty: float = 0.5) -> None:
         super().__init__(f)
         if isinstance(penalty, bool) or not (isinstance(penalty, int | float) and 0.0 <= penalty <= 1.0):
-            raise ValueError(f"penalty must be a float in [0, 1]; got penalty={penalty!r}")
+            raise ParameterError(f"penalty must be a float in [0, 1]; got penalty={penalty!r}")
         self.penalty = float(penalty)
         self.last_weights: torch.Tensor | None = None
 
@@ -332,6 +334,9 @@ class CMLS(Aggregator):
         assert f is not None
         if n <= 2 * f:
             raise bound_error("CMLS", f, n, "n > 2f")
+
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        return row_sq_norms(x)  # the non-finite check and the range bound in one pass
 
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any

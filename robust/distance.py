@@ -15,6 +15,7 @@ import torch
 from robust._network import apply_network, select_network
 from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f, numpy_ok, take_rows
 from robust.coordinate import columnwise, coordinate_median
+from robust.errors import ParameterError
 from robust.selection import (
     bulyan_select,
     krum_select,
@@ -97,7 +98,7 @@ class MultiKrum(Krum):
         if m is not None:
             m = check_f(m, "m")
             if m < 1:
-                raise ValueError(f"m must be >= 1 or None; got m={m}")
+                raise ParameterError(f"m must be >= 1 or None; got m={m}")
         self.m = m
 
     def _m(self, n: int, f: int | None = None) -> int:
@@ -109,7 +110,7 @@ class MultiKrum(Krum):
         super().check_bound(n, f)
         assert f is not None
         if self.m is not None and self.m > n - f:
-            raise ValueError(f"m must be <= n - f; got m={self.m}, n={n}, f={f}")
+            raise ParameterError(f"m must be <= n - f; got m={self.m}, n={n}, f={f}")
 
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
@@ -172,7 +173,7 @@ def bulyan_coordinate_phase(sel: torch.Tensor, beta: int) -> torch.Tensor:
     coordinate-wise median of the selected rows ``sel`` (``(theta, d)``)."""
     theta = int(sel.shape[0])
     if not 1 <= beta <= theta:
-        raise ValueError(f"beta must be in [1, theta]; got beta={beta}, theta={theta}")
+        raise ParameterError(f"beta must be in [1, theta]; got beta={beta}, theta={theta}")
     if numpy_ok(sel):
         return columnwise(sel, _np_bulyan(theta, beta))
     med = coordinate_median(sel)

@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 
-from robust.base import Aggregator, PreAggregator, as_stack, finite_split_with_stat
+from robust._range import run_in_range
+from robust.base import Aggregator, PreAggregator, Selection, Stat, as_stack, finite_split_with_stat
+from robust.errors import ParameterError
 
 __all__ = ["Pipeline"]
 
@@ -36,9 +38,9 @@ class Pipeline(Aggregator):
         pre = list(pre)
         for p in pre:
             if not isinstance(p, PreAggregator):
-                raise ValueError(f"pre must hold pre-aggregators; got {p!r}")
+                raise ParameterError(f"pre must hold pre-aggregators; got {p!r}")
         if not isinstance(rule, Aggregator) or type(rule).__call__ is not Aggregator.__call__:
-            raise ValueError(
+            raise ParameterError(
                 f"rule must be a plain robust rule (wrap a Pipeline in Reputation instead); got {rule!r}"
             )
         super().__init__(rule.f)
@@ -68,6 +70,26 @@ class Pipeline(Aggregator):
         x, kept, stat = finite_split_with_stat(x, first.row_stat(x), self.tolerated(n), "Pipeline")
         n_bad = 0 if kept is None else n - int(kept.numel())
         origin = list(range(n)) if kept is None else kept.tolist()
+        out, (sel, sources) = run_in_range(
+            x, stat, self._scaling(), "Pipeline", lambda xs, st, k: self._chain(xs, st, n_bad, origin, kw)
+        )
+        self.rule.last_selection = None if sel is None else [int(i) for i in sel.tolist()]
+        if sel is None:
+            self.last_selection = None
+        else:
+            self.last_selection = sorted({o for i in sel.tolist() for o in sources[int(i)]})
+        return out
+
+    def _scaling(self) -> int | None:
+        """The chain's :attr:`Aggregator.scaling`: ``None`` if any stage has none, else the rule's
+        (every pre-aggregator with a scaling is positively homogeneous)."""
+        if any(p.scaling is None for p in self.pre):
+            return None
+        return self.rule.scaling
+
+    def _chain(
+        self, x: torch.Tensor, stat: Stat, n_bad: int, origin: list[int], kw: dict[str, Any]
+    ) -> tuple[torch.Tensor, tuple[Selection, list[list[int]]]]:
         sources: list[list[int]] = [[i] for i in origin]
         for p in self.pre:
             x, src = p._transform(x, _reduced(p.f, n_bad), stat)
@@ -75,12 +97,7 @@ class Pipeline(Aggregator):
             p.last_sources = src
             sources = [sorted({o for j in s for o in sources[j]}) for s in src]
         out, sel = self.rule._aggregate(x, _reduced(self.rule.f, n_bad), stat, **kw)
-        self.rule.last_selection = None if sel is None else [int(i) for i in sel.tolist()]
-        if sel is None:
-            self.last_selection = None
-        else:
-            self.last_selection = sorted({o for i in sel.tolist() for o in sources[int(i)]})
-        return out
+        return out, (sel, sources)
 
     def reset(self) -> None:
         super().reset()

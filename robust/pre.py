@@ -19,6 +19,7 @@ from robust.base import (
     new_like,
     row_sq_norms,
 )
+from robust.errors import ParameterError
 from robust.selection import nnm_mixing, pairwise_sq_distances, sq_distances_from_gram
 from robust.statistics import Statistic
 
@@ -113,8 +114,11 @@ class Bucketing(SeededGenerator, PreAggregator):
         super().__init__(None)
         self.s = check_f(s, "s")
         if self.s < 1:
-            raise ValueError(f"s must be >= 1; got s={s}")
+            raise ParameterError(f"s must be >= 1; got s={s}")
         self._seed_generator(seed)
+
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        return row_sq_norms(x)  # the non-finite check and the range bound in one pass
 
     def out_rows(self, n: int) -> int:
         return math.ceil(n / self.s)
@@ -152,12 +156,13 @@ class Clip(PreAggregator):
     """Static L2 clipping: ``x_i <- x_i * min(1, c / ||x_i||)``. Rows keep their identity."""
 
     name = "clip"
+    scaling = None  # c is an absolute radius: never rescaled
     statistic = Statistic.NORMS
 
     def __init__(self, c: float) -> None:
         super().__init__(None)
         if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c) or c <= 0:
-            raise ValueError(f"c must be a finite number > 0; got c={c!r}")
+            raise ParameterError(f"c must be a finite number > 0; got c={c!r}")
         self.c = float(c)
 
     def tolerated(self, n: int) -> int | None:

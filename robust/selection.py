@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from robust.errors import ByzantineBoundError
+from robust.errors import ByzantineBoundError, ParameterError, StackError
 
 
 def pairwise_sq_distances(stack: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,7 @@ def pairwise_sq_distances(stack: torch.Tensor) -> torch.Tensor:
         ``(n, n)`` tensor of the same dtype, symmetric, zero diagonal, non-negative.
     """
     if stack.ndim != 2:
-        raise ValueError(f"stack must be 2-D (n, d); got shape {tuple(stack.shape)}")
+        raise StackError(f"stack must be 2-D (n, d); got shape {tuple(stack.shape)}")
     return sq_distances_from_gram(stack @ stack.T)
 
 
@@ -42,7 +42,7 @@ def sq_distances_from_gram(gram: torch.Tensor) -> torch.Tensor:
 
 def _check_square(dist: torch.Tensor) -> int:
     if dist.ndim != 2 or dist.shape[0] != dist.shape[1]:
-        raise ValueError(f"dist must be a square (n, n) matrix; got shape {tuple(dist.shape)}")
+        raise StackError(f"dist must be a square (n, n) matrix; got shape {tuple(dist.shape)}")
     return int(dist.shape[0])
 
 
@@ -61,7 +61,7 @@ def krum_scores(dist: torch.Tensor, f: int) -> torch.Tensor:
     """
     n = _check_square(dist)
     if f < 0:
-        raise ValueError(f"f must be >= 0; got f={f}")
+        raise ParameterError(f"f must be >= 0; got f={f}")
     if n <= 2 * f + 2:
         raise ByzantineBoundError(f"got f={f}, n={n}; Krum needs n > 2f + 2")
     k = n - f - 2
@@ -82,7 +82,7 @@ def krum_select(dist: torch.Tensor, f: int, m: int = 1) -> torch.Tensor:
     """
     n = _check_square(dist)
     if not 1 <= m <= n:
-        raise ValueError(f"m must be in [1, n]; got m={m}, n={n}")
+        raise ParameterError(f"m must be in [1, n]; got m={m}, n={n}")
     scores = krum_scores(dist, f)
     order = torch.sort(scores, stable=True).indices
     return order[:m]
@@ -102,7 +102,7 @@ def coordinate_ranks(stack: torch.Tensor) -> torch.Tensor:
     """Per-coordinate ranks of the rows: ``R[i, j]`` is the position of ``x_ij`` in column ``j`` sorted
     ascending (0 = smallest), ties broken by row index. Shape ``(n, d)``, int64."""
     if stack.ndim != 2:
-        raise ValueError(f"stack must be 2-D (n, d); got shape {tuple(stack.shape)}")
+        raise StackError(f"stack must be 2-D (n, d); got shape {tuple(stack.shape)}")
     order = torch.sort(stack, dim=0, stable=True).indices
     ranks = torch.empty_like(order)
     ar = torch.arange(stack.shape[0], device=stack.device).unsqueeze(1).expand_as(order)
@@ -118,7 +118,7 @@ def trimmed_mean_weights(ranks: torch.Tensor, f: int) -> torch.Tensor:
     """
     n = int(ranks.shape[0])
     if f < 0:
-        raise ValueError(f"f must be >= 0; got f={f}")
+        raise ParameterError(f"f must be >= 0; got f={f}")
     if n <= 2 * f:
         raise ByzantineBoundError(f"got f={f}, n={n}; trimmed mean needs n > 2f")
     keep = (ranks >= f) & (ranks < n - f)
@@ -134,7 +134,7 @@ def median_weights(ranks: torch.Tensor) -> torch.Tensor:
     """
     n = int(ranks.shape[0])
     if n < 1:
-        raise ValueError("ranks must have at least one row")
+        raise ParameterError("ranks must have at least one row")
     if n % 2 == 1:
         return (ranks == (n - 1) // 2).to(torch.float32)
     mid = (ranks == n // 2 - 1) | (ranks == n // 2)
@@ -166,7 +166,7 @@ def bulyan_select(dist: torch.Tensor, f: int) -> torch.Tensor:
     """
     n = _check_square(dist)
     if f < 0:
-        raise ValueError(f"f must be >= 0; got f={f}")
+        raise ParameterError(f"f must be >= 0; got f={f}")
     if n < 4 * f + 3:
         raise ByzantineBoundError(f"got f={f}, n={n}; Bulyan needs n >= 4f + 3")
     theta = n - 2 * f
@@ -194,7 +194,7 @@ def nnm_mixing(dist: torch.Tensor, f: int) -> torch.Tensor:
     """
     n = _check_square(dist)
     if f < 0:
-        raise ValueError(f"f must be >= 0; got f={f}")
+        raise ParameterError(f"f must be >= 0; got f={f}")
     if n <= f:
         raise ByzantineBoundError(f"got f={f}, n={n}; NNM needs n > f")
     k = n - f

@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
-from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f
+from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f, row_sq_norms
 from robust.distance import mean_of_rows
+from robust.errors import ParameterError
 from robust.pre import SeededGenerator
 
 __all__ = ["DnC", "dnc_keep", "sample_columns"]
@@ -25,7 +26,7 @@ def sample_columns(d: int, b: int, generator: torch.Generator) -> torch.Tensor:
     uniform, at ~1/20 of the cost of permuting all d indices for d = 500,000, b = 10,000.
     """
     if not 1 <= b <= d:
-        raise ValueError(f"b must be in [1, d]; got b={b}, d={d}")
+        raise ParameterError(f"b must be in [1, d]; got b={b}, d={d}")
     if 4 * b >= d:
         return torch.randperm(d, generator=generator)[:b]
     extra = b * b // d + 64
@@ -66,6 +67,10 @@ def dnc_keep(sub: torch.Tensor, n_keep: int) -> torch.Tensor:
     centered = sub - sub.mean(dim=0)
     # The top right singular vector of an (n, b) matrix with n << b: eigenvector of the (n, n) Gram.
     gram = (centered @ centered.T).to(torch.float64)
+    # Scores only order the rows: divide by the largest diagonal entry so eigh works near 1.
+    top = float(torch.diagonal(gram).max())
+    if 0.0 < top < math.inf:
+        gram = gram / top
     evals, evecs = _small_eigh(gram)
     u = evecs[:, -1]  # left singular vector; <x_i - mu, v> = sigma * u_i
     scores = (u * u) * evals[-1].clamp_min(0.0)
@@ -100,9 +105,9 @@ class DnC(SeededGenerator, Aggregator):
         self.sub_dim = check_f(sub_dim, "sub_dim")
         self.niters = check_f(niters, "niters")
         if self.sub_dim < 1 or self.niters < 1:
-            raise ValueError(f"sub_dim and niters must be >= 1; got sub_dim={sub_dim}, niters={niters}")
+            raise ParameterError(f"sub_dim and niters must be >= 1; got sub_dim={sub_dim}, niters={niters}")
         if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c) or c < 0:
-            raise ValueError(f"c must be a finite number >= 0; got c={c!r}")
+            raise ParameterError(f"c must be a finite number >= 0; got c={c!r}")
         self.c = float(c)
         self._seed_generator(seed)
 
@@ -110,6 +115,9 @@ class DnC(SeededGenerator, Aggregator):
         assert f is not None
         if n - math.floor(self.c * f) < 1:
             raise bound_error("DnC", f, n, f"n > c*f (c={self.c})")
+
+    def row_stat(self, x: torch.Tensor) -> Stat:
+        return row_sq_norms(x)  # the non-finite check and the range bound in one pass
 
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any

@@ -10,6 +10,7 @@ import torch
 
 from robust.base import AGGREGATORS, Aggregator, Selection, Stat, as_stack, row_sq_norms, take_rows
 from robust.coordinate import row_distances
+from robust.errors import ParameterError
 
 __all__ = ["FLTrust", "Reputation"]
 
@@ -28,6 +29,7 @@ class FLTrust(Aggregator):
 
     name = "fltrust"
     needs_root = True
+    scaling = 0  # the output is scaled by ||root||, not by the rows
 
     def __init__(self) -> None:
         super().__init__(None)
@@ -43,25 +45,32 @@ class FLTrust(Aggregator):
         self, x: torch.Tensor, f: int | None, stat: Stat = None, root: Any = None, **kw: Any
     ) -> tuple[torch.Tensor, Selection]:
         if kw:
-            raise TypeError(f"FLTrust got unexpected keyword arguments {sorted(kw)}; want only root=")
+            raise ParameterError(f"FLTrust got unexpected keyword arguments {sorted(kw)}; want only root=")
         if root is None:
-            raise ValueError("FLTrust needs the server root gradient: got root=None; want root=<(d,) tensor>")
+            raise ParameterError(
+                "FLTrust needs the server root gradient: got root=None; want root=<(d,) tensor>"
+            )
         if isinstance(root, np.ndarray):
+            if not root.dtype.isnative:
+                root = root.astype(root.dtype.newbyteorder("="))
             root = torch.from_numpy(root)
+        if isinstance(root, torch.Tensor):
+            root = root.detach()
         d = int(x.shape[1])
         if not isinstance(root, torch.Tensor) or root.shape != (d,):
             shape = tuple(root.shape) if isinstance(root, torch.Tensor) else type(root).__name__
-            raise ValueError(f"root must be a ({d},) tensor; got {shape}")
+            raise ParameterError(f"root must be a ({d},) tensor; got {shape}")
         g0 = root.to(device=x.device, dtype=x.dtype)
         if not bool(torch.isfinite(g0).all()):
-            raise ValueError("root must be finite; got NaN/Inf entries")
+            raise ParameterError("root must be finite; got NaN/Inf entries")
         zero = torch.zeros(d, dtype=x.dtype, device=x.device)
         g0_norm = float(torch.linalg.vector_norm(g0.to(torch.float64)))
         if g0_norm == 0.0:
             self.last_trust = torch.zeros(int(x.shape[0]), dtype=torch.float64)
             return zero, torch.zeros(0, dtype=torch.int64)
         norms = (row_sq_norms(x) if stat is None else stat).sqrt()
-        cos = (x @ (g0 / g0_norm)).to(torch.float64) / norms.clamp_min(1e-300)
+        unit = (g0.to(torch.float64) / g0_norm).to(x.dtype)  # g0_norm may exceed the dtype
+        cos = (x @ unit).to(torch.float64) / norms.clamp_min(1e-300)
         ts = torch.where(norms > 0, cos.clamp_min(0.0), torch.zeros_like(cos))
         self.last_trust = ts.cpu()
         total = float(ts.sum())
@@ -100,7 +109,7 @@ class Reputation(Aggregator):
         initial: float = 1.0,
     ) -> None:
         if not isinstance(rule, Aggregator) or isinstance(rule, Reputation):
-            raise ValueError(f"rule must be a robust aggregator (not a Reputation); got {rule!r}")
+            raise ParameterError(f"rule must be a robust aggregator (not a Reputation); got {rule!r}")
         super().__init__(rule.f)
         for name, val, lo, hi in (
             ("decay", decay, 0.0, 1.0),
@@ -108,14 +117,14 @@ class Reputation(Aggregator):
             ("initial", initial, 0.0, 1.0),
         ):
             if isinstance(val, bool) or not isinstance(val, int | float) or not lo <= val <= hi:
-                raise ValueError(f"{name} must be a number in [{lo}, {hi}]; got {name}={val!r}")
+                raise ParameterError(f"{name} must be a number in [{lo}, {hi}]; got {name}={val!r}")
         if (
             isinstance(radius, bool)
             or not isinstance(radius, int | float)
             or not math.isfinite(radius)
             or radius <= 0
         ):
-            raise ValueError(f"radius must be a finite number > 0; got radius={radius!r}")
+            raise ParameterError(f"radius must be a finite number > 0; got radius={radius!r}")
         self.rule = rule
         self.needs_root = rule.needs_root
         self.decay, self.threshold = float(decay), float(threshold)
@@ -130,7 +139,7 @@ class Reputation(Aggregator):
         else:
             ids = list(ids.tolist() if isinstance(ids, torch.Tensor | np.ndarray) else ids)
             if len(ids) != n or len(set(ids)) != n:
-                raise ValueError(
+                raise ParameterError(
                     f"ids must be {n} distinct client ids; got {len(ids)} ({len(set(ids))} distinct)"
                 )
         self.rule.check_bound(n, self.rule.f)

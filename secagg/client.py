@@ -234,6 +234,20 @@ class SecAggClient:
         masking.reduce(acc, bits)
         return self._send(Kind.MASKED, masking.words_to_bytes(acc))
 
+    def mask_seeds(self) -> tuple[bytes, dict[int, bytes]]:
+        """The seeds this client masked with: its self-mask seed b_u and ``{v: s_uv}`` for every
+        neighbour v in its U2 (for its owner's identifiable-abort step, e.g.
+        :mod:`protocols.normbound_blame`; never sent as such by the masking protocol)."""
+        if not self._u2:
+            raise StageError(f"mask_seeds: got stage {self.stage.value}; want a client that has masked")
+        sess, u, sk, pk = self.cfg.session, self.cid, self._s.sk, self._s.pk
+        pairs = {
+            v: masking.pair_seed(sk, self._peer_keys[v][1], sess, u, v, pk, self._peer_keys[v][1])
+            for v in self._u2
+            if v != u
+        }
+        return self._b, pairs
+
     def _check_survivors(self, ids: list[int]) -> None:
         if self.cid not in ids:
             raise ProtocolAbort(f"survivor list: got one without client {self.cid}; want it included")

@@ -98,6 +98,7 @@ class RoundOutput:
         survivors: U3, the clients whose inputs are in ``sum``.
         dropped: the other clients.
         rejected: ``(phase, party, error)`` for every message a party refused.
+        server, clients: the party objects, for a caller's follow-up step (e.g. an identifiable abort).
         revealed: for each client v, how many distinct clients sent the server a share of v's self-mask
             seed and of v's mask key (accepted or not) -- for checking that no v has both >= t.
     """
@@ -107,6 +108,8 @@ class RoundOutput:
     dropped: list[int]
     rejected: list[tuple[str, str, str]] = field(default_factory=list)
     revealed: dict[int, tuple[int, int]] = field(default_factory=dict)
+    server: SecAggServer | None = None
+    clients: list[SecAggClient] = field(default_factory=list)
 
 
 def _flip(msg: bytes, pos: int) -> bytes:
@@ -290,6 +293,7 @@ def run_round(
     out.sum = server.result
     out.survivors = server.survivors
     out.dropped = server.dropped
+    out.server, out.clients = server, clients
     return out
 
 

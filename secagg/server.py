@@ -79,6 +79,8 @@ class SecAggServer:
         self._acc = np.zeros(config.d, dtype=prg.word_dtype(config.bits))
         self._sigs: dict[int, bytes] = {}
         self.sets: dict[str, list[int]] = {}  # U1 .. U5 as the server saw them
+        self.masked: dict[int, bytes] = {}  # u in U3 -> its masked input (little-endian words)
+        self.secrets: dict[int, bytes] = {}  # reconstructed: b_v (v in U3) or s_v^SK (v dropped)
         self.result: np.ndarray | None = None
 
     def __repr__(self) -> str:
@@ -236,6 +238,7 @@ class SecAggServer:
         dt = self._acc.dtype.newbyteorder("<")
         for u in u3:
             np.add(self._acc, np.frombuffer(got[u], dtype=dt), out=self._acc)
+        self.masked = {u: got[u] for u in u3}
         if self.cfg.active:
             body = m.encode_ids(u3)
             return {u: self._send(u, Kind.SURVIVORS, body) for u in u3}
@@ -270,7 +273,7 @@ class SecAggServer:
                 lst = shares.get(v)
                 if lst is not None and len(lst) < t:
                     lst.append((w + 1, int.from_bytes(rows[j].tobytes(), "little")))
-        secrets = self._reconstruct_all(shares)
+        secrets = self.secrets = self._reconstruct_all(shares)
         sess, bits, acc = self.cfg.session, self.cfg.bits, self._acc
 
         def masks() -> Iterator[tuple[bytes, bytes, int]]:
@@ -288,6 +291,14 @@ class SecAggServer:
         prg.add_masks(acc, masks(), bits=bits)
         self.result = masking.reduce(acc, bits).astype(np.uint64)
         return {}
+
+    def dropped_pair_seed(self, u: int, v: int) -> bytes:
+        """s_uv for a survivor u and a dropped neighbour v, from v's reconstructed mask key (after
+        unmasking; the seed the server already used to remove u's pairwise mask with v)."""
+        if v not in self.secrets or v in self.sets.get("U3", []) or u not in self._graph[v]:
+            raise StageError(f"dropped_pair_seed: got ({u}, {v}); want a survivor and a dropped neighbour")
+        s_pk_u, s_pk_v = self._keys[u][1], self._keys[v][1]
+        return masking.pair_seed(self.secrets[v], s_pk_u, self.cfg.session, v, u, s_pk_v, s_pk_u)
 
     def _reconstruct_all(self, shares: dict[int, list[tuple[int, int]]]) -> dict[int, bytes]:
         """Reconstruct every needed secret from t shares and verify it against its commitment."""

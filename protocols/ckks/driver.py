@@ -17,9 +17,18 @@ import numpy as np
 import torch
 
 from protocols.base import Meter
+from protocols.ckks.checks import ByzantineInputError
 from protocols.ckks.messages import Identity, Kind
 from protocols.ckks.params import CKKSParameterError, CKKSParams
-from protocols.ckks.parties import CKKSClient, CKKSKeyHolder, CKKSServer, Update, read_plaintext
+from protocols.ckks.parties import (
+    CKKSClient,
+    CKKSKeyHolder,
+    CKKSServer,
+    Update,
+    read_excluded,
+    read_plaintext,
+)
+from protocols.ckks.setup import seal_setup
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,8 @@ class CKKSRound:
         self.intercept: Callable[[Message], bytes] | None = None
         #: Round counter, stamped on every frame: a message replayed from another round is refused.
         self.round_id = 0
+        #: Clients excluded in the last round because a value decrypted from their input left its range.
+        self.excluded: list[int] = []
 
     # -- plumbing ---------------------------------------------------------------------------------------
     def send(self, sender: str, receiver: str, phase: str, payload: bytes) -> bytes:
@@ -121,14 +132,16 @@ class CKKSRound:
             with meter.time("key_holder", "setup"):
                 kh = CKKSKeyHolder(self.params, Identity.generate("key_holder"), rotations=self.rotations)
                 server_ctx = kh.server_context()
+                server_ctx = seal_setup(kh.identity, Kind.CONTEXT, server_ctx)
             server_id = Identity.generate("server")
             kh.server_vk = self.send("server", "key_holder", "setup", server_id.verify_key)
             ctx_msg = self.send("key_holder", "server", "setup", server_ctx)
-            kh_vk = self.send("key_holder", "server", "setup", kh.identity.verify_key)
+            # Identity keys are authentic by assumption (a PKI, out of band); the message is metered only.
+            self.send("key_holder", "server", "setup", kh.identity.verify_key)
             with meter.time("server", "setup"):
-                self.server = CKKSServer(self.params, ctx_msg, server_id, kh_vk)
+                self.server = CKKSServer(self.params, ctx_msg, server_id, kh.identity.verify_key)
             self.key_holder = kh
-            self._client_ctx = kh.client_context()
+            self._client_ctx = seal_setup(kh.identity, Kind.CONTEXT, kh.client_context())
         kh, server = self.key_holder, self.server
         for i in range(n):
             if i in self.clients:
@@ -136,7 +149,7 @@ class CKKSRound:
             name = f"client[{i}]"
             ctx_msg = self.send("key_holder", name, "setup", self._client_ctx)
             with meter.time(name, "setup"):
-                client = CKKSClient(i, self.params, ctx_msg, Identity.generate(name))
+                client = CKKSClient(i, self.params, ctx_msg, Identity.generate(name), kh.identity.verify_key)
             server.client_vks[i] = self.send(name, "server", "setup", client.identity.verify_key)
             self.clients[i] = client
         return kh, server
@@ -153,22 +166,48 @@ class CKKSRound:
                 updates.append(server.load_update(i, msg, d))
         return updates
 
-    def _decrypt_aggregate(self, kh: CKKSKeyHolder, server: CKKSServer, agg: Update, d: int) -> np.ndarray:
+    def _decrypt_aggregate(
+        self,
+        kh: CKKSKeyHolder,
+        server: CKKSServer,
+        agg: Update,
+        d: int,
+        check: Callable[[np.ndarray], None] | None = None,
+    ) -> np.ndarray:
         """Server -> key holder: the aggregate ciphertexts; key holder -> server: their plaintext, noise
-        flooded (``CKKSParams.flood_std``; :mod:`protocols.ckks.flooding`)."""
+        flooded (``CKKSParams.flood_std``; :mod:`protocols.ckks.flooding`), after ``check`` (the
+        key holder's range check of the exact decryption, :mod:`protocols.ckks.checks`)."""
         levels = agg[0].ciphertext()[0].coeff_modulus_size()
         with self.meter.time("server", "decrypt"):
             msg = server.seal(Kind.AGGREGATE, agg)
         msg = self.send("server", "key_holder", "decrypt", msg)
         with self.meter.time("key_holder", "decrypt"):
-            reply = kh.release_aggregate(msg, len(agg), levels, d)  # flooded, never the exact decryption
+            reply = kh.release_aggregate(msg, len(agg), levels, d, check)  # flooded, never exact
         reply = self.send("key_holder", "server", "decrypt", reply)
         with self.meter.time("server", "decrypt"):
             return read_plaintext(server, reply, d)
 
+    def _exclude(
+        self, kh: CKKSKeyHolder, server: CKKSServer, culprits: list[int], n: int, phase: str
+    ) -> list[int]:
+        """Key holder -> server: the clients whose decryptions left their range; returns the kept ones.
+
+        Raises :class:`ByzantineInputError` naming them when no client would be left. The server learns
+        who was excluded (recorded in the leakage as ``excluded``)."""
+        self.excluded = sorted(culprits)
+        if len(culprits) >= n:
+            raise ByzantineInputError(
+                f"{self.name}: every client's input is out of range; want at least one", culprits
+            )
+        msg = self.send("key_holder", "server", phase, kh.excluded(culprits))
+        with self.meter.time("server", phase):
+            out = set(read_excluded(server, msg, n))
+        return [i for i in range(n) if i not in out]
+
     def _begin(self, stack: torch.Tensor | np.ndarray) -> tuple[np.ndarray, CKKSKeyHolder, CKKSServer]:
         x = as_stack(stack)
         self.transcript = []
+        self.excluded = []
         self.meter = Meter()
         self._check_params(x)
         kh, server = self._setup(x.shape[0])

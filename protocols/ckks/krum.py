@@ -27,13 +27,21 @@ whenever (a) every gap between distances that decides a nearest-neighbour set ex
 (b) the gap between the sorted plaintext scores at the selection cut exceeds
 ``2 (n - f - 2) e(D_max)``, the encrypted selection equals the plaintext one.
 
-Byzantine clients can encrypt values outside ``value_range`` (a range proof is another protocol); the
-key holder aborts (:class:`secagg.ProtocolAbort`) when a decrypted distance is outside
-``[-bound, 4 d B^2 + bound]``, since an overflowing ciphertext would decrypt to an arbitrary value.
+Byzantine clients can encrypt values outside ``value_range`` (a range proof is another protocol). A
+decrypted distance outside ``[-err(4 d B^2), 4 d B^2 + err(4 d B^2)]`` (:mod:`protocols.ckks.checks`)
+holds at least one Byzantine client; the clients behind the bad pairs are named
+(:func:`protocols.ckks.checks.pair_culprits`) and excluded from the selection, each counting against
+``f``; when the bad pairs cannot single them out the round aborts with
+:class:`protocols.ckks.checks.ByzantineInputError` naming the candidates. The key holder also checks
+the selected sum, ``|v| <= m B + tol`` in every slot, before releasing it: a crafted wrap of ``q_0``
+that slips a far row into the selection is refused there when it drives a coordinate out of range, and
+is otherwise bounded by it (stated plainly: not excluded). The server learns nothing more than the
+selection (the excluded clients are simply not in it).
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import warnings
 from typing import Any
@@ -42,6 +50,12 @@ import numpy as np
 import torch
 
 from protocols.base import PROTOCOLS, Leakage, RoundResult
+from protocols.ckks.checks import (
+    ByzantineInputError,
+    check_aggregate,
+    decryption_error_bound,
+    distance_culprits,
+)
 from protocols.ckks.distances import DistanceEvaluator
 from protocols.ckks.driver import CKKSRound
 from protocols.ckks.messages import Kind, array_part, parse_array
@@ -49,23 +63,14 @@ from protocols.ckks.params import CKKSParameterError, CKKSParams
 from protocols.ckks.parties import CKKSKeyHolder, CKKSServer, Update
 from robust.errors import ByzantineBoundError
 from robust.selection import krum_select
-from secagg.errors import MalformedMessage, ProtocolAbort
+from secagg.errors import MalformedMessage
 
 
 def distance_error_bound(params: CKKSParams, dist: float) -> float:
-    """Bound on ``|D~ - D|`` for a decrypted squared distance ``D`` of two in-range updates.
-
-    ``|D~ - D| <= 2^(21 - s) * D + 2^(24 - s)`` with ``s`` the scale bits (``~1.9e-6 D + 1.5e-5`` at
-    ``s = 40``). Two terms: (i) a relative error, because rescaling divides by the prime ``q_1`` while
-    TenSEAL keeps the nominal scale ``2^s`` (SEAL picks ``q_1 = 1 mod 2N`` near ``2^s``, so
-    ``|q_1 / 2^s - 1|`` is about ``2^-(s - 20)`` at most); it multiplies every distance of a round by the
-    same factor and cannot change a selection; (ii) an absolute floor from encryption, relinearization
-    and rotation noise read at precision ``2^-s``. Measured at N = 8192, s = 40: ``1.34e-7 D`` and a
-    floor of ``~5e-7`` for d up to 61,706 (margins ~14x and ~30x); ``tests/protocols/test_ckks_krum.py``
-    checks the bound.
-    """
-    s = params.global_scale_bits
-    return 2.0 ** (21 - s) * dist + 2.0 ** (24 - s)
+    """Bound on ``|D~ - D|`` for a decrypted squared distance ``D`` of two in-range updates:
+    :func:`protocols.ckks.checks.decryption_error_bound` (``2^(21 - s) D + 2^(24 - s)``);
+    ``tests/protocols/test_ckks_protocols.py`` checks it."""
+    return decryption_error_bound(params, dist)
 
 
 def pair_index(n: int) -> list[tuple[int, int]]:
@@ -144,7 +149,8 @@ class _KrumBase(CKKSRound):
     def max_magnitude(self, n: int, d: int) -> float:
         return 4.0 * d * self.params.value_range**2 + float(n) * self.params.value_range
 
-    def _m(self, n: int) -> int:
+    def _m(self, n: int, f: int | None = None) -> int:
+        """Clients averaged at ``n`` clients and ``f`` tolerated (``f = self.f`` when ``None``)."""
         raise NotImplementedError
 
     def _check_bound(self, n: int) -> int:
@@ -156,20 +162,26 @@ class _KrumBase(CKKSRound):
         return m
 
     def _select(self, kh: CKKSKeyHolder, msg: bytes, n: int, d: int, m: int) -> tuple[bytes, np.ndarray]:
-        """Key holder: decrypt the distances, sanity-check them, run the shared selection."""
+        """Key holder: decrypt the distances, name and exclude out-of-range clients, run the selection.
+
+        Every excluded client counts against ``f``: the selection runs on the kept clients with
+        ``f' = max(f - excluded, 0)`` (and ``m' = n' - f'`` for the default Multi-Krum), which must
+        still satisfy ``n' > 2 f' + 2`` and ``m' <= n' - f'``, else :class:`ByzantineInputError`."""
         vals = kh.decrypt_scalars(msg, Kind.DISTANCES, n * (n - 1) // 2)
-        top = 4.0 * d * self.params.value_range**2
-        tol = distance_error_bound(self.params, top)
-        hi = top + tol
-        bad = ~np.isfinite(vals) | (vals < -tol) | (vals > hi)
-        if bad.any():
-            i, j = pair_index(n)[int(np.flatnonzero(bad)[0])]
-            raise ProtocolAbort(
-                f"key_holder: decrypted distance of pair ({i}, {j}) is {vals[bad][0]:.6g}; want in "
-                f"[{-tol:.3g}, {hi:.6g}] (an input outside value_range or a corrupted ciphertext)"
+        culprits = distance_culprits(vals, pair_index(n), self.params, n, d)
+        self.excluded = culprits
+        kept = [i for i in range(n) if i not in set(culprits)]
+        dist = distance_matrix(np.maximum(np.nan_to_num(vals, nan=0.0), 0.0), n)
+        f = max(self.f - len(culprits), 0)
+        m_kept = self._m(len(kept), f) if culprits else m
+        if len(kept) <= 2 * f + 2 or m_kept > len(kept) - f:
+            raise ByzantineInputError(
+                f"{self.name}: {len(kept)} clients left after excluding {culprits}, f' = {f}, m = {m_kept}; "
+                "want n' > 2f' + 2 and m <= n' - f'",
+                culprits,
             )
-        dist = distance_matrix(np.maximum(vals, 0.0), n)
-        sel = krum_select(torch.as_tensor(dist), self.f, m).numpy()
+        sub = dist[np.ix_(kept, kept)]
+        sel = np.array(kept)[krum_select(torch.as_tensor(sub), f, m_kept).numpy()]
         return kh.seal(Kind.SELECTION, [array_part(sel, "int64")]), dist
 
     @staticmethod
@@ -199,14 +211,22 @@ class _KrumBase(CKKSRound):
             reply, dist = self._select(kh, msg, n, d, m)
         reply = self.send("key_holder", "server", "select", reply)
         with self.meter.time("server", "aggregate"):
+            if self.excluded:
+                m = self._m(n - len(self.excluded), max(self.f - len(self.excluded), 0))
             sel = self._read_selection(server, reply, n, m)
             agg = server.weighted_sum([updates[int(i)] for i in sel], None)
-        out = torch.as_tensor(self._decrypt_aggregate(kh, server, agg, d) / m, dtype=torch.float32)
+        bound = m * self.params.value_range  # the sum of m in-range rows
+        check = functools.partial(check_aggregate, params=self.params, bound=bound, what=self.name)
+        out = torch.as_tensor(self._decrypt_aggregate(kh, server, agg, d, check) / m, dtype=torch.float32)
         accepted = sorted(int(i) for i in sel)
         leak = Leakage(
             {
                 "server": {"selection": accepted, "aggregate": out},
-                "key_holder": {"pairwise_sq_distances": torch.as_tensor(dist), "aggregate": out},
+                "key_holder": {
+                    "pairwise_sq_distances": torch.as_tensor(dist),
+                    "aggregate": out,
+                    "excluded": list(self.excluded),
+                },
             }
         )
         return RoundResult(aggregate=out, accepted=accepted, meter=self.meter, leakage=leak)
@@ -227,7 +247,7 @@ class CKKSKrum(_KrumBase):
     def __init__(self, f: int, params: CKKSParams | dict[str, Any] | None = None, workers: int = 1) -> None:
         super().__init__(f, None, params, workers)
 
-    def _m(self, n: int) -> int:
+    def _m(self, n: int, f: int | None = None) -> int:
         return 1
 
 
@@ -254,5 +274,5 @@ class CKKSMultiKrum(_KrumBase):
     ) -> None:
         super().__init__(f, m, params, workers)
 
-    def _m(self, n: int) -> int:
-        return n - self.f if self.m is None else self.m
+    def _m(self, n: int, f: int | None = None) -> int:
+        return n - (self.f if f is None else f) if self.m is None else self.m

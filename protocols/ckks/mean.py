@@ -8,18 +8,27 @@ Leakage:
     server: the aggregate (the released mean), noise-flooded by the key holder before release
         (``CKKSParams.flood_std``; :mod:`protocols.ckks.flooding`, against Li-Micciancio key recovery).
     key_holder: the aggregate (the unweighted sum, or the weighted mean).
+Byzantine clients: the key holder decrypts nothing per client, so it cannot name one. It checks the
+decrypted aggregate before release (:func:`protocols.ckks.checks.check_aggregate`: ``|sum| <= n B +
+tol``, or ``|mean| <= B + tol`` weighted, in every slot) and otherwise aborts with
+:class:`protocols.ckks.checks.ByzantineInputError` naming no client: an out-of-range input or a
+ciphertext under a foreign key never yields a silently wrong mean. Within that range a Byzantine
+client moves the mean as it likes (the mean is not a robust rule).
+
 No party sees an individual update; the key holder receives exactly one ciphertext per chunk, that of
 the aggregate.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 import torch
 
 from protocols.base import PROTOCOLS, Leakage, RoundResult
+from protocols.ckks.checks import check_aggregate
 from protocols.ckks.driver import CKKSRound
 from protocols.ckks.params import CKKSParams
 
@@ -51,7 +60,10 @@ class CKKSMean(CKKSRound):
         updates = self._upload(server, x)
         with self.meter.time("server", "aggregate"):
             agg = server.weighted_sum(updates, None if w is None else w.tolist())
-        out = self._decrypt_aggregate(kh, server, agg, d)
+        # Honest sum: |v| <= n B; honest weighted mean: |v| <= B (weights sum to 1).
+        bound = self.params.value_range * (n if w is None else 1.0)
+        check = functools.partial(check_aggregate, params=self.params, bound=bound, what=self.name)
+        out = self._decrypt_aggregate(kh, server, agg, d, check)
         if w is None:
             out = out / n
         mean = torch.as_tensor(out, dtype=torch.float32)

@@ -42,6 +42,9 @@ class Kind(IntEnum):
     PLAINTEXT = 9  # key holder -> server: the decrypted aggregate (float64)
     PAILLIER_UPDATE = 10  # client -> server: Paillier ciphertexts of packed fixed-point words
     PAILLIER_SUM = 11  # server -> key holder: the product of the clients' ciphertexts
+    CONTEXT = 12  # key holder -> server / clients (setup): a public CKKS context
+    PAILLIER_KEY = 13  # key holder -> server / clients (setup): the Paillier modulus n
+    EXCLUDED = 14  # key holder -> server: clients whose decryptions left their range (int64)
 
 
 def encode_frame(kind: Kind, parts: list[bytes], round_id: int = 0) -> bytes:

@@ -14,13 +14,26 @@ Round:
 Result: ``sum_i w_i * x_i * min(1, C / ||x_i||)`` -- the mean of the clipped updates (Flower's
 server-side fixed clipping / DP-FedAvg's clip, without the server seeing any update).
 
+Byzantine clients (:mod:`protocols.ckks.checks`). A decrypted squared norm outside
+``[-err(d B^2), d B^2 + err(d B^2)]`` names its client, who is excluded (the server is told who, in an
+``EXCLUDED`` message, and drops the ciphertext; the weights are renormalized over the rest). Stated
+plainly: **the per-client clip is not enforced against a Byzantine client.** Decryption is modulo
+``q_0``, so a client can craft an update of norm about ``2^((bits(q_0) - s) / 2)`` (1,024 at the
+default) whose squared norm decrypts to anything in range (e.g. 0.25: clip factor 1); no check on the
+decrypted norm can tell. What is enforced is the released aggregate: the key holder refuses to release
+it (:class:`ByzantineInputError`, no client named) when ``||agg||_2 > C + tol``
+(:func:`protocols.ckks.checks.clip_norm_tolerance`), the bound every honest round meets. A crafted
+client whose effect stays under that bound still moves the aggregate by up to ``2 C`` in L2 norm
+(against ``2 C / n`` for a clipped one). A real per-client clip needs a range proof from the client.
+
 Leakage:
     key_holder: every client's squared L2 norm ``||x_i||^2`` and the aggregate.
-    server: the aggregate only (the factors reach it encrypted).
+    server: the aggregate, and which clients were excluded (the factors reach it encrypted).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -28,6 +41,7 @@ import numpy as np
 import torch
 
 from protocols.base import PROTOCOLS, Leakage, RoundResult
+from protocols.ckks.checks import check_clip_norm, sq_norm_culprits
 from protocols.ckks.driver import CKKSRound
 from protocols.ckks.messages import Kind
 from protocols.ckks.params import CKKSParameterError, CKKSParams
@@ -79,17 +93,23 @@ class CKKSNormClip(CKKSRound):
         msg = self.send("server", "key_holder", "norms", msg)
         with self.meter.time("key_holder", "factors"):
             sq = kh.decrypt_scalars(msg, Kind.SQ_NORMS, n)
-            factors = kh.flood_factors(clip_factors(sq, self.clip))  # noise flooding, see flooding.py
-            reply = kh.seal(Kind.FACTORS, kh.encrypt_replicated((factors * w).tolist()))
+            culprits = sq_norm_culprits(sq, self.params, d)
+        kept = self._exclude(kh, server, culprits, n, "factors") if culprits else list(range(n))
+        with self.meter.time("key_holder", "factors"):
+            wk = w[kept] / w[kept].sum()
+            factors = kh.flood_factors(clip_factors(sq[kept], self.clip))  # noise flooding, flooding.py
+            reply = kh.seal(Kind.FACTORS, kh.encrypt_replicated((factors * wk).tolist()))
         reply = self.send("key_holder", "server", "factors", reply)
         with self.meter.time("server", "aggregate"):
-            enc_f = server.load_from_key_holder(reply, Kind.FACTORS, n)
-            agg = server.encrypted_weighted_sum(updates, [[f] * len(updates[0]) for f in enc_f])
-        out = torch.as_tensor(self._decrypt_aggregate(kh, server, agg, d), dtype=torch.float32)
+            enc_f = server.load_from_key_holder(reply, Kind.FACTORS, len(kept))
+            ups = [updates[i] for i in kept]
+            agg = server.encrypted_weighted_sum(ups, [[f] * len(ups[0]) for f in enc_f])
+        check = functools.partial(check_clip_norm, params=self.params, clip=self.clip)
+        out = torch.as_tensor(self._decrypt_aggregate(kh, server, agg, d, check), dtype=torch.float32)
         leak = Leakage(
             {
-                "server": {"aggregate": out},
+                "server": {"aggregate": out, "excluded": list(self.excluded)},
                 "key_holder": {"sq_norms": torch.as_tensor(sq), "aggregate": out},
             }
         )
-        return RoundResult(aggregate=out, accepted=list(range(n)), meter=self.meter, leakage=leak)
+        return RoundResult(aggregate=out, accepted=kept, meter=self.meter, leakage=leak)

@@ -21,16 +21,18 @@ chunks, blinding) are module-level functions; the classes only hold keys and par
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
 import tenseal as ts
 
+from protocols.ckks.checks import MalformedUpload
 from protocols.ckks.distances import DistanceEvaluator
 from protocols.ckks.flooding import flood, uniform01
 from protocols.ckks.messages import Identity, Kind, array_part, open_message, parse_array
 from protocols.ckks.params import CKKSParams
+from protocols.ckks.setup import load_public_context
 from secagg.errors import MalformedMessage, ProtocolAbort
 
 Vec: TypeAlias = Any  # tenseal.CKKSVector (TenSEAL ships no type information)
@@ -115,14 +117,16 @@ def sq_norm(a: Update) -> Vec:
 class CKKSClient:
     """A client: checks its update's range and encrypts it chunk by chunk under the public key."""
 
-    def __init__(self, index: int, params: CKKSParams, context: bytes, identity: Identity) -> None:
+    def __init__(
+        self, index: int, params: CKKSParams, context: bytes, identity: Identity, key_holder_vk: bytes
+    ) -> None:
+        """``context``: the key holder's signed public context (:mod:`protocols.ckks.setup`), verified
+        against ``key_holder_vk`` and validated against ``params``."""
         self.index = index
         self.name = f"client[{index}]"
         self.params = params
         self.identity = identity
-        self._ctx = ts.context_from(context)
-        if self._ctx.is_private():
-            raise ProtocolAbort(f"{self.name}: got a context holding the secret key; want a public context")
+        self._ctx = load_public_context(context, key_holder_vk, params, self.name)
 
     def encrypt(self, x: np.ndarray) -> bytes:
         """``UPDATE`` message: one fresh ciphertext per chunk; refuses out-of-range updates."""
@@ -141,9 +145,7 @@ class CKKSServer:
         self.identity = identity
         self.key_holder_vk = key_holder_vk
         self.client_vks: dict[int, bytes] = {}
-        self.ctx = ts.context_from(context)
-        if self.ctx.is_private():
-            raise ProtocolAbort("server: got a context holding the secret key; want a public context")
+        self.ctx = load_public_context(context, key_holder_vk, params, "server", relin=True)
         self.scale = 2.0**params.global_scale_bits
         self.top = len(params.coeff_mod_bit_sizes) - 1  # primes of a fresh ciphertext
         self._distances: DistanceEvaluator | None = None
@@ -157,13 +159,22 @@ class CKKSServer:
         return self._distances
 
     def load_update(self, i: int, msg: bytes, d: int) -> Update:
+        """Open client ``i``'s signed upload. A signed upload that does not parse or validate is the
+        client's own doing: :class:`protocols.ckks.checks.MalformedUpload` names it (a bad signature
+        stays an :class:`secagg.AuthenticationError`: anyone on the path could have caused it)."""
         k = self.params.n_chunks(d)
-        parts = open_message(msg, self.client_vks[i], f"client[{i}]", Kind.UPDATE, k, self.identity.round)
-        what = f"update of client[{i}]"
-        return [
-            load_vector(self.ctx, p, levels=self.top, slots=self.params.slots, scale=self.scale, what=what)
-            for p in parts
-        ]
+        who = f"client[{i}]"
+        try:
+            parts = open_message(msg, self.client_vks[i], who, Kind.UPDATE, k, self.identity.round)
+            what = f"update of {who}"
+            return [
+                load_vector(
+                    self.ctx, p, levels=self.top, slots=self.params.slots, scale=self.scale, what=what
+                )
+                for p in parts
+            ]
+        except MalformedMessage as e:
+            raise MalformedUpload(f"{who}: {e}", [i]) from e
 
     def open_from_key_holder(self, msg: bytes, kind: Kind, count: int | None = None) -> list[bytes]:
         return open_message(msg, self.key_holder_vk, "key_holder", kind, count, self.identity.round)
@@ -288,11 +299,27 @@ class CKKSKeyHolder:
         vals = self._decrypt_parts(parts, levels=levels, slots=self.params.slots, what=kind.name)
         return np.concatenate(vals) if vals else np.zeros(0)
 
-    def release_aggregate(self, msg: bytes, count: int, levels: int, d: int) -> bytes:
+    def release_aggregate(
+        self,
+        msg: bytes,
+        count: int,
+        levels: int,
+        d: int,
+        check: Callable[[np.ndarray], None] | None = None,
+    ) -> bytes:
         """``PLAINTEXT`` reply: the first ``d`` decrypted aggregate values, each flooded with fresh
-        ``N(0, flood_std^2)`` noise (:mod:`protocols.ckks.flooding`) -- never the exact decryption."""
-        flat = self.decrypt_chunks(msg, Kind.AGGREGATE, count, levels)[:d]
-        return self.plaintext(flood(flat, self.params.flood_std))
+        ``N(0, flood_std^2)`` noise (:mod:`protocols.ckks.flooding`) -- never the exact decryption.
+
+        ``check`` sees every decrypted slot (padding included) before anything is released and raises
+        (:mod:`protocols.ckks.checks`) if the aggregate is outside what honest inputs can give."""
+        flat = self.decrypt_chunks(msg, Kind.AGGREGATE, count, levels)
+        if check is not None:
+            check(flat)
+        return self.plaintext(flood(flat[:d], self.params.flood_std))
+
+    def excluded(self, culprits: Sequence[int]) -> bytes:
+        """``EXCLUDED`` message: the clients whose decryptions left their range (sorted int64)."""
+        return self.seal(Kind.EXCLUDED, [array_part(np.array(sorted(culprits), dtype=np.int64), "int64")])
 
     def flood_factors(self, factors: np.ndarray) -> np.ndarray:
         """Dimensionless factors (in [0, 1]) computed from decryptions, flooded at the aggregate's
@@ -315,6 +342,17 @@ class CKKSKeyHolder:
 
     def plaintext(self, values: np.ndarray) -> bytes:
         return self.identity.seal(Kind.PLAINTEXT, [array_part(values, "float64")])
+
+
+def read_excluded(server: CKKSServer, msg: bytes, n: int) -> list[int]:
+    """The server reads the key holder's ``EXCLUDED`` list: distinct sorted indices in ``[0, n)``."""
+    (part,) = server.open_from_key_holder(msg, Kind.EXCLUDED, 1)
+    if len(part) % 8:
+        raise MalformedMessage(f"excluded list: got {len(part)} bytes; want a multiple of 8")
+    out = parse_array(part, "int64", len(part) // 8, "excluded list").tolist()
+    if out != sorted(set(out)) or any(not 0 <= i < n for i in out) or len(out) >= n:
+        raise MalformedMessage(f"got excluded {out}; want fewer than {n} sorted distinct indices in [0, {n})")
+    return [int(i) for i in out]
 
 
 def read_plaintext(server: CKKSServer, msg: bytes, d: int) -> np.ndarray:

@@ -15,10 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import protocols
+from protocols.base import RoundResult
 from protocols.ckks import CKKSRound, Message
 from protocols.ckks.messages import Identity, Kind, decode_frame, encode_frame, open_message, unsigned_frame
 from protocols.ckks.parties import CKKSServer
-from secagg.errors import AuthenticationError, EncodingError, MalformedMessage, ProtocolAbort, StageError
+from protocols.ckks.setup import SetupError, seal_setup
+from secagg.errors import AuthenticationError, EncodingError, MalformedMessage, StageError
 
 X = np.random.default_rng(3).uniform(-0.5, 0.5, size=(5, 100))
 
@@ -75,10 +77,10 @@ def krum() -> CKKSRound:
     return proto
 
 
-def run_with(proto: CKKSRound, hook: Callable[[Message], bytes], x: np.ndarray = X) -> None:
+def run_with(proto: CKKSRound, hook: Callable[[Message], bytes], x: np.ndarray = X) -> RoundResult:
     proto.intercept = hook
     try:
-        proto.run(x)
+        return proto.run(x)
     finally:
         proto.intercept = None
 
@@ -135,13 +137,15 @@ def test_ciphertext_of_wrong_level_or_size_is_malformed(krum: CKKSRound) -> None
         run_with(krum, replace(is_upload(3), _resigned(krum, 3, [short, short])))
 
 
-def test_out_of_range_byzantine_ciphertext_aborts_at_key_holder(krum: CKKSRound) -> None:
+def test_out_of_range_byzantine_ciphertext_is_excluded_by_key_holder(krum: CKKSRound) -> None:
     def huge(m: Message) -> bytes:
         ctx = krum.clients[4]._ctx  # the client's own public context, bypassing its range check
         return krum.clients[4].identity.seal(Kind.UPDATE, [ts.ckks_vector(ctx, [300.0] * 4096).serialize()])
 
-    with pytest.raises(ProtocolAbort, match=r"decrypted distance of pair \(\d, 4\) is .*; want in"):
-        run_with(krum, replace(is_upload(4), huge))
+    # Every distance to client 4 decrypts out of range: it is named and excluded, counting against f.
+    res = run_with(krum, replace(is_upload(4), huge))
+    assert krum.excluded == [4] and res.accepted == [0, 1, 2, 3]
+    np.testing.assert_allclose(res.aggregate.double().numpy(), X[:4].mean(axis=0), atol=1e-5)
 
 
 def test_replayed_server_message_of_the_wrong_stage(krum: CKKSRound) -> None:
@@ -182,8 +186,10 @@ def test_client_refuses_out_of_range_update(krum: CKKSRound) -> None:
 
 def test_server_refuses_a_context_with_the_secret_key(krum: CKKSRound) -> None:
     private = krum.key_holder._ctx.serialize(save_secret_key=True)
-    with pytest.raises(ProtocolAbort, match="secret key"):
-        CKKSServer(krum.params, private, Identity.generate("server"), b"\x00" * 32)
+    kh = krum.key_holder
+    signed = seal_setup(kh.identity, Kind.CONTEXT, private)
+    with pytest.raises(SetupError, match="secret key"):
+        CKKSServer(krum.params, signed, Identity.generate("server"), kh.identity.verify_key)
 
 
 def test_message_replayed_from_an_earlier_round_is_refused(krum: CKKSRound) -> None:

@@ -70,7 +70,7 @@ def test_scaling_and_large_norm_attackers_are_rejected_at_verification(attack: o
 
 
 def test_client_masking_another_vector_fails_the_link_check() -> None:
-    proto = SecAggNormBound(bound=BOUND, frac_bits=FRAC)
+    proto = SecAggNormBound(bound=BOUND, frac_bits=FRAC, blame=False)  # blame: test_normbound_blame.py
     x = torch.tensor(_honest(3, 4, seed=2), dtype=torch.float32)
     q1 = encode_within_bound(proto.config, x[1].numpy().astype(np.float64), 3)
     sneaky = q1.copy()
