@@ -27,6 +27,7 @@ import fedsec
 import protocols
 import robust
 import robust.attacks
+from fedsec import round as fround
 from fedsec.config import Config
 from fedsec.errors import ConfigError, DataError
 from fedsec.outputs import RunWriter, csv_text
@@ -152,35 +153,45 @@ def build_attack(cfg: Config) -> Any:
     return atk
 
 
-def build_protocol(cfg: Config, rule: Any) -> Any:
-    p = cfg.protocol
-    if p.name == "plain":
-        if p.kwargs:
-            raise ConfigError(
-                f"protocol.kwargs: got {sorted(p.kwargs)} for 'plain'; want none (use [defense])"
-            )
-        return protocols.make("plain", rule=rule)
-    try:
-        factory = protocols.PROTOCOLS.get(p.name)
-    except KeyError as e:
-        raise ConfigError(f"protocol.name: got {p.name!r}; want one of {protocols.PROTOCOLS.names()}") from e
-    kw = dict(p.kwargs)
+def build_protocol(cfg: Config, rule: Any, server_rule: Any = None) -> Any:
+    """The round's protocol: the defense's mechanism (:meth:`Config.mechanism`) composed with its rule by
+    :func:`protocols.make`, or a protocol named for its rule (``ckks_krum`` ...) built from its kwargs.
+
+    ``server_rule`` is what the plain mechanism runs (the rule with the round's context and any
+    server-side DP wrapped around it); the other mechanisms compose the bare ``rule``.
+    """
+    p, d = cfg.protocol, cfg.defense
+    mech = cfg.mechanism(d)
+    kw = dict(p.kwargs if d.mechanism is None else (d.mechanism_kwargs or {}))
+    where = "protocol.kwargs" if d.mechanism is None else "defense.mechanism_kwargs"
+    if mech == "plain":
+        if kw:
+            raise ConfigError(f"{where}: got {sorted(kw)} for 'plain'; want none (use [defense])")
+        return protocols.make("plain", rule=rule if server_rule is None else server_rule)
     if cfg.dp.mode == "distributed":
         # The noise parameters live in [dp]; protocol.kwargs may repeat them only with the same values.
         for key, value in (("clip", cfg.dp.clip), ("noise_multiplier", cfg.dp.noise_multiplier)):
             if kw.setdefault(key, value) != value:
                 raise ConfigError(
-                    f"protocol.kwargs.{key}: got {kw[key]} with dp.{key}={value}; want them equal "
+                    f"{where}.{key}: got {kw[key]} with dp.{key}={value}; want them equal "
                     f"(or set it in [dp] only)"
                 )
+    if mech in protocols.MECHANISMS:
+        try:
+            return protocols.make(mech, rule=rule, **kw)
+        except protocols.CompositionError as e:
+            raise ConfigError(f"defense {d.label!r}: {e}") from e
+    try:
+        factory = protocols.PROTOCOLS.get(mech)
+    except KeyError as e:
+        known = sorted(set(protocols.PROTOCOLS.names()) | set(protocols.MECHANISMS.names()))
+        raise ConfigError(f"protocol.name: got {mech!r}; want one of {known}") from e
     if "f" not in kw and _accepts(factory, "f") and cfg.assumed_f() > 0:
         kw["f"] = cfg.assumed_f()
     try:
         return factory(**kw)
     except TypeError as e:
-        raise ConfigError(
-            f"protocol.kwargs: got {sorted(kw)}; want the parameters of {p.name!r} ({e})"
-        ) from e
+        raise ConfigError(f"{where}: got {sorted(kw)}; want the parameters of {mech!r} ({e})") from e
 
 
 def threat_model(cfg: Config, privacy: dict[str, Any] | None) -> dict[str, Any]:
@@ -195,12 +206,14 @@ def threat_model(cfg: Config, privacy: dict[str, Any] | None) -> dict[str, Any]:
             )
         except ConfigError:
             knowledge = "unknown"
-    if cfg.protocol.name == "plain":
+    mech = cfg.mechanism(d)
+    if mech == "plain":
         secure = "none: the server sees every update in the clear"
+    elif mech in protocols.PROTOCOLS:
+        doc = (protocols.PROTOCOLS.get(mech).__doc__ or "").strip().splitlines()
+        secure = f"protocol {mech!r}" + (f": {doc[0]}" if doc else "")
     else:
-        factory = protocols.PROTOCOLS.get(cfg.protocol.name)
-        doc = (factory.__doc__ or "").strip().splitlines()
-        secure = f"protocol {cfg.protocol.name!r}" + (f": {doc[0]}" if doc else "")
+        secure = f"mechanism {mech!r}: computes {protocols.MECHANISMS.make(mech).supports} without the clear"
     return {
         "byzantine_actual": f"{a.f} of {cfg.data.n_clients}",
         "byzantine_assumed_by_defense": f"{cfg.assumed_f(d)} of {cfg.data.n_clients}",
@@ -245,16 +258,18 @@ def simulate(
     *,
     progress: ProgressFn | None = None,
     model: torch.nn.Module | None = None,
+    observers: list[fround.Observer] | None = None,
 ) -> UnitResult:
     """Run one unit config (one defense); write its run directory when ``run_dir`` is given.
 
-    ``train.threads > 0`` sets torch's CPU thread count for the run (restored afterwards).
+    ``train.threads > 0`` sets torch's CPU thread count for the run (restored afterwards). Every
+    ``observer(record)`` receives each round's :class:`fedsec.round.RoundRecord`.
     """
     before = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     try:
-        return _simulate(cfg, run_dir, progress=progress, model=model)
+        return _simulate(cfg, run_dir, progress=progress, model=model, observers=observers)
     finally:
         torch.set_num_threads(before)
 
@@ -265,6 +280,7 @@ def _simulate(
     *,
     progress: ProgressFn | None = None,
     model: torch.nn.Module | None = None,
+    observers: list[fround.Observer] | None = None,
 ) -> UnitResult:
     """Run one unit config (one defense); write its run directory when ``run_dir`` is given."""
     cfg.defense  # noqa: B018 - raises unless exactly one defense
@@ -330,7 +346,7 @@ def _simulate(
     cohort_size = cfg.train.clients_per_round or n
     privacy = PrivacyWiring(cfg, expected_clients=cohort_size)
     server_rule = privacy.wrap_rule(selector)
-    proto = build_protocol(cfg, server_rule)
+    proto = build_protocol(cfg, rule, server_rule)
     privacy.bind_protocol(proto)
     attack = build_attack(cfg)
     gen = torch.Generator().manual_seed(seed)
@@ -348,6 +364,8 @@ def _simulate(
         "defense": cfg.defense.label,
     }
     metrics: list[dict[str, Any]] = []
+    totals = fround.MeterTotals()
+    observing: list[fround.Observer] = [totals, *(observers or [])]
     agg_times: list[float] = []
     client_times: list[float] = []
     tpr_acc: list[float] = []
@@ -395,9 +413,11 @@ def _simulate(
                 server_id = torch.zeros(1, dtype=torch.long, device=device)
                 context.root = root_computer.updates(w, server_id, gen)[0]
             context.ids = cohort
-            t1 = time.perf_counter()
             try:
-                result = proto.run(stack, rng=np.random.default_rng([seed, 5, t]))
+                record = fround.aggregate(
+                    proto, stack, round_no=t, cohort=cohort, is_byz=is_byz, selector=selector,
+                    rng=np.random.default_rng([seed, 5, t]), device=device, dtype=w.dtype,
+                )  # fmt: skip
             except robust.NonFiniteError as e:
                 # The rule refuses more non-finite updates than it tolerates: a server using it would
                 # release a non-finite model. Record the divergence and stop this run cleanly.
@@ -406,17 +426,15 @@ def _simulate(
                 w = torch.full_like(w, float("nan"))
                 rounds_done = t
                 break
-            agg_dt = time.perf_counter() - t1
-            agg_times.append(agg_dt)
-            window_agg.append(agg_dt)
-            agg = torch.as_tensor(result.aggregate, device=device).to(w.dtype).reshape(-1)
-            if getattr(selector, "last_selection", None) is not None or len(result.accepted) < len(cohort):
-                acc_set = set(int(i) for i in result.accepted)
-                if len(byz_rows):
-                    tpr_acc.append(float(np.mean([r not in acc_set for r in byz_rows])))
-                fpr_acc.append(
-                    float(np.mean([r not in acc_set for r in honest_rows])) if len(honest_rows) else 0.0
-                )
+            for observe in observing:
+                observe(record)
+            agg_times.append(record.seconds)
+            window_agg.append(record.seconds)
+            agg = record.aggregate
+            if record.tpr is not None:
+                tpr_acc.append(record.tpr)
+            if record.fpr is not None:
+                fpr_acc.append(record.fpr)
             if not bool(torch.isfinite(agg).all()):
                 diverged = True
             w = w - step_size * agg
@@ -471,7 +489,7 @@ def _simulate(
             "attack_data": cfg.attack.data,
             "strength": cfg.attack.strength,
             "f": f_actual,
-            "protocol": cfg.protocol.name,
+            "protocol": cfg.mechanism(),
             "mode": cfg.train.mode,
             "rounds": rounds_done,
             "max_accuracy": max(accs) if accs else math.nan,
@@ -491,6 +509,7 @@ def _simulate(
             summary["byz_detection_fpr"] = float(np.mean(fpr_acc)) if fpr_acc else None
         if bd_x is not None and metrics:
             summary["backdoor_success"] = metrics[-1].get("backdoor_success")
+        summary.update(totals.summary())
         if privacy.statement() is not None:
             summary["privacy"] = privacy.statement()
         if writer is not None:
