@@ -145,7 +145,8 @@ def build_protocol(cfg: Config, rule: Any, server_rule: Any = None) -> Any:
         factory = protocols.PROTOCOLS.get(mech)
     except KeyError as e:
         known = sorted(set(protocols.PROTOCOLS.names()) | set(protocols.MECHANISMS.names()))
-        raise ConfigError(f"protocol.name: got {mech!r}; want one of {known}") from e
+        key = "protocol.name" if d.mechanism is None else "defense.mechanism"
+        raise ConfigError(f"{key}: got {mech!r}; want one of {known}") from e
     if "f" not in kw and _accepts(factory, "f") and cfg.assumed_f() > 0:
         kw["f"] = cfg.assumed_f()
     try:

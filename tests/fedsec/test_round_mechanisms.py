@@ -75,6 +75,8 @@ def test_an_unsupported_composition_is_a_config_error() -> None:
     cfg = tiny(defense={"rule": "median", "mechanism": "secagg"})
     with pytest.raises(ConfigError, match=r"secagg: got rule median .*; want Mean"):
         simulate(cfg)
+    with pytest.raises(ConfigError, match=r"defense\.mechanism: got 'ckkss'; want one of"):
+        simulate(tiny(defense={"rule": "mean", "mechanism": "ckkss"}))
 
 
 @pytest.mark.slow
