@@ -23,6 +23,9 @@ mechanism              rules                                         who learns 
                        after ``Clip``, ``Krum``, ``MultiKrum``,      blinded values (the inner
                        ``Median``, ``TrimmedMean``                   protocol's leakage record)
 ``paillier``           ``Mean``                                      key holder: the sum
+``prio``               ``Mean`` (also after bucketing, or after      leader and helper: the sum;
+                       ``Clip(c)``: the proved bound ``c``),         with Krum, the squared
+                       ``Krum``, ``MultiKrum`` (``m=None``)          distances
 =====================  ============================================  ==============================
 
 The mechanisms are implemented by the protocol classes registered in :data:`protocols.PROTOCOLS`
@@ -230,6 +233,33 @@ def _ckks(rule: Any, params: dict[str, Any]) -> Plan:
         inner = _build("ckks", PROTOCOLS.get("ckks_trimmed_mean"), rule, f=final.f, **params)
         return Plan(inner, None, {kh: Statistic.RANKS})
     raise _refuse("ckks", rule, CKKS_SUPPORTS)
+
+
+PRIO_SUPPORTS = "Mean (also after bucketing, or after Clip(c): the proved bound), Krum or MultiKrum (m=None)"
+
+
+@register("prio", PRIO_SUPPORTS)
+def _prio(rule: Any, params: dict[str, Any]) -> Plan:
+    pre, final = pipeline_parts(rule)
+    kind = type(final)
+    servers = ("leader", "helper")
+    factory = PROTOCOLS.get("prio")
+    if _is_linear_mean(rule):
+        inner = _build("prio", factory, rule, **params)
+        return Plan(inner, _linear_weights(rule), dict.fromkeys(servers, Statistic.LINEAR))
+    if _is_clip_mean(rule):
+        # Honest clients scale to norm <= c; the servers reject a report whose proof of it fails.
+        c = pre[0].c
+        if params.setdefault("bound", c) != c:
+            raise CompositionError(
+                f"prio: got bound={params['bound']} with rule Clip(c={c}); want them equal"
+            )
+        inner = _build("prio", factory, rule, clip_to_bound=True, **params)
+        return Plan(inner, None, dict.fromkeys(servers, Statistic.LINEAR))
+    if not pre and (kind is robust.Krum or (kind is robust.MultiKrum and final.m is None)):
+        inner = _build("prio", factory, rule, select=final.name, f=final.f, **params)
+        return Plan(inner, None, dict.fromkeys(servers, Statistic.DISTANCES))
+    raise _refuse("prio", rule, PRIO_SUPPORTS)
 
 
 @register("paillier", "Mean (unweighted)")

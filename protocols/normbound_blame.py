@@ -55,6 +55,9 @@ What the server learns in a blame round (recorded in the protocol's leakage):
   input stays hidden by its pads with the other kept clients: what the server can compute is the
   sum over H, the protocol's output. A disputed pair's seed is revealed too (one party is a cheater,
   who knows it already).
+Every survivor of the masking round must answer the blame steps: one that is gone cannot be checked,
+and removing its contribution would reveal its input, so the round then aborts with the
+:class:`LinkCheckFailed` (``SecAggNormBound`` does so when a simulated dropout left after masking).
 The kept set must still hold ``min_survivors`` clients (else :class:`secagg.TooFewSurvivors`, before
 any seed is revealed). Assumption: an honest-but-curious server, as for the protocol's
 confidentiality. A malicious server that names an honest u learns u's input (its pads are revealed

@@ -447,7 +447,8 @@ class SecAggNormBound:
                 q_sum = fp.to_signed(out.sum)[:d]
                 server.link_check(survivors, q_sum, out.sum[d:], limb)
         except LinkCheckFailed:
-            if not cfg.blame:
+            gone = [accepted[j] for j in out.survivors if j in drops]
+            if not cfg.blame or gone:  # a survivor gone after masking cannot be checked (normbound_blame)
                 raise
             lies = {
                 j: clients[accepted[j]].wrong_pad_commitment()

@@ -53,6 +53,7 @@ SUPPORTED: dict[str, set[str]] = {
     "secagg_ddp": LINEAR | {"mean(clip)"},
     "ckks": LINEAR | {"mean(clip)", "krum", "multi_krum", "median", "trimmed_mean"},
     "paillier": {"mean"},
+    "prio": LINEAR | {"mean(clip)", "krum", "multi_krum"},
 }
 
 #: Mechanism parameters kept small (CKKS: the default N = 8192, one chunk; Paillier: 1024-bit keys).
@@ -64,6 +65,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "secagg_ddp": {"noise_multiplier": 0.0, "bits": 32, "clip": 10.0},
     "ckks": {"params": {"value_range": 2.0}},
     "paillier": {"key_bits": 1024, "value_range": 2.0},
+    "prio": {"bound": 8.0, "frac_bits": 15, "wr_checks": 20},
 }
 
 
@@ -91,15 +93,20 @@ def tolerance(mechanism: str, proto: Any, ref: torch.Tensor) -> float:
     if mechanism == "ckks":
         # tests/protocols/test_ckks_protocols.py's relative bound plus 7 sigma of the flooding noise
         return 1e-4 * float(ref.abs().max()) + 7.0 * proto.params.flood_std
+    if mechanism == "prio":
+        # round to nearest on 2^-f: error <= 2^-(f+1) per value, and so for the mean
+        return 2.0**-proto.frac_bits
     if mechanism == "paillier":
         return N * 2.0 ** -proto.params.encoding().scale_bits(N)
     raise AssertionError(mechanism)
 
 
 PAIRS = [(m, r) for m in SUPPORTED for r in RULES]
-#: secagg_normbound proves every client's bound (about 9 s a round here): run with -m slow.
+#: secagg_normbound proves every client's bound (about 9 s a round here) and prio's PINE proofs take
+#: about 5 s: those run with the slow tests, but for prio's mean and Krum.
+SLOW = {(m, r) for m in ("secagg_normbound", "prio") for r in RULES} - {("prio", "mean"), ("prio", "krum")}
 RUNS = [
-    pytest.param(m, r, marks=[pytest.mark.slow] if m == "secagg_normbound" else [])
+    pytest.param(m, r, marks=[pytest.mark.slow] if (m, r) in SLOW else [])
     for m, r in PAIRS
     if r in SUPPORTED[m]
 ]
@@ -113,6 +120,7 @@ def test_supported_pair_matches_the_plaintext_rule(mechanism: str, rule: str) ->
     params = dict(PARAMS[mechanism])
     if rule == "mean(clip)":
         params.pop("clip", None)  # secagg_ddp takes the rule's clip as the clients' L2 clip
+        params.pop("bound", None)  # prio proves the rule's clip as its L2 bound
     proto = protocols.make(mechanism, rule=agg, **params)
     assert proto.name == f"{rule} @ {mechanism}"
     res = proto.run(x, rng=np.random.default_rng(0))

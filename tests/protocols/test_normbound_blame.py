@@ -3,6 +3,8 @@ with the exact sum of the honest clients' encoded updates; honest clients are ne
 
 from __future__ import annotations
 
+from typing import Any
+
 import nacl.utils
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols import normbound_blame as nb
+from protocols.base import RoundResult
 from protocols.secagg_normbound import SecAggNormBound
 from secagg import masking, prg
 from secagg.errors import TooFewSurvivors
@@ -26,30 +29,30 @@ def _updates(n: int, d: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(-20, 21, size=(n, d)).astype(np.int64)
 
 
-def _run(k: np.ndarray, **faults: object) -> tuple[SecAggNormBound, object]:
+def _run(k: np.ndarray, **faults: Any) -> tuple[SecAggNormBound, RoundResult]:
     proto = SecAggNormBound(bound=1.0, frac_bits=FRAC)
-    res = proto.run_round(torch.tensor(k / SCALE, dtype=torch.float32), **faults)  # type: ignore[arg-type]
+    res = proto.run_round(torch.tensor(k / SCALE, dtype=torch.float32), **faults)
     return proto, res
 
 
-def _exact_sum(res: object) -> np.ndarray:
-    total = res.leakage.learns["server"]["sum_of_survivors"]  # type: ignore[attr-defined]
+def _exact_sum(res: RoundResult) -> np.ndarray:
+    total = res.leakage.learns["server"]["sum_of_survivors"]
     return np.asarray(total * SCALE, dtype=np.float64)
 
 
 def test_a_client_masking_another_vector_is_named_excluded_and_the_round_completes() -> None:
     k = _updates(5, 8, seed=1)
     proto, res = _run(k, mask_instead={2: k[2] + np.eye(1, 8, 0, dtype=np.int64)[0] * 3})
-    assert res.accepted == [0, 1, 3, 4]  # type: ignore[attr-defined]
+    assert res.accepted == [0, 1, 3, 4]
     assert sorted(proto.last_blamed) == [2]
     assert proto.last_blamed[2].startswith("per-client check")
-    server = res.leakage.learns["server"]  # type: ignore[attr-defined]
+    server = res.leakage.learns["server"]
     assert server["blamed"] == proto.last_blamed
     np.testing.assert_array_equal(_exact_sum(res), k[[0, 1, 3, 4]].sum(0))
     # only the honest clients' seeds with the cheater were revealed; no dispute, no pair commitments
     assert server["blame"]["revealed_pair_seeds"] == [(0, 2), (1, 2), (3, 2), (4, 2)]
     assert server["blame"]["disputed_pairs"] == []
-    meter = res.meter  # type: ignore[attr-defined]
+    meter = res.meter
     assert meter.total("client", "blame_commit").bytes_sent == 5 * (8 * (8 + 8) + 32)  # D = 8 + 8 limbs
     assert meter.total("client", "blame_prove").bytes_sent == 4 * 32
     assert "blame_pairs" not in meter.phases()
@@ -61,13 +64,13 @@ def test_a_client_that_commits_to_a_wrong_mask_is_named_through_the_dispute() ->
     reveal the pair seed, and the seed convicts the cheater -- not the partner."""
     k = _updates(5, 8, seed=2)
     proto, res = _run(k, mask_instead={3: k[3] - 5}, lie_pads={3})
-    assert res.accepted == [0, 1, 2, 4]  # type: ignore[attr-defined]
+    assert res.accepted == [0, 1, 2, 4]
     assert list(proto.last_blamed) == [3]
     assert proto.last_blamed[3].startswith("dispute with client 0")
-    blame = res.leakage.learns["server"]["blame"]  # type: ignore[attr-defined]
+    blame = res.leakage.learns["server"]["blame"]
     assert blame["disputed_pairs"] == [(0, 3)]
     np.testing.assert_array_equal(_exact_sum(res), k[[0, 1, 2, 4]].sum(0))
-    assert res.meter.total("client", "blame_pairs").bytes_sent == 5 * 4 * 32  # type: ignore[attr-defined]
+    assert res.meter.total("client", "blame_pairs").bytes_sent == 5 * 4 * 32
 
 
 def test_two_cheaters_of_both_kinds_are_named_and_no_honest_client() -> None:
@@ -77,7 +80,7 @@ def test_two_cheaters_of_both_kinds_are_named_and_no_honest_client() -> None:
     proto, res = _run(k, mask_instead={0: 2 * k[0]}, lie_pads={0, 4})
     assert sorted(proto.last_blamed) == [0, 4]
     assert proto.last_blamed[4].startswith("per-client check")
-    assert res.accepted == [1, 2, 3]  # type: ignore[attr-defined]
+    assert res.accepted == [1, 2, 3]
     np.testing.assert_array_equal(_exact_sum(res), k[[1, 2, 3]].sum(0))
 
 
@@ -91,10 +94,10 @@ def test_two_cheaters_masking_other_vectors() -> None:
 def test_an_honest_round_costs_nothing_extra() -> None:
     k = _updates(5, 8, seed=5)
     proto, res = _run(k, lie_pads={1})  # a would-be liar: the link check passes, no blame step runs
-    assert res.accepted == [0, 1, 2, 3, 4]  # type: ignore[attr-defined]
+    assert res.accepted == [0, 1, 2, 3, 4]
     assert proto.last_blamed == {}
-    assert not [p for p in res.meter.phases() if p.startswith("blame")]  # type: ignore[attr-defined]
-    assert res.leakage.learns["server"]["blame"] == {}  # type: ignore[attr-defined]
+    assert not [p for p in res.meter.phases() if p.startswith("blame")]
+    assert res.leakage.learns["server"]["blame"] == {}
     np.testing.assert_array_equal(_exact_sum(res), k.sum(0))
 
 
@@ -187,3 +190,12 @@ def test_an_honest_clients_blame_message_satisfies_its_check(
     assert lhs == add(C, msg[8 * D :])
     liar = nb.BlameClient(lay, u, vec, b, seeds, lie=key.commit(np.array([1, 0]), 0))
     assert lhs != add(C, liar.commit_message()[8 * D :])
+
+
+def test_the_active_variant_names_the_cheater_too() -> None:
+    k = _updates(5, 8, seed=10)
+    proto = SecAggNormBound(bound=1.0, frac_bits=FRAC, active=True)
+    res = proto.run_round(torch.tensor(k / SCALE, dtype=torch.float32), mask_instead={4: k[4] + 7})
+    assert list(proto.last_blamed) == [4]
+    assert res.accepted == [0, 1, 2, 3]
+    np.testing.assert_array_equal(_exact_sum(res), k[:4].sum(0))

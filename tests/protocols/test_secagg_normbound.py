@@ -47,8 +47,10 @@ def test_registered_and_honest_round_matches_the_mean() -> None:
     params = proto.config.params(5)
     assert res.meter.costs[("client[2]", "commit_prove")].bytes_sent == 32 + params.proof_size
     assert res.leakage.keys("server") == {
-        "sum_of_survivors", "survivors", "dropped", "rejected", "within_bound", "unverified",
+        "sum_of_survivors", "survivors", "dropped", "rejected", "within_bound", "unverified", "blamed",
+        "blame",
     }  # fmt: skip
+    assert res.leakage.learns["server"]["blamed"] == {} and res.leakage.learns["server"]["blame"] == {}
     assert res.leakage.learns["server"]["within_bound"] == [0, 1, 2, 3]
     assert res.leakage.learns["client"] == {}
 

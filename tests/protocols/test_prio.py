@@ -1,0 +1,171 @@
+"""protocols.prio: the two-server PINE mechanism on the real party objects: honest rounds, attackers
+(scaling, large norm) rejected and absent from the aggregate, malformed and replayed reports rejected
+with a typed reason, dropouts, the release floor, and what each server sees."""
+
+from __future__ import annotations
+
+import nacl.utils
+import numpy as np
+import pytest
+import torch
+
+import protocols
+from protocols.prio import NonFiniteUpdate, PrioClient, PrioPine, PrioServer
+from secagg.errors import TooFewSurvivors
+from secagg.vdaf.pine import PineParams
+from secagg.vdaf.pine_vdaf import Pine
+
+D = 12
+
+
+def _honest(n: int, seed: int = 0, scale: float = 0.8) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D))
+    return x / np.linalg.norm(x, axis=1, keepdims=True) * scale * rng.uniform(0.2, 1.0, size=(n, 1))
+
+
+def _fixed(x: np.ndarray) -> np.ndarray:
+    return np.rint(x * 2**15) / 2**15
+
+
+def test_registered_and_an_honest_round_releases_the_mean() -> None:
+    proto = protocols.make("prio", wr_checks=20)
+    assert isinstance(proto, PrioPine)
+    x = _honest(5)
+    res = proto.run(torch.as_tensor(x, dtype=torch.float32))
+    assert res.accepted == [0, 1, 2, 3, 4]
+    want = _fixed(torch.as_tensor(x, dtype=torch.float32).double().numpy()).mean(axis=0)
+    assert np.allclose(res.aggregate.numpy(), want, atol=1e-6)
+    for party in ("leader", "helper"):
+        assert res.leakage.keys(party) == {"aggregate", "count", "accepted", "rejected", "absent"}
+        assert res.leakage.learns[party]["rejected"] == {}
+    assert res.leakage.keys("client") == set()
+    up = res.meter.total("client", "upload").bytes_sent
+    assert up == 5 * PrioPine(wr_checks=20).describe(D)["upload_bytes"]
+
+
+@pytest.mark.parametrize("attack", ["scaling", "large_norm"])
+def test_attackers_are_rejected_and_never_reach_the_aggregate(attack: str) -> None:
+    x = _honest(6, seed=1)
+    if attack == "scaling":
+        x[2] *= 10.0
+    else:
+        x[2] = np.full(D, 1e3)
+    res = PrioPine(wr_checks=20).run(x)
+    assert res.accepted == [0, 1, 3, 4, 5]
+    for party in ("leader", "helper"):
+        assert 2 in res.leakage.learns[party]["rejected"]
+    assert "proof 0 rejected" in res.leakage.learns["leader"]["rejected"][2]
+    honest = np.delete(x, 2, axis=0)
+    assert np.allclose(res.aggregate.numpy(), _fixed(honest).mean(axis=0), atol=1e-6)
+
+
+def test_clip_to_bound_scales_an_oversized_update_into_the_bound() -> None:
+    x = _honest(3, seed=2)
+    x[0] *= 50.0
+    res = PrioPine(wr_checks=20, clip_to_bound=True).run(x)
+    assert res.accepted == [0, 1, 2]
+    contribution = res.aggregate.numpy() * 3 - _fixed(x[1:]).sum(axis=0)
+    assert np.linalg.norm(contribution) <= 1.0 + 1e-5
+
+
+def test_malformed_replayed_and_truncated_reports_are_rejected_with_a_reason() -> None:
+    pine = Pine(PineParams(D, num_wr_checks=20))
+    key, ctx = nacl.utils.random(32), b"ctx"
+    leader, helper = PrioServer(0, pine, key, ctx), PrioServer(1, pine, key, ctx)
+    to_leader, to_helper = PrioClient(0, pine, ctx).reports(_honest(1)[0])
+    assert leader.receive(0, to_leader) is not None and helper.receive(0, to_helper) is not None
+    assert leader.receive(1, to_leader) is None  # the same report again
+    assert "repeated nonce" in leader.rejected[1]
+    assert leader.receive(2, b"\x00" * 10) is None
+    assert "VdafError" in leader.rejected[2]
+    fresh, _ = PrioClient(3, pine, ctx).reports(_honest(1)[0])
+    assert leader.receive(3, fresh[:-1]) is None
+    assert "VdafDecodeError" in leader.rejected[3]
+    wrong_key = PrioServer(0, pine, key, b"another round")
+    other, _ = PrioClient(4, pine, ctx).reports(_honest(1)[0])
+    assert wrong_key.receive(4, other) is not None  # parses; the proof check decides later
+
+
+def test_the_helper_sees_only_seeds_and_the_leader_a_masked_update() -> None:
+    pine = Pine(PineParams(D, num_wr_checks=20))
+    client = PrioClient(0, pine, b"ctx")
+    a_leader, a_helper = client.reports(np.zeros(D))
+    b_leader, b_helper = client.reports(np.full(D, 0.25))
+    assert len(a_helper) == len(b_helper) == 16 + 128 + 96
+    assert len(a_leader) == len(b_leader)
+    share = pine.decode_input_share(0, a_leader[16 + 128 :])
+    assert not np.any(share.sent_share[:D] == 0)  # a zero update is not visible in the leader's share
+
+
+def test_dropouts_are_absent_reports_and_the_floor_holds() -> None:
+    x = _honest(8, seed=4)
+    res = PrioPine(wr_checks=20, dropout=0.5).run(x, rng=np.random.default_rng(0))
+    absent = res.leakage.learns["leader"]["absent"]
+    assert absent and set(absent).isdisjoint(res.accepted)
+    assert sorted(set(res.accepted) | set(absent)) == list(range(8))
+    bad = np.full((3, D), 5.0)
+    with pytest.raises(TooFewSurvivors, match="accepted reports"):
+        PrioPine(wr_checks=20, min_count=1).run(bad)
+
+
+def test_non_finite_updates_are_refused() -> None:
+    x = _honest(3)
+    x[1, 0] = np.nan
+    with pytest.raises(NonFiniteUpdate, match="rows \\[1\\]"):
+        PrioPine(wr_checks=20).run(x)
+
+
+@pytest.mark.slow
+def test_in_the_simulation_a_large_norm_attacker_never_reaches_the_model() -> None:
+    from fedsec.config import Config
+    from fedsec.simulation import simulate
+
+    base = {
+        "name": "tiny-prio",
+        "data": {
+            "dataset": "synthetic",
+            "n_clients": 8,
+            "partition": "iid",
+            "min_samples": 4,
+            "options": {"n_samples": 400, "n_features": 8, "n_classes": 3, "class_sep": 3.0},
+        },
+        "model": {"name": "logreg"},
+        "train": {"rounds": 4, "lr": 0.5, "batch_size": 16, "threads": 1},
+        "eval": {"every": 2},
+        "output": {"plots": False},
+        "attack": {"name": "large_norm", "f": 2},
+    }
+    plain = simulate(Config.from_dict(base))
+    prio = simulate(
+        Config.from_dict({**base, "protocol": {"name": "prio", "kwargs": {"bound": 5.0, "wr_checks": 20}}})
+    )
+    assert plain.max_accuracy < 0.5 < 0.9 < prio.max_accuracy
+    assert "prio" in prio.summary["threat_model"]["secure_aggregation"]
+
+
+def test_multi_krum_on_shares_matches_the_plaintext_rule_and_reveals_only_distances() -> None:
+    import robust
+
+    x = _honest(7, seed=5)
+    x[6] = -x[0] / np.linalg.norm(x[0]) * 0.99  # within the bound, far from the others
+    x[5] *= 30.0  # over the bound: rejected before the selection
+    res = PrioPine(wr_checks=20, select="multi_krum", f=1).run(x)
+    kept = _fixed(np.delete(x, 5, axis=0))
+    rule = robust.MultiKrum(f=1)
+    want = rule(torch.as_tensor(kept))
+    assert np.allclose(res.aggregate.numpy(), want.numpy(), atol=1e-6)
+    assert res.accepted == [[0, 1, 2, 3, 4, 6][k] for k in rule.last_selection]
+    assert 6 not in res.accepted  # the far (but in-bound) update is not selected
+    seen = res.leakage.learns["helper"]
+    assert 5 in seen["rejected"] and seen["accepted"] == [0, 1, 2, 3, 4, 6]
+    dist = robust.selection.pairwise_sq_distances(torch.as_tensor(kept))
+    assert torch.allclose(seen["sq_distances"].double(), dist.double(), atol=1e-9)
+    assert res.meter.total("dealer", "select").bytes_sent > 0
+
+
+def test_selections_that_need_comparisons_are_refused() -> None:
+    from secagg.vdaf.errors import VdafError
+
+    with pytest.raises(VdafError, match="secure comparisons"):
+        PrioPine(select="median")
