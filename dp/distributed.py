@@ -54,6 +54,7 @@ from dp.accounting import check_delta, check_noise_multiplier, statement
 from dp.discrete import UniformSource, conditional_round, rounded_norm_bound, sample_discrete_gaussian
 from dp.errors import ModularWrapError, PrivacyConfigError
 from fedcore import l2_clip_factors
+from fedcore.ring import centered_lift
 
 SEED_BYTES = 32
 RDP_ORDERS: tuple[int, ...] = tuple(range(2, 257))  # integer orders: Proposition 14 is stated for them
@@ -133,10 +134,9 @@ def to_ring(v: np.ndarray, bits: int) -> np.ndarray:
 
 
 def from_ring(y: np.ndarray, bits: int) -> np.ndarray:
-    """Z_{2^bits} -> the centered integers ``[-2^(bits-1), 2^(bits-1))`` (int64)."""
-    u = np.asarray(y).astype(np.uint64) & np.uint64((1 << bits) - 1)
-    s = u.astype(np.int64)
-    return np.where(u >= np.uint64(1 << (bits - 1)), s - np.int64(1 << bits), s)
+    """Z_{2^bits} -> the centered integers ``[-2^(bits-1), 2^(bits-1))`` (int64;
+    :func:`fedcore.ring.centered_lift`)."""
+    return centered_lift(y, bits)
 
 
 # ---- accounting -----------------------------------------------------------------------------------
