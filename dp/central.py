@@ -38,6 +38,7 @@ from dp.errors import BudgetExceededError, PrivacyConfigError
 from fedcore import l2_clip_factors
 
 Rule = Callable[[torch.Tensor], torch.Tensor]
+SAMPLINGS: tuple[str, ...] = ("poisson", "fixed")
 
 
 def _positive(name: str, value: float) -> float:
@@ -51,11 +52,11 @@ def _positive(name: str, value: float) -> float:
     return float(value)
 
 
-def _as_stack(stack: torch.Tensor | np.ndarray) -> torch.Tensor:
+def _as_stack(stack: torch.Tensor | np.ndarray, min_rows: int = 1) -> torch.Tensor:
     x = torch.from_numpy(stack) if isinstance(stack, np.ndarray) else stack
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] < 1:
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] < min_rows:
         shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-        raise PrivacyConfigError(f"got stack of shape {shape}; want a 2-D (n, d) tensor with n >= 1")
+        raise PrivacyConfigError(f"got stack of shape {shape}; want a 2-D (n, d) tensor with n >= {min_rows}")
     if not x.is_floating_point():
         x = x.to(torch.float32)
     return x
@@ -114,6 +115,22 @@ def update_noise_multiplier(z: float, count_noise_std: float) -> float:
             f"want count_noise_std > noise_multiplier / 2"
         )
     return float((z**-2 - (2.0 * count_noise_std) ** -2) ** -0.5)
+
+
+def centred_clipped_count(norms: torch.Tensor, clip: float) -> float:
+    """The centred count of unclipped updates that adaptive clipping releases (Andrew et al. 2021, Sec. 3).
+
+    ``sum_i (b_i - 1/2)`` with ``b_i = [||x_i|| <= C]``: each term is +-1/2, so adding or removing one
+    client moves the count by exactly 1/2 (L2 sensitivity 1/2), which is what
+    :func:`update_noise_multiplier` assumes. The uncentred count ``sum_i b_i`` has sensitivity 1 and
+    would need twice the noise. With ``m`` (public, the fixed denominator) the server recovers the
+    fraction as ``(count + noise) / m + 1/2``.
+
+    >>> centred_clipped_count(torch.tensor([0.5, 2.0, 1.0]), 1.0)  # 1/2 - 1/2 + 1/2
+    0.5
+    """
+    b = (norms <= clip).to(torch.float64)
+    return float((b - 0.5).sum().item())
 
 
 def adaptive_clip_update(clip: float, noised_fraction: float, target_quantile: float, lr: float) -> float:
@@ -189,9 +206,12 @@ class DPFedAvg:
     releases together are one Gaussian mechanism with multiplier ``z`` (:func:`update_noise_multiplier`);
     otherwise ``z_u = z``. Rows with a non-finite entry count as zero updates.
 
-    Accounting: one step of an Opacus accountant per call with ``(z, q)``, ``q = m / population``
-    (a uniform cohort of m of N treated as Poisson sampling, as in McMahan et al.); with no population
-    every call is assumed to see the whole population (``q = 1``).
+    Accounting: one step of an Opacus accountant per call with ``(z, q)``, ``q = m / population``;
+    with no population every call is assumed to see the whole population (``q = 1``). Amplification
+    by sampling is proven for Poisson sampling only (``sampling="poisson"``: each of the N clients
+    joins independently with probability q, see :mod:`fedsec.cohorts`); a fixed-size cohort
+    (``sampling="fixed"``) at q < 1 is accounted the same way but labelled ``heuristic``. A Poisson
+    cohort can be empty: the call then releases the noise alone (an empty stack is accepted).
 
     Args:
         rule: the inner aggregator ``(n, d) -> (d,)``; its ``last_selection`` is passed through.
@@ -203,6 +223,8 @@ class DPFedAvg:
             (libsodium) -- never a fixed seed. Pass a seeded generator only for reproducibility.
         population: N, the number of clients the cohort is drawn from (for the sampling rate).
         accountant: ``"rdp"`` or ``"prv"``.
+        sampling: ``"poisson"`` (the caller samples each client independently with probability q) or
+            ``"fixed"`` (a uniform cohort of exactly m); only the first makes the q < 1 epsilon proven.
         budget: optional ``(epsilon, delta)``: a call that would spend more raises
             :class:`dp.errors.BudgetExceededError` *before* touching the stack or any state, so a
             training loop can stop cleanly and keep everything computed so far.
@@ -220,7 +242,11 @@ class DPFedAvg:
         population: int | None = None,
         accountant: AccountantKind = "rdp",
         budget: tuple[float, float] | None = None,
+        sampling: str = "poisson",
     ) -> None:
+        if sampling not in SAMPLINGS:
+            raise PrivacyConfigError(f"got sampling={sampling!r}; want one of {SAMPLINGS}")
+        self.sampling = sampling
         if not callable(rule):
             raise PrivacyConfigError(f"got rule={rule!r}; want a callable (n, d) -> (d,)")
         if adaptive is not None and not isinstance(adaptive, AdaptiveClipping):
@@ -266,8 +292,21 @@ class DPFedAvg:
         return self._clip
 
     @property
+    def caveats(self) -> list[str]:
+        """Why the reported epsilon is not a proven bound (empty when it is)."""
+        out = []
+        if not is_mean_rule(self.rule):
+            out.append(
+                "n * rule(clipped) treated as the clipped sum with sensitivity C; a robust rule's true "
+                "sensitivity can be larger"
+            )
+        if self.sampling == "fixed" and self.sample_rate < 1.0:
+            out.append("a fixed-size cohort accounted as Poisson sampling")
+        return out
+
+    @property
     def guarantee(self) -> str:
-        return "proven" if is_mean_rule(self.rule) else "heuristic"
+        return "heuristic" if self.caveats else "proven"
 
     def reset(self) -> None:
         """Forget the round state: clip back to its start, accountant history cleared."""
@@ -275,6 +314,7 @@ class DPFedAvg:
         self.last_clip: float | None = None
         self.last_norms: torch.Tensor | None = None
         self.last_unclipped_fraction: float | None = None
+        self.last_count_release: float | None = None
         self.last_selection: Any = None
         self.rounds = 0
         self.accountant.reset()
@@ -285,7 +325,7 @@ class DPFedAvg:
         return (noise * std).to(device=like.device)
 
     def __call__(self, stack: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = _as_stack(stack)
+        x = _as_stack(stack, min_rows=0)
         if self.budget is not None and self.would_exceed(*self.budget):
             eps, delta = self.budget
             raise BudgetExceededError(
@@ -296,16 +336,22 @@ class DPFedAvg:
         n, d = x.shape
         clip = self._clip
         clipped, norms = clip_rows(x, clip)
-        out = self.rule(clipped)
-        self.last_selection = getattr(self.rule, "last_selection", None)
+        if n == 0:  # an empty Poisson cohort: the sum is zero, the noise is still released
+            out = torch.zeros(d, dtype=x.dtype, device=x.device)
+            self.last_selection = None
+        else:
+            out = self.rule(clipped)
+            self.last_selection = getattr(self.rule, "last_selection", None)
         total = out * n + self._normal((d,), self.update_noise_multiplier * clip, out)
         result = total / self.expected_clients
         self.last_clip = clip
         self.last_norms = norms
         if self.adaptive is not None:
-            unclipped = float((norms <= clip).sum().item())
-            noisy = unclipped + float(self._normal((1,), self.count_noise_std, torch.zeros(1)).item())
-            frac = noisy / self.expected_clients
+            # Centred count (sensitivity 1/2), so that the split of z in update_noise_multiplier holds.
+            centred = centred_clipped_count(norms, clip)
+            noisy = centred + float(self._normal((1,), self.count_noise_std, torch.zeros(1)).item())
+            self.last_count_release = noisy
+            frac = noisy / self.expected_clients + 0.5
             self.last_unclipped_fraction = frac
             self._clip = adaptive_clip_update(clip, frac, self.adaptive.target_quantile, self.adaptive.lr)
         self.rounds += 1
@@ -318,12 +364,16 @@ class DPFedAvg:
 
     def privacy_statement(self, delta: float) -> dict[str, Any]:
         delta = check_delta(delta)
-        if self.population is None:
+        if self.population is None or self.sample_rate == 1.0:
             sampling = "every client every round (q=1)"
+        elif self.sampling == "poisson":
+            sampling = (
+                f"Poisson, q={self.sample_rate:.6g} (expected {self.expected_clients} of {self.population})"
+            )
         else:
             sampling = (
-                f"uniform cohort of {self.expected_clients} of {self.population}, treated as Poisson "
-                f"with q={self.sample_rate:.6g}"
+                f"fixed cohort of {self.expected_clients} of {self.population}, accounted as Poisson "
+                f"with q={self.sample_rate:.6g} (not proven)"
             )
         mech = (
             "DP-FedAvg: clip -> "
@@ -341,8 +391,7 @@ class DPFedAvg:
             note=(
                 "Gaussian mechanism on the clipped sum, L2 sensitivity C"
                 if self.guarantee == "proven"
-                else "n * rule(clipped) treated as the clipped sum with sensitivity C; a robust rule's "
-                "true sensitivity can be larger, so this epsilon is not a proven guarantee"
+                else "; ".join(self.caveats) + ", so this epsilon is not a proven guarantee"
             ),
             order="clip_rule_noise",
             noise_multiplier=self.noise_multiplier,

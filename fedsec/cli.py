@@ -165,7 +165,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from fedsec.outputs import load_runs
-    from fedsec.report import group_runs, write_report
+    from fedsec.report import write_report
+    from fedsec.tradeoff import group_by_setting
 
     if not args.dir.is_dir():
         from fedsec.errors import FedsecError
@@ -174,10 +175,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
             f"report: got {str(args.dir)!r}, which is not a directory; want a run or sweep directory"
         )
     path = write_report(args.dir, plots=not args.no_plots)
-    rows = [
-        {k: g[k] for k in ("defense", "attack_label", "beta", "seeds", "max_acc_mean", "max_acc_std")}
-        for g in group_runs(load_runs(args.dir))
-    ]
+    groups, swept = group_by_setting(load_runs(args.dir))  # every swept key apart, per-row epsilon
+    cols = ("defense", "attack_label", "beta", *[k for k in swept if k != "data.beta"], "seeds",
+            "max_acc_mean", "max_acc_std", "epsilon", "guarantee")  # fmt: skip
+    rows = [{k: g.get(k) for k in cols} for g in groups]
     _print_table(rows, f"{args.dir}: max top-1 accuracy")
     print(f"wrote {path}")
     return 0

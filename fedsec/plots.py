@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -114,4 +115,46 @@ def label_histogram(csv_path: Path, path: Path) -> str:
     ax.set_xlabel("client (hatched: Byzantine)")
     ax.set_ylabel("samples")
     ax.legend(fontsize=6, title="class", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)
+
+
+def tradeoff(rows: Sequence[dict[str, Any]], path: Path) -> str:
+    """Accuracy against epsilon (log axis): a panel per (attack, beta), a colour per line (defense);
+    solid = max accuracy over training, dotted = final accuracy, bars = std over seeds; a black ring
+    marks the panel's Pareto points, a hollow marker a heuristic (not proven) epsilon."""
+    panels: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        panels[r["panel"]][r["line"]].append(r)
+    keys = sorted(panels)
+    lines = sorted({r["line"] for r in rows})
+    colour = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(lines)}
+    cols = min(3, max(1, len(keys)))
+    nrows = max(1, (len(keys) + cols - 1) // cols)
+    fig, axes = plt.subplots(
+        nrows, cols, figsize=(4.4 * cols, 3.4 * nrows), squeeze=False, sharey=True, layout="constrained"
+    )
+    for ax, key in zip(axes.flat, keys):
+        for name, pts in sorted(panels[key].items()):
+            pts = sorted(pts, key=lambda r: r["epsilon"])
+            eps = [r["epsilon"] for r in pts]
+            c = colour[name]
+            ax.errorbar(eps, [r["max_acc_mean"] for r in pts], yerr=[r["max_acc_std"] for r in pts],
+                        color=c, marker="o", ms=0, capsize=2, label=name)  # fmt: skip
+            ax.errorbar(eps, [r["final_acc_mean"] for r in pts], yerr=[r["final_acc_std"] or 0 for r in pts],
+                        color=c, ls=":", capsize=2, alpha=0.7)  # fmt: skip
+            for r in pts:
+                proven = r["guarantee"] == "proven"
+                ax.plot([r["epsilon"]], [r["max_acc_mean"]], marker="o", ms=5, color=c,
+                        mfc=c if proven else "white")  # fmt: skip
+                if r["pareto"]:
+                    ax.plot([r["epsilon"]], [r["max_acc_mean"]], marker="o", ms=10, mfc="none", color="k")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("epsilon (log)")
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes.flat[len(keys) :]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("test accuracy (solid: max, dotted: final)")
+    axes[0, 0].legend(fontsize=7, title="hollow: heuristic ε; ring: Pareto", title_fontsize=7)
     return _save(fig, path)

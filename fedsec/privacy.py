@@ -2,7 +2,9 @@
 
 * ``user`` + ``clip_rule_noise``: ``dp.DPFedAvg`` wraps the server's rule (clip each update to C, run
   the rule, add N(0, (zC)^2 / m^2)-scaled noise; McMahan et al. 2018). One accountant step per round
-  with sampling rate q = cohort / population.
+  with sampling rate q = cohort / population; the cohort is then Poisson-sampled (:mod:`fedsec.cohorts`),
+  so the amplification the accountant claims holds. A robust rule's epsilon is labelled ``heuristic``
+  in the statement, the metrics (``dp_guarantee``), the reports and a budget stop.
 * ``user`` + ``local_noise_rule``: ``dp.LocalNoise`` clips and noises every update before the rule
   (local DP per user); accounted at z/2 per round with q = 1 (replace-one sensitivity 2C, no gain
   from sampling claimed). Each mechanism keeps its own accountant and statement.
@@ -21,6 +23,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from fedsec.cohorts import sampler_for
 from fedsec.config import Config
 from fedsec.errors import ConfigError
 
@@ -64,6 +67,7 @@ class PrivacyWiring:
                 expected_clients=self.m,
                 population=self.cfg.data.n_clients,
                 accountant=cast(Any, self.dp.accountant),
+                sampling="poisson" if sampler_for(self.cfg).poisson else "fixed",
             )
             return self.mechanism
         return rule
@@ -81,6 +85,12 @@ class PrivacyWiring:
         if self.dp.budget_epsilon is None or self.mechanism is None:
             return False
         return bool(self.mechanism.would_exceed(self.dp.budget_epsilon, self.dp.delta))
+
+    def budget_stop_reason(self) -> str:
+        """Why a run stopped on its budget; says so when the epsilon it stopped on is not proven."""
+        s = self.statement() or {}
+        kind = "" if s.get("guarantee", "proven") == "proven" else f" ({s['guarantee']} epsilon, not proven)"
+        return f"privacy budget: epsilon would exceed {self.dp.budget_epsilon}{kind}"
 
     # ---------------------------------------------------------------- client side (DP-SGD)
     def setup_clients(
@@ -141,4 +151,8 @@ class PrivacyWiring:
         s = self.statement()
         if s is None:
             return {}
-        return {"dp_epsilon": s.get("epsilon"), "dp_delta": s.get("delta")}
+        return {
+            "dp_epsilon": s.get("epsilon"),
+            "dp_delta": s.get("delta"),
+            "dp_guarantee": s.get("guarantee", "proven" if s.get("epsilon") is not None else None),
+        }

@@ -30,6 +30,8 @@ def fmt(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, float):
+        if v != 0 and abs(v) < 10**-digits:  # e.g. delta = 1e-05, which would print as 0.000
+            return f"{v:.{digits}g}"
         return f"{v:.{digits}f}"
     return str(v)
 
@@ -147,7 +149,7 @@ def threat_model_md(tm: dict[str, Any]) -> str:
     for k, v in tm.items():
         if isinstance(v, dict):
             v = ", ".join(f"{kk}={fmt(vv, 4)}" for kk, vv in v.items())
-        lines.append(f"| {k.replace('_', ' ')} | {v} |")
+        lines.append(f"| {k if '.' in k else k.replace('_', ' ')} | {v} |")  # dotted: a config key
     return "\n".join(lines) + "\n"
 
 
@@ -197,10 +199,15 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
         raise FedsecError(
             f"report: got {str(root)!r} with no finished run (no summary.json); want a run or sweep directory"
         )
-    groups = group_runs(runs)
+    from fedsec import tradeoff as T
+
+    groups, swept = T.group_by_setting(runs)  # every swept key kept apart; each row its own epsilon
+    trade = T.tradeoff_rows(groups, swept)
     flat = [{k: v for k, v in r.items() if not isinstance(v, dict | list)} for r in runs]
     atomic_write_text(root / "summary.csv", csv_text(flat))
     atomic_write_text(root / "groups.csv", csv_text(groups))
+    if trade:
+        atomic_write_text(root / "tradeoff.csv", csv_text(trade))
     figs: list[str] = []
     if plots:
         from fedsec import plots as P
@@ -209,11 +216,15 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
         hist = Path(runs[0]["run_dir"]) / "label_histogram.csv"
         if hist.is_file():
             figs.append(P.label_histogram(hist, root / "label_histogram.png"))
-        for a in sorted({g["attack"] for g in groups if g["strength"] is not None}):
-            cells = heatmap_cells(groups, a)
-            if any(len(s) * len(b) > 1 for s, b, _ in cells.values()):
-                figs.append(P.heatmaps(cells, a, root / f"heatmap_{a}.png"))
+        for i, (_, block) in enumerate(T.blocks(groups, swept)):
+            for a in sorted({g["attack"] for g in block if g["strength"] is not None}):
+                cells = heatmap_cells(block, a)
+                if any(len(s) * len(b) > 1 for s, b, _ in cells.values()):
+                    name = f"heatmap_{a}" + (f"_{i}" if i else "")
+                    figs.append(P.heatmaps(cells, a, root / f"{name}.png"))
         figs.append(P.runtime_bars(runtime_rows(groups), root / "runtime.png"))
+        if trade:
+            figs.append(P.tradeoff(trade, root / "tradeoff.png"))
     single = len(groups) == len({g["defense"] for g in groups})
     head = runs[0]
     parts = [
@@ -226,18 +237,8 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
         tm["defense"] = ", ".join(sorted({g["defense"] for g in groups}))
         parts.append(threat_model_md(tm))
     else:
-        varying = {
-            k: sorted({str(r.get(k)) for r in runs}) for k in ("attack", "strength", "beta", "f", "protocol")
-        }
-        parts.append(
-            threat_model_md(
-                {
-                    **head["threat_model"],
-                    "defense": "see tables",
-                    **{f"sweep {k}": ", ".join(v) for k, v in varying.items()},
-                }
-            )
-        )
+        tm = {**head["threat_model"], "defense": "see tables", **T.swept_summary(groups, swept)}
+        parts.append(threat_model_md(T.swept_threat_model(tm, swept)))
     parts += [
         "## Results (max top-1 accuracy over training; mean ± std over seeds)\n",
         md_table(
@@ -246,19 +247,27 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
                 "defense",
                 "attack_label",
                 "beta",
+                *[k for k in swept if k not in ("data.beta",)],
                 "seeds",
                 "max_acc_mean",
                 "max_acc_std",
                 "final_acc_mean",
+                "final_acc_std",
                 "byz_tpr",
                 "byz_fpr",
                 "backdoor",
                 "epsilon",
+                "delta",
+                "accountant",
+                "guarantee",
             ],
         ),
     ]
+    if trade:
+        parts += T.tradeoff_md(trade)
     if not single:
-        parts += ["## Table 1 layout\n", table1(groups)]
+        for title, block in T.blocks(groups, swept):
+            parts += [f"## Table 1 layout{' (' + title + ')' if title else ''}\n", table1(block)]
     parts += ["## Aggregation runtime\n", md_table(runtime_rows(groups))]
     if figs:
         parts += ["## Figures\n"] + [f"![{Path(f).stem}]({Path(f).name})\n" for f in figs]

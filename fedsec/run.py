@@ -50,6 +50,7 @@ class RunResult:
                     "byz_fpr": s.get("byz_detection_fpr"),
                     "backdoor": s.get("backdoor_success"),
                     "epsilon": (s.get("privacy") or {}).get("epsilon"),
+                    "dp_guarantee": (s.get("privacy") or {}).get("guarantee"),
                     "seconds": s["seconds"],
                 }
             )

@@ -27,6 +27,7 @@ import robust
 import robust.attacks
 from fedsec import round as fround
 from fedsec.build import _RoundContext, build_attack, build_defense, build_protocol, threat_model
+from fedsec.cohorts import draw_cohort, sampler_for
 from fedsec.config import Config
 from fedsec.errors import ConfigError, DataError
 from fedsec.outputs import RunWriter, csv_text
@@ -173,6 +174,7 @@ def _simulate(
         root_computer = computer_for(root_data)
     selector = context if (context.needs_root or context.needs_ids) else rule
     cohort_size = cfg.train.clients_per_round or n
+    sampler = sampler_for(cfg)
     privacy = PrivacyWiring(cfg, expected_clients=cohort_size)
     server_rule = privacy.wrap_rule(selector)
     proto = build_protocol(cfg, rule, server_rule)
@@ -209,17 +211,16 @@ def _simulate(
             writer.write_text("label_histogram.csv", _histogram_csv(hist, is_byz))
         for t in range(1, cfg.train.rounds + 1):
             if privacy.would_exceed_budget():
-                stopped = f"privacy budget: epsilon would exceed {cfg.dp.budget_epsilon}"
+                stopped = privacy.budget_stop_reason()
                 break
-            if cohort_size < n:
-                cohort = np.sort(rng.choice(n, size=cohort_size, replace=False))
-            else:
-                cohort = np.arange(n)
+            cohort = draw_cohort(sampler, rng)  # Poisson under DP-FedAvg of the mean: fedsec.cohorts
             clients = torch.from_numpy(cohort).to(device)
             t0 = time.perf_counter()
             honest_rows = np.flatnonzero(~is_byz[cohort])
             byz_rows = np.flatnonzero(is_byz[cohort])
-            if privacy.client_level:
+            if not len(cohort):  # an empty Poisson cohort: no update, the DP noise is still released
+                stack = torch.zeros((0, fm.d), device=device)
+            elif privacy.client_level:
                 stack = privacy.client_updates(w, cohort, computer, clients, gen)
             else:
                 stack = computer.updates(w, clients, gen)

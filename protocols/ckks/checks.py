@@ -97,34 +97,36 @@ def blinded_culprits(y: np.ndarray, params: CKKSParams) -> list[int]:
     return [int(i) for i in np.flatnonzero(rows)]
 
 
-def pair_culprits(bad: np.ndarray) -> tuple[list[int], list[int]]:
+def pair_culprits(bad: np.ndarray, f: int) -> tuple[list[int], list[int]]:
     """Name the clients behind out-of-range pairwise values: ``(culprits, ambiguous)``.
 
-    ``bad`` is a symmetric ``(n, n)`` boolean matrix. An honest pair never decrypts out of range, so every
-    bad pair holds at least one Byzantine client. Greedy: name the client with the most bad pairs while
-    bad pairs remain. When the leader is tied with a partner of one of its own bad pairs (e.g. a single
-    bad pair ``(i, j)``), no one can be named without possibly naming an honest client: both are returned
-    in ``ambiguous`` and the caller aborts.
+    ``bad`` is a symmetric ``(n, n)`` boolean matrix; at most ``f`` clients are Byzantine. An honest
+    pair never decrypts out of range, so an honest client's bad pairs are all with Byzantine clients:
+    it has at most ``f_r`` of them, ``f_r`` the Byzantine clients not yet named. Hence a client with
+    more than ``f_r`` bad pairs is Byzantine: name the one with the most, remove its pairs, lower
+    ``f_r`` by one, repeat while bad pairs remain. Every client named is Byzantine (given at most ``f``);
+    when bad pairs remain and no client has more than ``f_r`` (e.g. a single bad pair ``(i, j)``), their
+    clients are returned in ``ambiguous`` and the caller aborts.
     """
     b = np.array(bad, dtype=bool)
     np.fill_diagonal(b, False)
+    b |= b.T
     culprits: list[int] = []
+    f_r = f
     while b.any():
         counts = b.sum(axis=1)
-        top = int(counts.max())
-        leaders = [int(i) for i in np.flatnonzero(counts == top)]
-        i = leaders[0]
-        tied = [j for j in leaders[1:] if b[i, j]]
-        if tied:
-            return culprits, [i, *tied]
+        i = int(np.argmax(counts))
+        if counts[i] <= f_r:
+            return culprits, [int(j) for j in np.flatnonzero(counts)]
         culprits.append(i)
         b[i, :] = False
         b[:, i] = False
-    return culprits, []
+        f_r = max(f_r - 1, 0)
+    return sorted(culprits), []
 
 
 def distance_culprits(
-    values: np.ndarray, pairs: Sequence[tuple[int, int]], params: CKKSParams, n: int, d: int
+    values: np.ndarray, pairs: Sequence[tuple[int, int]], params: CKKSParams, n: int, d: int, f: int
 ) -> list[int]:
     """Clients named by out-of-range squared distances (window ``[-err(4dB^2), 4dB^2 + err(4dB^2)]``).
 
@@ -138,7 +140,7 @@ def distance_culprits(
     for k in np.flatnonzero(bad_mask):
         i, j = pairs[int(k)]
         bad[i, j] = bad[j, i] = True
-    culprits, ambiguous = pair_culprits(bad)
+    culprits, ambiguous = pair_culprits(bad, f)
     if ambiguous:
         raise ByzantineInputError(
             f"key_holder: decrypted distances out of [{-tol:.3g}, {top + tol:.6g}] for clients "

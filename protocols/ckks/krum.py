@@ -168,7 +168,7 @@ class _KrumBase(CKKSRound):
         ``f' = max(f - excluded, 0)`` (and ``m' = n' - f'`` for the default Multi-Krum), which must
         still satisfy ``n' > 2 f' + 2`` and ``m' <= n' - f'``, else :class:`ByzantineInputError`."""
         vals = kh.decrypt_scalars(msg, Kind.DISTANCES, n * (n - 1) // 2)
-        culprits = distance_culprits(vals, pair_index(n), self.params, n, d)
+        culprits = distance_culprits(vals, pair_index(n), self.params, n, d, self.f)
         self.excluded = culprits
         kept = [i for i in range(n) if i not in set(culprits)]
         dist = distance_matrix(np.maximum(np.nan_to_num(vals, nan=0.0), 0.0), n)

@@ -35,6 +35,17 @@ Masks are never reused: a reused ``(a_j, b_j)`` across rounds would let the key 
 rounds' columns (the PEFL / ShieldFL failure NOTES.md recalls), so every call draws new ones. If the
 server and key holder collude, everything is revealed (the stated non-collusion assumption).
 
+Considered, not built: a variant revealing less. Ranks alone need encrypted comparisons (a polynomial
+approximation of sign, depth ~10 or more per comparison, ``n (n - 1) / 2`` of them per coordinate),
+out of reach of the depth-1 parameters used here. A cheaper middle ground is a random monotone cubic
+blinding ``y = a x + c x^3 + b`` (``a, c > 0``; depth 2, i.e. ``coeff_mod_bit_sizes = (60, 40, 40,
+60)`` at N = 8192): ranks survive, gap ratios are no longer exact, and one colluding client plus the
+aggregate give two points of a three-parameter map, not enough to solve it (gaps still leak up to
+that unknown distortion). Measured (``benchmarks/ckks_blinding.py``, shared 2-core machine, medians of
+9): the server's blinding per ciphertext 15.2 ms affine against 62.4 ms cubic (4.1x), i.e. about
++19 s of server time per round at n = 25, d = 61,706 (400 ciphertexts); decryption unchanged
+(0.55 ms); fresh uploads grow from 100 to 140 modulus bits (1.4x). Not built here.
+
 Byzantine clients (:mod:`protocols.ckks.checks`): a blinded value ``|y| > 512 B + err(512 B)`` in any
 slot (padding included) names its client, who is excluded: the server is told who (an ``EXCLUDED``
 message) and leaves its ciphertext out of the sum, and the rule runs on the remaining rows, every

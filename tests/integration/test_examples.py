@@ -38,6 +38,19 @@ def test_stress_digits_example_at_reduced_size(tmp_path: Path) -> None:
     assert "Table 1 layout" in (tmp_path / "report.md").read_text()
 
 
+def test_dp_vs_robustness_example_at_reduced_size(tmp_path: Path) -> None:
+    cfg = Config.from_toml(ROOT / "examples/dp_vs_robustness.toml", ["train.rounds=2", "eval.every=1"])
+    small = dataclasses.replace(
+        cfg, sweep=SweepConfig(grid={"dp.noise_multiplier": (0.5, 8.0), "train.seed": (0, 1)})
+    )
+    res = sweep(small, out=tmp_path)
+    assert len(res.ran) == 2 * 2 * 4
+    report = (tmp_path / "report.md").read_text()
+    assert "## Privacy-accuracy trade-off" in report and (tmp_path / "tradeoff.png").is_file()
+    rows = (tmp_path / "tradeoff.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 4  # header + (noise multiplier x defense), seeds averaged only
+
+
 def _idx(path: Path, arr: np.ndarray) -> None:
     header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
     with gzip.open(path, "wb") as fh:

@@ -81,6 +81,8 @@ ATTACKS: dict[str, Callable[[Any, int, int], list[bytes]]] = {
     "huge_2^30": lambda ctx, d, s: _encrypt(ctx, np.full(d, 2.0**30), s),
     "wrap_q0": lambda ctx, d, s: _encrypt(ctx, _wrap_row(d), s),
     "foreign_key": lambda ctx, d, s: _encrypt(FOREIGN, np.full(d, 0.05), s),
+    # TenSEAL refuses to encode NaN or inf; the closest a client gets is the largest encodable value.
+    "max_encodable_2^58": lambda ctx, d, s: _encrypt(ctx, np.full(d, 2.0**58), s),
     "one_huge_coordinate": lambda ctx, d, s: _encrypt(ctx, np.r_[5e4, np.full(d - 1, 0.05)], s),
 }
 
@@ -176,6 +178,8 @@ def test_norm_clip_wrap_is_refused_at_the_aggregate(protos: dict) -> None:
     with pytest.raises(ByzantineInputError, match="L2 norm") as e:
         byzantine_round(proto, ATTACKS["wrap_q0"], STACK)
     assert e.value.culprits == ()  # the norm the key holder decrypted was in range: no one to name
+    honest = proto.run(STACK)  # and the record says what is and is not enforced
+    assert "NOT per client" in honest.leakage.learns["key_holder"]["clip_enforced"]
 
 
 # ------------------------------------------------------------------------------- median collusion
@@ -281,3 +285,11 @@ def test_paillier_server_verifies_the_reply_with_the_key_it_was_sent(paillier: P
             paillier.run(HONEST)
     finally:
         kh.identity = original
+
+
+def test_run_reports_say_the_norm_clip_is_not_enforced_per_byzantine_client() -> None:
+    from fedsec.config import Config
+    from fedsec.simulation import threat_model
+
+    cfg = Config.from_dict({"protocol": {"name": "ckks_norm_clip", "kwargs": {"clip": 1.0}}})
+    assert "not enforced per Byzantine client" in threat_model(cfg, None)["secure_aggregation"]

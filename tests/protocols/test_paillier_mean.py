@@ -163,3 +163,11 @@ def test_transcripts_match_declared_leakage(proto: PaillierMean) -> None:
     assert kinds == {Kind.PAILLIER_UPDATE, Kind.PLAINTEXT}
     up = res.meter.total("client", "upload").bytes_sent
     assert up == sum(len(m.payload) for m in proto.transcript if m.phase == "upload")
+
+
+def test_key_size_message_states_what_is_accepted() -> None:
+    """1024 bits is accepted (with a warning), so the refusal must not claim ">= 2048"."""
+    with pytest.raises(
+        PaillierParameterError, match=r"want a multiple of 256, >= 1024 \(>= 2048 outside tests\)"
+    ):
+        PaillierParams(key_bits=768)
