@@ -35,6 +35,7 @@ from dp.accounting import (
     statement,
 )
 from dp.errors import BudgetExceededError, PrivacyConfigError
+from fedcore import l2_clip_factors
 
 Rule = Callable[[torch.Tensor], torch.Tensor]
 SAMPLINGS: tuple[str, ...] = ("poisson", "fixed")
@@ -91,10 +92,10 @@ def clip_rows(stack: torch.Tensor, clip: float) -> tuple[torch.Tensor, torch.Ten
         finite = torch.isfinite(stack).all(dim=1)
         x = torch.where(finite[:, None], stack, torch.zeros((), dtype=stack.dtype, device=stack.device))
         wide = torch.linalg.vector_norm(x.double(), dim=1)
-        factor64 = torch.clamp(clip / torch.clamp(wide, min=torch.finfo(torch.float64).tiny), max=1.0)
+        factor64 = l2_clip_factors(wide, clip)
         norms = torch.where(finite, wide, torch.full_like(wide, math.inf)).to(norms.dtype)
         return (x.double() * factor64[:, None]).to(stack.dtype), norms
-    factor = torch.clamp(clip / torch.clamp(norms, min=torch.finfo(x.dtype).tiny), max=1.0)
+    factor = l2_clip_factors(norms, clip)
     return x * factor[:, None], norms
 
 

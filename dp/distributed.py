@@ -53,6 +53,8 @@ from opacus.accountants.analysis.rdp import get_privacy_spent
 from dp.accounting import check_delta, check_noise_multiplier, statement
 from dp.discrete import UniformSource, conditional_round, rounded_norm_bound, sample_discrete_gaussian
 from dp.errors import ModularWrapError, PrivacyConfigError
+from fedcore import l2_clip_factors
+from fedcore.ring import centered_lift
 
 SEED_BYTES = 32
 RDP_ORDERS: tuple[int, ...] = tuple(range(2, 257))  # integer orders: Proposition 14 is stated for them
@@ -112,8 +114,7 @@ def unrotate(y: np.ndarray, seed: bytes, d: int) -> np.ndarray:
 def clip_l2(x: np.ndarray, clip: float) -> np.ndarray:
     """``x * min(1, clip / ||x||_2)``."""
     a = np.asarray(x, dtype=np.float64)
-    norm = float(np.linalg.norm(a))
-    return a if norm <= clip else a * (clip / norm)
+    return a * float(l2_clip_factors(np.array([np.linalg.norm(a)]), clip)[0])
 
 
 # ---- ring -----------------------------------------------------------------------------------------
@@ -133,10 +134,9 @@ def to_ring(v: np.ndarray, bits: int) -> np.ndarray:
 
 
 def from_ring(y: np.ndarray, bits: int) -> np.ndarray:
-    """Z_{2^bits} -> the centered integers ``[-2^(bits-1), 2^(bits-1))`` (int64)."""
-    u = np.asarray(y).astype(np.uint64) & np.uint64((1 << bits) - 1)
-    s = u.astype(np.int64)
-    return np.where(u >= np.uint64(1 << (bits - 1)), s - np.int64(1 << bits), s)
+    """Z_{2^bits} -> the centered integers ``[-2^(bits-1), 2^(bits-1))`` (int64;
+    :func:`fedcore.ring.centered_lift`)."""
+    return centered_lift(y, bits)
 
 
 # ---- accounting -----------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from fedsec.sections import (
     TrainConfig,
     _fmt,
 )
+from protocols.mechanisms import MECHANISMS
 
 __all__ = [
     "AttackConfig",
@@ -223,22 +224,21 @@ class Config:
             f = self.assumed_f(d)
             if 2 * f >= n:
                 raise ConfigError(f"defense.f: got {f} with data.n_clients={n}; want f < n/2")
-        if self.protocol.name != "plain":
-            for d in self.defenses:
-                if d.rule != "mean" or d.pre:
-                    raise ConfigError(
-                        f"defense.rule: got {d.label!r} with protocol.name={self.protocol.name!r}; want "
-                        "'mean' and no pre (a non-plain protocol fixes its own aggregation rule)"
-                    )
-        if self.dp.mode == "distributed" and self.protocol.name != "secagg_ddp":
-            raise ConfigError(
-                f"dp.mode: got 'distributed' with protocol.name={self.protocol.name!r}; want protocol "
-                "'secagg_ddp'"
-            )
-        if self.dp.mode == "user" and self.protocol.name != "plain":
-            raise ConfigError(
-                f"dp.mode: got 'user' with protocol.name={self.protocol.name!r}; want protocol 'plain'"
-            )
+        for d in self.defenses:
+            mech = self.mechanism(d)
+            if mech not in MECHANISMS and (d.rule != "mean" or d.pre):
+                # A protocol named for its rule (ckks_krum ...) fixes it; a mechanism composes any rule
+                # it can compute (protocols.make refuses the others when the run is built).
+                raise ConfigError(
+                    f"defense.rule: got {d.label!r} with protocol {mech!r}; want 'mean' and no pre, or a "
+                    f"mechanism that composes with the rule, one of {MECHANISMS.names()}"
+                )
+            if self.dp.mode == "distributed" and mech != "secagg_ddp":
+                raise ConfigError(
+                    f"dp.mode: got 'distributed' with protocol {mech!r}; want protocol 'secagg_ddp'"
+                )
+            if self.dp.mode == "user" and mech != "plain":
+                raise ConfigError(f"dp.mode: got 'user' with protocol {mech!r}; want protocol 'plain'")
         if self.dp.budget_epsilon is not None and self.dp.mode != "user":
             raise ConfigError(
                 f"dp.budget_epsilon: got {self.dp.budget_epsilon} with dp.mode={self.dp.mode!r}; want "
@@ -339,6 +339,11 @@ class Config:
         return Config.from_dict(raw)
 
     # ----------------------------------------------------------------- queries
+    def mechanism(self, defense: DefenseConfig | None = None) -> str:
+        """The mechanism (or protocol) a defense runs under: its own ``mechanism``, else ``[protocol]``."""
+        d = self.defense if defense is None else defense
+        return self.protocol.name if d.mechanism is None else d.mechanism
+
     def assumed_f(self, defense: DefenseConfig | None = None) -> int:
         d = defense or self.defenses[0]
         return self.attack.f if d.f is None else d.f

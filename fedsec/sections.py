@@ -182,7 +182,11 @@ class DefenseConfig(_Section):
     name to its keyword arguments. ``reputation = true`` wraps the defense in :class:`robust.Reputation`
     (per-client trust across rounds, keyed by client id; ``reputation_kwargs``: its ``decay``,
     ``threshold``, ``radius``, ``initial``). ``label`` names the defense in tables (default: the
-    paper's style, ``trimmed_mean(nnm)``, with ``+reputation``).
+    paper's style, ``trimmed_mean(nnm)``, with ``+reputation``). ``mechanism`` runs this defense under
+    a confidentiality mechanism of :func:`protocols.make` (``"ckks"``, ``"secagg"`` ...; default: the
+    ``[protocol]`` name) with ``mechanism_kwargs`` (default: ``protocol.kwargs``), so one run compares
+    the same rule in the clear, under CKKS and under secure aggregation; the label then ends in
+    ``" @ mechanism"``.
     """
 
     SECTION: ClassVar[str] = "defense"
@@ -194,9 +198,16 @@ class DefenseConfig(_Section):
     reputation: bool = False
     reputation_kwargs: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    mechanism: str | None = None
+    mechanism_kwargs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self._need("rule", bool(self.rule), "a rule name")
+        if self.mechanism_kwargs is not None and self.mechanism is None:
+            raise ConfigError(
+                f"defense.mechanism_kwargs: got {sorted(self.mechanism_kwargs)} without defense.mechanism; "
+                "want a mechanism"
+            )
         if self.f is not None:
             self._need("f", self.f >= 0, ">= 0")
         unknown = sorted(set(self.pre_kwargs) - set(self.pre))
@@ -214,6 +225,8 @@ class DefenseConfig(_Section):
             name = (
                 self.rule + "".join(f"({p})" for p in self.pre) + ("+reputation" if self.reputation else "")
             )
+            if self.mechanism is not None:
+                name += f" @ {self.mechanism}"
             object.__setattr__(self, "label", name)
 
 

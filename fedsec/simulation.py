@@ -12,7 +12,6 @@ false-positive rate the fraction of honest rows left out.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable
@@ -24,9 +23,10 @@ import numpy as np
 import torch
 
 import fedsec
-import protocols
 import robust
 import robust.attacks
+from fedsec import round as fround
+from fedsec.build import _RoundContext, build_attack, build_defense, build_protocol, threat_model
 from fedsec.cohorts import draw_cohort, sampler_for
 from fedsec.config import Config
 from fedsec.errors import ConfigError, DataError
@@ -59,167 +59,6 @@ class UnitResult:
         return float(self.summary["final_accuracy"])
 
 
-def _accepts(factory: Callable[..., Any], name: str) -> bool:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def _make(registry: Any, kind: str, name: str, f: int, kwargs: dict[str, Any], seed: int = 0) -> Any:
-    """Build ``name`` from a registry, passing the assumed ``f`` (and the run's ``seed``, for randomized
-    rules such as DnC) where the factory takes them and the config does not set them."""
-    try:
-        factory = registry.get(name)
-    except KeyError as e:
-        raise ConfigError(f"{kind}: got {name!r}; want one of {registry.names()}") from e
-    kw = dict(kwargs)
-    if "f" not in kw and _accepts(factory, "f"):
-        kw["f"] = f
-    if "seed" not in kw and _accepts(factory, "seed"):
-        kw["seed"] = seed
-    try:
-        return factory(**kw)
-    except (TypeError, robust.RobustError) as e:
-        raise ConfigError(
-            f"{kind} {name!r}: got kwargs {sorted(kwargs)}; want the rule's parameters ({e})"
-        ) from e
-
-
-def build_defense(cfg: Config) -> Any:
-    """The defense of a unit config as one ``(n, d) -> (d,)`` callable (a pipeline if there is ``pre``)."""
-    d = cfg.defense
-    f = cfg.assumed_f(d)
-    seed = cfg.train.seed
-    rule = _make(robust.AGGREGATORS, "defense.rule", d.rule, f, d.kwargs, seed)
-    if d.pre:
-        pre = [
-            _make(robust.PRE_AGGREGATORS, "defense.pre", p, f, d.pre_kwargs.get(p, {}), seed) for p in d.pre
-        ]
-        rule = robust.Pipeline(pre=pre, rule=rule)
-    if d.reputation:
-        try:
-            rule = robust.Reputation(rule, **d.reputation_kwargs)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"defense.reputation_kwargs: got {d.reputation_kwargs}; {e}") from e
-    return rule
-
-
-class _RoundContext:
-    """Adapter giving a rule what the server knows each round: the root gradient for rules that need it
-    (FLTrust: ``root=``) and the cohort's client ids for :class:`robust.Reputation` (``ids=``), so trust
-    follows clients, not row positions, when the cohort changes between rounds."""
-
-    def __init__(self, rule: Any) -> None:
-        self.rule = rule
-        self.needs_root = bool(getattr(rule, "needs_root", False))
-        self.needs_ids = isinstance(rule, robust.Reputation)
-        self.root: torch.Tensor | None = None
-        self.ids: np.ndarray | None = None
-
-    @property
-    def last_selection(self) -> Any:
-        return getattr(self.rule, "last_selection", None)
-
-    def __call__(self, stack: torch.Tensor) -> torch.Tensor:
-        kw: dict[str, Any] = {}
-        if self.needs_root:
-            kw["root"] = self.root
-        if self.needs_ids:
-            kw["ids"] = self.ids
-        return self.rule(stack, **kw)
-
-
-def build_attack(cfg: Config) -> Any:
-    a = cfg.attack
-    if a.name == "none":
-        return None
-    try:
-        atk = robust.attacks.make(a.name, **a.kwargs)
-    except KeyError as e:
-        raise ConfigError(
-            f"attack.name: got {a.name!r}; want 'none' or one of {robust.attacks.ATTACKS.names()}"
-        ) from e
-    except (TypeError, ValueError) as e:
-        raise ConfigError(
-            f"attack.kwargs: got {sorted(a.kwargs)}; want the parameters of {a.name!r} ({e})"
-        ) from e
-    if a.strength is not None:
-        if getattr(atk, "strength", None) is None:
-            raise ConfigError(
-                f"attack.strength: got {a.strength} for {a.name!r}; want it unset (no strength)"
-            )
-        try:
-            atk = atk.with_strength(a.strength)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"attack.strength: got {a.strength} for {a.name!r}; {e}") from e
-    return atk
-
-
-def build_protocol(cfg: Config, rule: Any) -> Any:
-    p = cfg.protocol
-    if p.name == "plain":
-        if p.kwargs:
-            raise ConfigError(
-                f"protocol.kwargs: got {sorted(p.kwargs)} for 'plain'; want none (use [defense])"
-            )
-        return protocols.make("plain", rule=rule)
-    try:
-        factory = protocols.PROTOCOLS.get(p.name)
-    except KeyError as e:
-        raise ConfigError(f"protocol.name: got {p.name!r}; want one of {protocols.PROTOCOLS.names()}") from e
-    kw = dict(p.kwargs)
-    if cfg.dp.mode == "distributed":
-        # The noise parameters live in [dp]; protocol.kwargs may repeat them only with the same values.
-        for key, value in (("clip", cfg.dp.clip), ("noise_multiplier", cfg.dp.noise_multiplier)):
-            if kw.setdefault(key, value) != value:
-                raise ConfigError(
-                    f"protocol.kwargs.{key}: got {kw[key]} with dp.{key}={value}; want them equal "
-                    f"(or set it in [dp] only)"
-                )
-    if "f" not in kw and _accepts(factory, "f") and cfg.assumed_f() > 0:
-        kw["f"] = cfg.assumed_f()
-    try:
-        return factory(**kw)
-    except TypeError as e:
-        raise ConfigError(
-            f"protocol.kwargs: got {sorted(kw)}; want the parameters of {p.name!r} ({e})"
-        ) from e
-
-
-def threat_model(cfg: Config, privacy: dict[str, Any] | None) -> dict[str, Any]:
-    """The governance record written into every report: who is assumed to do what."""
-    d = cfg.defense
-    a = cfg.attack
-    knowledge = "none"
-    if a.name != "none":
-        try:
-            knowledge = (
-                "omniscient" if getattr(build_attack(cfg), "omniscient", False) else "own gradients only"
-            )
-        except ConfigError:
-            knowledge = "unknown"
-    if cfg.protocol.name == "plain":
-        secure = "none: the server sees every update in the clear"
-    else:
-        factory = protocols.PROTOCOLS.get(cfg.protocol.name)
-        doc = (factory.__doc__ or "").strip().splitlines()
-        secure = f"protocol {cfg.protocol.name!r}" + (f": {doc[0]}" if doc else "")
-    return {
-        "byzantine_actual": f"{a.f} of {cfg.data.n_clients}",
-        "byzantine_assumed_by_defense": f"{cfg.assumed_f(d)} of {cfg.data.n_clients}",
-        "attack": a.name if a.strength is None else f"{a.name} (strength {a.strength:g})",
-        "attack_knowledge": knowledge,
-        "data_poisoning": a.data,
-        "data_split": f"{cfg.data.partition}"
-        + (f" beta={cfg.data.beta:g}" if cfg.data.partition == "dirichlet" else ""),
-        "defense": d.label,
-        "dp": "none" if privacy is None else privacy,
-        "secure_aggregation": secure,
-    }
-
-
 def _load(cfg: Config) -> tuple[Any, Any, list[np.ndarray], np.ndarray]:
     from fedsec.data import label_histogram, load_dataset, partition
 
@@ -250,16 +89,18 @@ def simulate(
     *,
     progress: ProgressFn | None = None,
     model: torch.nn.Module | None = None,
+    observers: list[fround.Observer] | None = None,
 ) -> UnitResult:
     """Run one unit config (one defense); write its run directory when ``run_dir`` is given.
 
-    ``train.threads > 0`` sets torch's CPU thread count for the run (restored afterwards).
+    ``train.threads > 0`` sets torch's CPU thread count for the run (restored afterwards). Every
+    ``observer(record)`` receives each round's :class:`fedsec.round.RoundRecord`.
     """
     before = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     try:
-        return _simulate(cfg, run_dir, progress=progress, model=model)
+        return _simulate(cfg, run_dir, progress=progress, model=model, observers=observers)
     finally:
         torch.set_num_threads(before)
 
@@ -270,6 +111,7 @@ def _simulate(
     *,
     progress: ProgressFn | None = None,
     model: torch.nn.Module | None = None,
+    observers: list[fround.Observer] | None = None,
 ) -> UnitResult:
     """Run one unit config (one defense); write its run directory when ``run_dir`` is given."""
     cfg.defense  # noqa: B018 - raises unless exactly one defense
@@ -338,7 +180,7 @@ def _simulate(
     sampler = sampler_for(cfg)
     privacy = PrivacyWiring(cfg, expected_clients=cohort_size)
     server_rule = privacy.wrap_rule(selector)
-    proto = build_protocol(cfg, server_rule)
+    proto = build_protocol(cfg, rule, server_rule)
     privacy.bind_protocol(proto)
     attack = build_attack(cfg)
     gen = torch.Generator().manual_seed(seed)
@@ -356,6 +198,8 @@ def _simulate(
         "defense": cfg.defense.label,
     }
     metrics: list[dict[str, Any]] = []
+    totals = fround.MeterTotals()
+    observing: list[fround.Observer] = [totals, *(observers or [])]
     agg_times: list[float] = []
     client_times: list[float] = []
     tpr_acc: list[float] = []
@@ -402,9 +246,11 @@ def _simulate(
                 server_id = torch.zeros(1, dtype=torch.long, device=device)
                 context.root = root_computer.updates(w, server_id, gen)[0]
             context.ids = cohort
-            t1 = time.perf_counter()
             try:
-                result = proto.run(stack, rng=np.random.default_rng([seed, 5, t]))
+                record = fround.aggregate(
+                    proto, stack, round_no=t, cohort=cohort, is_byz=is_byz, selector=selector,
+                    rng=np.random.default_rng([seed, 5, t]), device=device, dtype=w.dtype,
+                )  # fmt: skip
             except robust.NonFiniteError as e:
                 # The rule refuses more non-finite updates than it tolerates: a server using it would
                 # release a non-finite model. Record the divergence and stop this run cleanly.
@@ -413,17 +259,15 @@ def _simulate(
                 w = torch.full_like(w, float("nan"))
                 rounds_done = t
                 break
-            agg_dt = time.perf_counter() - t1
-            agg_times.append(agg_dt)
-            window_agg.append(agg_dt)
-            agg = torch.as_tensor(result.aggregate, device=device).to(w.dtype).reshape(-1)
-            if getattr(selector, "last_selection", None) is not None or len(result.accepted) < len(cohort):
-                acc_set = set(int(i) for i in result.accepted)
-                if len(byz_rows):
-                    tpr_acc.append(float(np.mean([r not in acc_set for r in byz_rows])))
-                fpr_acc.append(
-                    float(np.mean([r not in acc_set for r in honest_rows])) if len(honest_rows) else 0.0
-                )
+            for observe in observing:
+                observe(record)
+            agg_times.append(record.seconds)
+            window_agg.append(record.seconds)
+            agg = record.aggregate
+            if record.tpr is not None:
+                tpr_acc.append(record.tpr)
+            if record.fpr is not None:
+                fpr_acc.append(record.fpr)
             if not bool(torch.isfinite(agg).all()):
                 diverged = True
             w = w - step_size * agg
@@ -478,7 +322,7 @@ def _simulate(
             "attack_data": cfg.attack.data,
             "strength": cfg.attack.strength,
             "f": f_actual,
-            "protocol": cfg.protocol.name,
+            "protocol": cfg.mechanism(),
             "mode": cfg.train.mode,
             "rounds": rounds_done,
             "max_accuracy": max(accs) if accs else math.nan,
@@ -498,6 +342,7 @@ def _simulate(
             summary["byz_detection_fpr"] = float(np.mean(fpr_acc)) if fpr_acc else None
         if bd_x is not None and metrics:
             summary["backdoor_success"] = metrics[-1].get("backdoor_success")
+        summary.update(totals.summary())
         if privacy.statement() is not None:
             summary["privacy"] = privacy.statement()
         if writer is not None:

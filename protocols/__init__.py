@@ -1,7 +1,9 @@
 """Aggregation rounds across parties, each with a leakage profile and an overhead meter.
 
 Every module of this package registers its protocols in :data:`PROTOCOLS` when imported; importing
-the package imports them all, so ``protocols.make(name, ...)`` knows every protocol.
+the package imports them all. ``protocols.make(mechanism, rule=..., **params)`` composes a
+confidentiality mechanism with a robust rule (:mod:`protocols.mechanisms`); without ``rule`` it also
+builds a registered protocol by name, as before.
 """
 
 import importlib
@@ -14,6 +16,13 @@ from protocols.base import (
     Meter,
     PhaseCost,
     RoundResult,
+)
+from protocols.mechanisms import (
+    MECHANISMS,
+    Composed,
+    CompositionError,
+    UnknownMechanism,
+    UnsupportedComposition,
     make,
 )
 
@@ -21,4 +30,17 @@ for _mod in pkgutil.iter_modules(__path__):
     if not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["PROTOCOLS", "AggregationProtocol", "Leakage", "Meter", "PhaseCost", "RoundResult", "make"]
+__all__ = [
+    "MECHANISMS",
+    "PROTOCOLS",
+    "AggregationProtocol",
+    "Composed",
+    "CompositionError",
+    "Leakage",
+    "Meter",
+    "PhaseCost",
+    "RoundResult",
+    "UnknownMechanism",
+    "UnsupportedComposition",
+    "make",
+]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from fedcore import validate
 from secagg.driver import PHASES
 from secagg.errors import SecAggError
 from secagg.graph import DegreeChoice, default_threshold
@@ -63,20 +64,15 @@ def check_dropout(dropout: float, *, refuse_bool: bool = False) -> None:
 
 
 def check_stack(stack: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """The stack of client updates as a tensor of shape (n, d), n >= 2."""
-    xt = torch.as_tensor(stack)
-    if xt.ndim != 2 or xt.shape[0] < 2:
-        raise SecAggError(f"stack: got shape {tuple(xt.shape)}; want (n, d) with n >= 2")
-    return xt
+    """The stack of client updates as a floating tensor of shape (n, d), n >= 2."""
+    return validate.as_stack(stack, error=SecAggError, min_rows=2)
 
 
 def client_weights(weights: torch.Tensor | None, n: int) -> np.ndarray:
     """Public client weights scaled to ``w / max w`` (all ones without ``weights``)."""
     if weights is None:
         return np.ones(n)
-    w = torch.as_tensor(weights).detach().cpu().numpy().astype(np.float64).reshape(-1)
-    if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.max() <= 0:
-        raise SecAggError(f"weights: got shape {w.shape} / values; want ({n},) finite, >= 0, not all 0")
+    w = validate.as_weights(weights, n, error=SecAggError).numpy()
     return w / w.max()
 
 

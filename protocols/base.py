@@ -151,8 +151,3 @@ class AggregationProtocol(TypingProtocol):
 
 
 PROTOCOLS: Registry[AggregationProtocol] = Registry("protocol")
-
-
-def make(name: str, **kwargs: Any) -> AggregationProtocol:
-    """Build a registered protocol by name, e.g. ``protocols.make("ckks_multi_krum", f=5)``."""
-    return PROTOCOLS.make(name, **kwargs)

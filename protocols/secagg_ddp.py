@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from dp.accounting import check_delta, statement
-from dp.distributed import RDP_ORDERS, DDGClient, DDGConfig, DDGServer, rdp_epsilon
+from dp.distributed import RDP_ORDERS, DDGClient, DDGConfig, DDGServer, clip_l2, rdp_epsilon
 from protocols import _secure_sum as ss
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg.driver import run_round
@@ -116,8 +116,7 @@ class SecAggDDP:
             got = meter.send("server", f"client[{i}]", "rotation_seed", seed)
             with meter.time(f"client[{i}]", "dp_encode"):
                 row = np.nan_to_num(x[i], nan=0.0, posinf=0.0, neginf=0.0)
-                norm = float(np.linalg.norm(row))
-                row = row * (min(1.0, self.clip / norm) if norm > 0 else 1.0) * w[i]
+                row = clip_l2(row, self.clip) * w[i]
                 enc[i] = DDGClient(cfg).encode(row, got)
         plan = ss.complete_plan(n, self.t, self.active, ss.DEFAULT_CORRUPT)
         drops = ss.simulated_dropouts(n, self.dropout, self.active, rng)

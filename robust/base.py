@@ -28,12 +28,12 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from fedcore import validate
 from robust._range import run_in_range
 from robust._registry import Registry
 from robust.errors import ByzantineBoundError, NonFiniteError, ParameterError, StackError
@@ -158,30 +158,12 @@ class OutputBuffer:
 
 
 def as_stack(stack: Any, name: str = "stack") -> torch.Tensor:
-    """Return ``stack`` as a 2-D floating ``torch.Tensor`` (numpy input is wrapped without copying).
-
-    A numpy array in non-native byte order is converted (one copy); a tensor with
-    ``requires_grad=True`` is detached (the rules are not differentiable). Raises
+    """Return ``stack`` as a 2-D floating ``torch.Tensor`` (:func:`fedcore.validate.as_stack`; numpy
+    input is wrapped without copying, a ``requires_grad`` tensor detached). Raises
     :class:`StackError` (a ``ValueError``) naming ``name`` for another type, a non-2-D input, an
     empty stack (no rows or no columns) or a non-floating dtype.
     """
-    if isinstance(stack, np.ndarray):
-        if not np.issubdtype(stack.dtype, np.floating) or stack.dtype.itemsize > 8:
-            raise StackError(f"{name} must hold floating values; got dtype {stack.dtype}; want float16/32/64")
-        if not stack.dtype.isnative:
-            stack = stack.astype(stack.dtype.newbyteorder("="))
-        stack = torch.from_numpy(np.ascontiguousarray(stack))
-    if not isinstance(stack, torch.Tensor):
-        raise StackError(f"{name} must be a torch.Tensor or numpy array; got {type(stack).__name__}")
-    if stack.requires_grad:
-        stack = stack.detach()
-    if stack.ndim != 2:
-        raise StackError(f"{name} must be 2-D (n, d); got shape {tuple(stack.shape)}")
-    if stack.shape[0] < 1 or stack.shape[1] < 1:
-        raise StackError(f"{name} must have at least one row and one column; got shape {tuple(stack.shape)}")
-    if not stack.is_floating_point():
-        raise StackError(f"{name} must hold floating values; got dtype {stack.dtype}; want a float dtype")
-    return stack
+    return validate.as_stack(stack, error=StackError, name=name)
 
 
 def check_f(f: Any, name: str = "f") -> int:
@@ -413,18 +395,6 @@ def make_pre(name: str, **kw: Any) -> PreAggregator:
 def as_weights(
     w: Any, n: int, device: torch.device, dtype: torch.dtype, name: str = "weights"
 ) -> torch.Tensor:
-    """Validate per-row weights: shape ``(n,)``, finite, non-negative, positive sum."""
-    if isinstance(w, np.ndarray):
-        w = torch.from_numpy(w)
-    if isinstance(w, Sequence):
-        w = torch.tensor(list(w), dtype=dtype)
-    if not isinstance(w, torch.Tensor):
-        raise StackError(f"{name} must be a tensor, array or sequence; got {type(w).__name__}")
-    if w.shape != (n,):
-        raise StackError(f"{name} must have shape ({n},); got shape {tuple(w.shape)}")
-    w = w.to(device=device, dtype=dtype)
-    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
-        raise StackError(f"{name} must be finite and >= 0; got {w.tolist()}")
-    if float(w.sum()) <= 0.0:
-        raise StackError(f"{name} must have a positive sum; got sum {float(w.sum())}")
-    return w
+    """Validate per-row weights: shape ``(n,)``, finite, non-negative, positive sum
+    (:func:`fedcore.validate.as_weights`, raising :class:`StackError`)."""
+    return validate.as_weights(w, n, error=StackError, name=name, device=device, dtype=dtype)

@@ -30,6 +30,8 @@ from robust.base import (
     row_sq_norms,
 )
 from robust.errors import ParameterError
+from robust.selection import median_weights, trimmed_mean_weights
+from robust.statistics import Statistic
 
 __all__ = [
     "CMLS",
@@ -179,9 +181,14 @@ class Mean(Aggregator):
     """
 
     name = "mean"
+    statistic = Statistic.LINEAR
 
     def __init__(self) -> None:
         super().__init__(None)
+
+    def weights_from(self, stat: None, n: int) -> torch.Tensor:
+        """``w_i = 1 / n`` (:mod:`robust.statistics`; a linear rule needs no statistic)."""
+        return torch.full((n,), 1.0 / n, dtype=torch.float64)
 
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, weights: Any = None, **kw: Any
@@ -209,9 +216,14 @@ class Median(Aggregator):
     """
 
     name = "median"
+    statistic = Statistic.RANKS
 
     def __init__(self) -> None:
         super().__init__(None)
+
+    def weights_from(self, ranks: torch.Tensor, n: int) -> torch.Tensor:
+        """``(n, d)`` weights from the coordinate ranks: :func:`robust.selection.median_weights`."""
+        return median_weights(ranks)
 
     def tolerated(self, n: int) -> int:
         return (n - 1) // 2
@@ -230,9 +242,16 @@ class TrimmedMean(Aggregator):
     """
 
     name = "trimmed_mean"
+    statistic = Statistic.RANKS
 
     def __init__(self, f: int) -> None:
         super().__init__(f)
+
+    def weights_from(self, ranks: torch.Tensor, n: int) -> torch.Tensor:
+        """``(n, d)`` weights from the coordinate ranks: :func:`robust.selection.trimmed_mean_weights`."""
+        assert self.f is not None
+        self.check_bound(n, self.f)
+        return trimmed_mean_weights(ranks, self.f)
 
     def check_bound(self, n: int, f: int | None) -> None:
         assert f is not None

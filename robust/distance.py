@@ -16,7 +16,14 @@ from robust._network import apply_network, select_network
 from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f, numpy_ok, take_rows
 from robust.coordinate import columnwise, coordinate_median
 from robust.errors import ParameterError
-from robust.selection import bulyan_select, krum_select, pairwise_sq_distances, sq_distances_from_gram
+from robust.selection import (
+    bulyan_select,
+    krum_select,
+    pairwise_sq_distances,
+    selection_weights,
+    sq_distances_from_gram,
+)
+from robust.statistics import Statistic
 
 __all__ = ["Bulyan", "Krum", "MultiKrum", "bulyan_coordinate_phase", "mean_of_rows"]
 
@@ -28,9 +35,7 @@ def _distances(x: torch.Tensor, gram: Stat) -> torch.Tensor:
 
 def mean_of_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Mean of the given rows as one ``(n,) @ (n, d)`` product (no copy of the selected rows)."""
-    w = torch.zeros(int(x.shape[0]), dtype=x.dtype, device=x.device)
-    w[rows.to(x.device)] = 1.0 / int(rows.numel())
-    return w @ x
+    return selection_weights(rows, int(x.shape[0]), x.dtype, x.device) @ x
 
 
 @AGGREGATORS.register("krum")
@@ -50,9 +55,20 @@ class Krum(Aggregator):
     """
 
     name = "krum"
+    statistic = Statistic.DISTANCES
 
     def __init__(self, f: int) -> None:
         super().__init__(f)
+
+    def _m(self, n: int) -> int:
+        return 1
+
+    def weights_from(self, dist: torch.Tensor, n: int) -> torch.Tensor:
+        """Selection weights from the ``(n, n)`` squared distances (:mod:`robust.statistics`):
+        ``1 / m`` on the ``m`` rows :func:`robust.selection.krum_select` picks."""
+        assert self.f is not None
+        self.check_bound(n, self.f)
+        return selection_weights(krum_select(dist, self.f, self._m(n)), n)
 
     def check_bound(self, n: int, f: int | None) -> None:
         assert f is not None
@@ -85,6 +101,11 @@ class MultiKrum(Krum):
                 raise ParameterError(f"m must be >= 1 or None; got m={m}")
         self.m = m
 
+    def _m(self, n: int, f: int | None = None) -> int:
+        f = self.f if f is None else f
+        assert f is not None
+        return n - f if self.m is None else min(self.m, n - f)
+
     def check_bound(self, n: int, f: int | None) -> None:
         super().check_bound(n, f)
         assert f is not None
@@ -96,8 +117,7 @@ class MultiKrum(Krum):
     ) -> tuple[torch.Tensor, Selection]:
         assert f is not None
         n = int(x.shape[0])
-        m = n - f if self.m is None else min(self.m, n - f)
-        sel = krum_select(_distances(x, stat), f, m)
+        sel = krum_select(_distances(x, stat), f, self._m(n, f))
         return mean_of_rows(x, sel), torch.sort(sel).values
 
     def __repr__(self) -> str:

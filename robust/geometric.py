@@ -11,6 +11,7 @@ import torch
 from robust.base import AGGREGATORS, Aggregator, Selection, Stat, check_f, row_sq_norms
 from robust.coordinate import coordinate_median, row_distances
 from robust.errors import ParameterError
+from robust.statistics import Statistic
 
 __all__ = ["CenteredClipping", "GeometricMedian", "weiszfeld"]
 
@@ -129,6 +130,8 @@ class CenteredClipping(Aggregator):
 
     name = "centered_clipping"
     scaling = None  # tau is an absolute radius: never rescaled
+    #: norms of the differences to the (public) center, one set per iteration
+    statistic = Statistic.NORMS
 
     def __init__(self, tau: float = 10.0, iters: int = 1) -> None:
         super().__init__(None)

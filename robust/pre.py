@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from fedcore import l2_clip_factors
 from robust._rng import make_generator, resolve_seed
 from robust.base import (
     PRE_AGGREGATORS,
@@ -20,6 +21,7 @@ from robust.base import (
 )
 from robust.errors import ParameterError
 from robust.selection import nnm_mixing, pairwise_sq_distances, sq_distances_from_gram
+from robust.statistics import Statistic
 
 __all__ = ["ARC", "NNM", "Bucketing", "Clip", "arc_threshold", "clip_rows"]
 
@@ -48,7 +50,7 @@ def clip_rows(
     x: torch.Tensor, norms: torch.Tensor, c: float, out: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``x_i * min(1, c / ||x_i||)`` for every row, given the row norms (float64); into ``out`` if given."""
-    scale = torch.where(norms > c, c / norms.clamp_min(1e-300), torch.ones_like(norms))
+    scale = l2_clip_factors(norms, c)
     return torch.mul(x, scale.to(x.dtype).unsqueeze(1), out=new_like(x) if out is None else out)
 
 
@@ -59,9 +61,16 @@ class NNM(PreAggregator):
     :func:`robust.selection.nnm_mixing`. Bound: ``n > 2f``. Rows keep their identity."""
 
     name = "nnm"
+    statistic = Statistic.DISTANCES
 
     def __init__(self, f: int) -> None:
         super().__init__(f)
+
+    def matrix_from(self, dist: torch.Tensor, n: int) -> torch.Tensor:
+        """The ``(n, n)`` mixing matrix from squared distances (:func:`robust.selection.nnm_mixing`)."""
+        assert self.f is not None
+        self.check_bound(n, self.f)
+        return nnm_mixing(dist, self.f)
 
     def check_bound(self, n: int, f: int | None) -> None:
         assert f is not None
@@ -98,6 +107,8 @@ class Bucketing(SeededGenerator, PreAggregator):
     """
 
     name = "bucketing"
+    #: the permutation is the server's public randomness: the map needs nothing from the updates
+    statistic = Statistic.LINEAR
 
     def __init__(self, s: int = 2, seed: int | None = None) -> None:
         super().__init__(None)
@@ -118,13 +129,23 @@ class Bucketing(SeededGenerator, PreAggregator):
     def _transform(
         self, x: torch.Tensor, f: int | None, stat: Stat = None
     ) -> tuple[torch.Tensor, list[list[int]]]:
-        n = int(x.shape[0])
+        avg, buckets = self._draw(int(x.shape[0]))
+        return torch.matmul(avg.to(x.device, x.dtype), x, out=self.output.like(x, len(buckets))), buckets
+
+    def _draw(self, n: int) -> tuple[torch.Tensor, list[list[int]]]:
+        """A fresh permutation: the ``(ceil(n/s), n)`` bucket-averaging matrix and the buckets."""
         perm = torch.randperm(n, generator=self.generator).tolist()
         buckets = [sorted(perm[i : i + self.s]) for i in range(0, n, self.s)]
-        avg = torch.zeros(len(buckets), n, dtype=x.dtype)
+        avg = torch.zeros(len(buckets), n, dtype=torch.float64)
         for b, rows in enumerate(buckets):
             avg[b, rows] = 1.0 / len(rows)
-        return torch.matmul(avg.to(x.device), x, out=self.output.like(x, len(buckets))), buckets
+        return avg, buckets
+
+    def matrix_from(self, stat: None, n: int) -> torch.Tensor:
+        """The bucket-averaging matrix of a fresh permutation (it advances the generator as a call
+        does; ``last_sources`` is set to the buckets)."""
+        avg, self.last_sources = self._draw(n)
+        return avg
 
     def __repr__(self) -> str:
         return f"Bucketing(s={self.s})"
@@ -136,6 +157,7 @@ class Clip(PreAggregator):
 
     name = "clip"
     scaling = None  # c is an absolute radius: never rescaled
+    statistic = Statistic.NORMS
 
     def __init__(self, c: float) -> None:
         super().__init__(None)
@@ -154,6 +176,10 @@ class Clip(PreAggregator):
     ) -> tuple[torch.Tensor, list[list[int]]]:
         norms = (row_sq_norms(x) if stat is None else stat).sqrt()
         return clip_rows(x, norms, self.c, self.output.like(x)), identity_sources(int(x.shape[0]))
+
+    def matrix_from(self, sq_norms: torch.Tensor, n: int) -> torch.Tensor:
+        """``diag(min(1, c / ||x_i||))`` from the squared row norms."""
+        return torch.diag(l2_clip_factors(sq_norms.to(torch.float64).clamp_min(0.0).sqrt(), self.c))
 
     def __repr__(self) -> str:
         return f"Clip(c={self.c})"
@@ -176,6 +202,7 @@ class ARC(PreAggregator):
     threshold is tuned. Bound: ``n > 2f``. Rows keep their identity."""
 
     name = "arc"
+    statistic = Statistic.NORMS
 
     def __init__(self, f: int) -> None:
         super().__init__(f)
@@ -197,3 +224,11 @@ class ARC(PreAggregator):
         buf = self.output.like(x)
         out = buf.copy_(x) if c is None else clip_rows(x, norms, c, buf)
         return out, identity_sources(int(x.shape[0]))
+
+    def matrix_from(self, sq_norms: torch.Tensor, n: int) -> torch.Tensor:
+        """``diag(min(1, c / ||x_i||))`` with ARC's threshold ``c`` (:func:`arc_threshold`)."""
+        assert self.f is not None
+        self.check_bound(n, self.f)
+        norms = sq_norms.to(torch.float64).clamp_min(0.0).sqrt()
+        c = arc_threshold(norms, self.f)
+        return torch.eye(n, dtype=torch.float64) if c is None else torch.diag(l2_clip_factors(norms, c))

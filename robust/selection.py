@@ -88,6 +88,16 @@ def krum_select(dist: torch.Tensor, f: int, m: int = 1) -> torch.Tensor:
     return order[:m]
 
 
+def selection_weights(
+    sel: torch.Tensor, n: int, dtype: torch.dtype = torch.float64, device: torch.device | None = None
+) -> torch.Tensor:
+    """Weights of the mean of the selected rows: ``w_i = 1 / |S|`` for ``i`` in ``S = sel``, else 0,
+    so ``w @ X`` is Multi-Krum's (or Krum's, ``|S| = 1``) output. Shape ``(n,)``."""
+    w = torch.zeros(n, dtype=dtype, device=device)
+    w[sel.to(w.device)] = 1.0 / int(sel.numel())
+    return w
+
+
 def coordinate_ranks(stack: torch.Tensor) -> torch.Tensor:
     """Per-coordinate ranks of the rows: ``R[i, j]`` is the position of ``x_ij`` in column ``j`` sorted
     ascending (0 = smallest), ties broken by row index. Shape ``(n, d)``, int64."""

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import nacl.utils
 import numpy as np
 
+from fedcore.ring import centered_lift
 from secagg.errors import EncodingError
 
 MAX_BITS = 62
@@ -157,11 +158,9 @@ class FixedPoint:
         return q.astype(np.uint64) & self.mask
 
     def to_signed(self, y: np.ndarray) -> np.ndarray:
-        """Centered lift of ring elements: values >= 2^(bits-1) map to value - 2^bits (int64)."""
-        u = np.asarray(y).astype(np.uint64) & self.mask
-        half = np.uint64(1 << (self.bits - 1))
-        signed = u.astype(np.int64)
-        return np.where(u >= half, signed - np.int64(1 << self.bits), signed)
+        """Centered lift of ring elements: values >= 2^(bits-1) map to value - 2^bits (int64;
+        :func:`fedcore.ring.centered_lift`)."""
+        return centered_lift(y, self.bits)
 
     def decode_sum(self, y: np.ndarray, n_summands: int) -> np.ndarray:
         """Decode a ring sum of ``n_summands`` encodings to float64: ``to_signed(y) / 2^f``."""

@@ -9,6 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BANNED = {
+    "fedcore": {"secagg", "robust", "dp", "protocols", "fedsec"},
     "secagg": {"robust", "dp", "protocols", "fedsec"},
     "robust": {"secagg", "dp", "protocols", "fedsec"},
     "dp": {"secagg", "robust", "protocols", "fedsec"},
