@@ -42,7 +42,8 @@ def test_stress_mnist1d_example_at_reduced_size(tmp_path: Path) -> None:
     over = [
         "train.rounds=2",
         "eval.every=1",
-        "data.options={n_train=300, n_test=100}",
+        "data.options={n_train=500, n_test=100}",
+        "data.min_samples=2",
         f'data.data_dir="{tmp_path / "data"}"',
     ]
     cfg = Config.from_toml(ROOT / "examples/stress_mnist1d.toml", over)
