@@ -210,7 +210,7 @@ class PineNormValid(Valid):
         self.GADGET_CALLS = [-(-d // c)]
         self.MEAS_LEN = pp.sent_len + pp.num_wr_checks
         self.OUTPUT_LEN = d
-        self._pow2 = self.field.arr([1 << i for i in range(pp.norm_bits)])
+        self.pow2 = self.field.arr([1 << i for i in range(pp.norm_bits)])
 
     def encode(self, measurement: Sequence[float]) -> Vec:
         raise VdafParameterError("PINE encodes in two steps (encode_norm, encode_wr); use the Pine VDAF")
@@ -222,7 +222,7 @@ class PineNormValid(Valid):
 
     def combine(self, meas: Vec, joint_rand: Vec, num_shares: int, outs: list[Vec]) -> Vec:
         d, nb = self.params.dimension, self.params.norm_bits
-        v = self.field.dot(meas[d : d + nb], self._pow2)
+        v = self.field.dot(meas[d : d + nb], self.pow2)
         return self.field.sub(v, self.field.sum(outs[0]))
 
     def truncate(self, meas: Vec) -> Vec:
@@ -249,7 +249,7 @@ class PineValid(Valid):
         self.MEAS_LEN = pp.sent_len + r
         self.JOINT_RAND_LEN = self.calls_bits + 1
         self.OUTPUT_LEN = d
-        self._pow2 = self.field.arr([1 << i for i in range(max(pp.norm_bits, pp.wr_bits))])
+        self.pow2 = self.field.arr([1 << i for i in range(max(pp.norm_bits, pp.wr_bits))])
 
     # -- client side ------------------------------------------------------------------------------------
     def encode_norm(self, x: Vec) -> Vec:
@@ -303,7 +303,7 @@ class PineValid(Valid):
         _, bits, dots, _, _, w_bits, g = self._split(meas)
         bitw = bit_check_wires(f, bits, joint_rand[: self.calls_bits], c, num_shares)
         shares_inv = f.arr([pow(num_shares, f.MODULUS - 2, f.MODULUS)])
-        w = f.dot(w_bits, self._pow2[: pp.wr_bits])
+        w = f.dot(w_bits, self.pow2[: pp.wr_bits])
         claimed = f.sub(w, f.mul(f.arr([pp.wr_bound - 1]), shares_inv))
         rho = powers_of(f, joint_rand[self.calls_bits :], pp.num_wr_checks + 1)[0, 1:]
         wr = _pairs(f, f.mul(rho, f.sub(dots, claimed)), g, self.calls_wr, c)
@@ -314,8 +314,8 @@ class PineValid(Valid):
         _, _, _, v_bits, u_bits, _, g = self._split(meas)
         o, b = outs[0], self.calls_bits
         shares_inv = f.arr([pow(num_shares, f.MODULUS - 2, f.MODULUS)])
-        v = f.dot(v_bits, self._pow2[: pp.norm_bits])
-        u = f.dot(u_bits, self._pow2[: pp.norm_bits])
+        v = f.dot(v_bits, self.pow2[: pp.norm_bits])
+        u = f.dot(u_bits, self.pow2[: pp.norm_bits])
         return np.concatenate(
             [
                 f.sum(o[:b]),

@@ -60,9 +60,13 @@ PineInputShare = PineLeaderShare | PineHelperShare
 
 @dataclass(frozen=True)
 class PineState:
+    """One report's verification state; ``sq_norm_share`` is this aggregator's share of the claimed
+    squared norm v = sum x_i^2 (linear in the norm bits; proved by the norm FLP once accepted)."""
+
     out_share: Vec
     wr_seed: bytes
     jr_seed: bytes
+    sq_norm_share: Vec
 
 
 @dataclass(frozen=True)
@@ -228,7 +232,9 @@ class Pine:
         z = self.wr_matrix(ctx, wr_seed)
         meas = np.concatenate([sent, signed_dot(f, z, sent[: self.params.dimension])])
         verifiers = self._query(verify_key, ctx, nonce, meas, proofs, jr_seed)
-        state = PineState(self.valid.truncate(meas), wr_seed, jr_seed)
+        d, nb = self.params.dimension, self.params.norm_bits
+        v_share = f.dot(sent[d : d + nb], self.valid.pow2[:nb])
+        state = PineState(self.valid.truncate(meas), wr_seed, jr_seed, v_share)
         return state, PineVerifierShare(verifiers, jr_own, wr_own)
 
     def verifier_shares_to_message(self, ctx: bytes, shares: Sequence[PineVerifierShare]) -> bytes:
