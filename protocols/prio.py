@@ -32,6 +32,7 @@ seeds, nonces and the verify key come from libsodium; ``rng`` only simulates dro
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from functools import partial
@@ -55,6 +56,12 @@ NONCE = 16
 PUBLIC = 4 * 32
 
 
+@functools.lru_cache(maxsize=4)
+def _pine(pp: PineParams, proofs: int) -> Pine:
+    """PINE's circuits depend only on the public parameters: built once per (parameters, proofs)."""
+    return Pine(pp, proofs)
+
+
 class NonFiniteUpdate(VdafMeasurementError, robust.NonFiniteError):
     """A client update holds NaN or Inf: it has no fixed-point encoding."""
 
@@ -76,7 +83,7 @@ class PrioClient:
                 )
                 first = forge_norm_claim(pine.valid, big)
             else:
-                first = pine.valid.encode_norm(encode_fixed_point(pine.params, update.tolist()))
+                first = pine.valid.encode_norm(encode_fixed_point(pine.params, update))
             try:
                 wr = partial(forge_wr_claim, pine.valid) if forge else None
                 public, shares = pine.shard_encoded(self.ctx, first, nonce, rand, wr)
@@ -216,8 +223,7 @@ class PrioPine:
             )
         w = ss.client_weights(weights, n)
         x = x * w[:, None]
-        pp = PineParams(d, self.bound, self.frac_bits, self.wr_checks)
-        pine = Pine(pp, self.proofs)
+        pine = _pine(PineParams(d, self.bound, self.frac_bits, self.wr_checks), self.proofs)
         meter = Meter()
         ctx = b"fedsec/prio/" + nacl.utils.random(16)  # task and round binding
         with meter.time("leader", "setup"):

@@ -23,7 +23,7 @@ import numpy as np
 from secagg.vdaf.errors import VdafDecodeError, VdafParameterError, VdafVerifyError
 from secagg.vdaf.field import Vec
 from secagg.vdaf.flp import Flp
-from secagg.vdaf.pine import PineNormValid, PineParams, PineValid, encode_fixed_point, signed_dot, wr_vectors
+from secagg.vdaf.pine import PineNormValid, PineParams, PineValid, encode_fixed_point, signed_dot, wr_bytes
 from secagg.vdaf.prio3 import (
     NONCE_SIZE,
     USAGE_MEAS_SHARE,
@@ -111,9 +111,7 @@ class Pine:
     def wr_matrix(self, ctx: bytes, seed: bytes) -> Vec:
         pp = self.params
         xof = self.xof(seed, self.prio3.dst(USAGE_WR_JOINT_RANDOMNESS, ctx), b"")
-        return wr_vectors(
-            xof.next(pp.num_wr_checks * (-(-pp.dimension // 4))), pp.num_wr_checks, pp.dimension
-        )
+        return wr_bytes(xof.next(pp.num_wr_checks * (-(-pp.dimension // 4))), pp.num_wr_checks, pp.dimension)
 
     def _expand(self, ctx: bytes, usage: int, seed: bytes, binder: bytes, n: int) -> Vec:
         return self.xof.expand_into_vec(self.field, seed, self.prio3.dst(usage, ctx), binder, n)
