@@ -8,6 +8,8 @@ import nacl.utils
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import protocols
 from protocols.prio import NonFiniteUpdate, PrioClient, PrioPine, PrioServer
@@ -251,3 +253,30 @@ def test_rule_arguments_are_checked() -> None:
         PrioPine(pre="bucketing")
     with pytest.raises(VdafError, match="FLTrust needs no mixing"):
         PrioPine(pre="nnm", select="fltrust")
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda m: st.tuples(
+            st.lists(st.integers(-(2**15), 2**15), min_size=m * 5, max_size=m * 5),
+            st.lists(st.integers(0, 40), min_size=m, max_size=m),
+        )
+    )
+)
+def test_weighted_shares_add_up_to_the_weighted_sum(case: tuple[list[int], list[int]]) -> None:
+    from types import SimpleNamespace
+
+    from protocols.prio_rules import weighted_share
+    from secagg.vdaf.field import Field64
+
+    flat, v = case
+    m = len(v)
+    x = np.array(flat, dtype=np.int64).reshape(m, 5)
+    pine = Pine(PineParams(5, num_wr_checks=20))
+    mask = Field64.arr([int.from_bytes(nacl.utils.random(8), "little") for _ in range(m * 5)]).reshape(m, 5)
+    parts = [Field64.sub(Field64.arr(x), mask), mask]
+    srvs = [SimpleNamespace(states={i: SimpleNamespace(out_share=p[i]) for i in range(m)}) for p in parts]
+    shares = [weighted_share(pine, s, list(range(m)), np.array(v)) for s in srvs]  # type: ignore[arg-type]
+    want = [int(t) % Field64.MODULUS for t in np.array(v, dtype=object) @ x.astype(object)]
+    assert Field64.to_ints(Field64.add(shares[0], shares[1])) == want
