@@ -92,3 +92,19 @@ def test_multi_krum_in_the_clear_and_under_ckks_agree() -> None:
     plain, enc = (fedsec.run(unit, write=False).units[0] for unit in cfg.units())
     torch.testing.assert_close(enc.weights, plain.weights, rtol=1e-3, atol=1e-4)
     assert "pairwise_sq_distances" in enc.summary["leakage_keys"]["key_holder"]
+
+
+@pytest.mark.slow
+def test_prio_rejects_a_large_norm_attacker_before_it_reaches_the_model() -> None:
+    seen: list[RoundRecord] = []
+    cfg = tiny(
+        train={"rounds": 2},
+        attack={"name": "large_norm", "f": 2},
+        defense={"rule": "mean", "mechanism": "prio", "mechanism_kwargs": {"bound": 100.0, "wr_checks": 20}},
+    )
+    res = simulate(cfg, observers=[seen.append])
+    bad = set(res.summary["byzantine_clients"])
+    assert res.summary["protocol"] == "prio" and len(bad) == 2
+    for r in seen:
+        assert r.accepted and not set(r.accepted) & bad  # rejected by the PINE norm proof, every round
+        assert float(r.aggregate.norm()) <= 100.0
