@@ -4,6 +4,7 @@ before committing -- plus known-answer vectors for the projection transcript."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from secagg.errors import ProtocolAbort
 from secagg.normbound import (
     NormBoundParams,
     ParameterError,
@@ -190,3 +192,25 @@ def test_link_vector_is_r_transpose_c(seed: bytes, k: int, d: int, v: int) -> No
 
 
 KAT_DIGEST = "57392b35bc997a836980e174269196690869692df158d34b89f8c4c2eae3a412"
+
+
+def test_tampered_and_replayed_projection_proofs_are_rejected() -> None:
+    x = np.array([3, -4, 2, -1])
+    C, r, proof = commit_and_prove(PARAMS, x, CTX)
+    verify(PARAMS, C, proof, CTX)
+    for v in (
+        dataclasses.replace(proof, t_hat=(proof.t_hat + 1) % g.L),
+        dataclasses.replace(proof, A=proof.S, S=proof.A),
+    ):
+        with pytest.raises(ProofRejected):
+            verify(PARAMS, C, v, CTX)
+    for ctx in (ProofContext(b"session-1", 3, 8), ProofContext(b"session-2", 3, 7)):
+        with pytest.raises(ProofRejected):
+            verify(PARAMS, C, proof, ctx)
+    with pytest.raises(ProofRejected):
+        verify(PARAMS, PARAMS.key.commit(x, r + 1), proof, CTX)
+    exact = dataclasses.replace(PARAMS, exact=True)  # the same vector under the other construction
+    C2, _, proof2 = commit_and_prove(exact, x, CTX)
+    verify(exact, C2, proof2, CTX)
+    with pytest.raises(ProtocolAbort):
+        verify(PARAMS, C2, proof2.to_bytes(), CTX)
