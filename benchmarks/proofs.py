@@ -169,11 +169,12 @@ def main() -> None:
             batch_count = 2 * params.n + args.batch * (2 * k + 10)
             err = "exact" if exact else f"2^-{params.checks}"
             ts = m["smul"]
+            mask_s = "-" if args.no_mask else f"{mask:.3f}"
             row = (
                 f"{d:>7} {'exact' if exact else 'proj':>5} {params.n:>7} {cold:>10.1f} {warm:>6.2f} "
                 f"{m['prove']:>8.2f} {cnt['prove'] * ts:>7.2f} "
                 f"{m['verify']:>8.2f} {cnt['verify'] * ts:>7.2f} "
-                f"{m['batch']:>9.2f} {batch_count * ts:>7.2f} {params.proof_size:>5} {err:>9} {mask:>7.3f} "
+                f"{m['batch']:>9.2f} {batch_count * ts:>7.2f} {params.proof_size:>5} {err:>9} {mask_s:>7} "
                 f"{args.repeats if d <= 2_000 else args.big_repeats:>4}"
             )
             rows.append(row)
