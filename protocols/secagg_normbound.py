@@ -535,6 +535,7 @@ class SecAggNormBound:
                 with meter.time(f"client[{i}]", "commit_prove"):
                     out[i] = clients[i].commit_message(qs[i])
             return out
+        clients[0].params.setup()  # the workers inherit the generators
         jobs = [(c.params, qs[i], c.context) for i, c in enumerate(clients)]
         with ProcessPoolExecutor(min(workers, n)) as pool:
             results = list(pool.map(_timed_commit, jobs))

@@ -201,6 +201,11 @@ class NormBoundParams:
         """Serialized proof size in bytes."""
         return 1 + 4 * POINT_BYTES + 3 * SCALAR_BYTES + ipa.IPAProof.size(self.n)
 
+    def setup(self) -> None:
+        """Derive (or load from the disk cache) every generator family of the proofs, e.g. before
+        forking workers that then share them."""
+        _gens(self)
+
     def scalar_mults(self) -> dict[str, int]:
         """Scalar multiplications each step makes at most (the floor the benchmark compares with; a zero
         or unit scalar, probability ~1/l, is skipped). ``commit`` uses additions for the small entries."""
