@@ -1,19 +1,23 @@
 """Cost of the norm-bound proofs (secagg.normbound) at d = 1,000, 10,000 and 61,706 (LeNet-5).
 
-For each d: generator derivation (once per process, cached), commit, prove and verify wall seconds
-(medians over repeats), proof bytes, the prover's number of Ed25519 scalar multiplications and its floor
-(that count times the median time of one ``crypto_scalarmult_ed25519_noclamp`` measured in this run),
-and one client's masking step (its ``masked_input`` phase in an in-process Bonawitz round with n = 10
-clients at the same d, from secagg.driver) as the baseline a proof is compared with.
+For each d and construction (projection checks, the default; ``--exact`` adds the per-entry range proof):
+generator setup cold (derived and written to an empty disk cache) and warm (loaded from it), commit,
+prove, verify and the batched verification of 25 proofs (one MSM; the same proof 25 times under
+independent random weights costs exactly what 25 distinct proofs cost), wall seconds (medians over
+repeats), proof bytes and soundness error. Each figure stands beside its floor: the number of Ed25519
+scalar multiplications it makes times the median time of one ``crypto_scalarmult_ed25519_noclamp``
+measured in this run. One client's masking step (``masked_input`` in an in-process Bonawitz round with
+n = 10 clients, secagg.driver) is the baseline a proof is compared with.
 
 Parameters follow the protocol's defaults: bound 1.0, clip 1.0, frac_bits 8, so b = 10 entry bits and
-B = 2^16 (16 + 1 slack bits); the inner-product vectors have length n = d (b + 1) + 17.
+B = 2^16 (16 + 1 slack bits); n = d + K bp + 17 (projections, K = 80, bp = bitlen(2 isqrt(d B))) or
+n = d (b + 1) + 17 (exact).
 
 Other processes may share the two CPU cores: medians over repeats damp that, not fully; the largest size
 sizes above d = 2,000 run ``--big-repeats`` times (1 by default): one proof at d = 61,706 takes tens
 of minutes.
 
-Usage: python benchmarks/proofs.py [--dims 1000 10000 61706] [--repeats 3] [--big-repeats 1]
+Usage: python benchmarks/proofs.py [--dims 1000 10000 61706] [--repeats 3] [--big-repeats 1] [--exact]
 """
 
 # ruff: noqa: E402
@@ -21,9 +25,11 @@ Usage: python benchmarks/proofs.py [--dims 1000 10000 61706] [--repeats 3] [--bi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 # Run as a script, this folder comes first on sys.path, where benchmarks/secagg.py would shadow the
@@ -37,7 +43,7 @@ import numpy as np
 from protocols.base import Meter
 from protocols.secagg_normbound import NormBoundConfig, encode_within_bound
 from secagg.driver import run_round
-from secagg.normbound import ProofContext, normproof, verify
+from secagg.normbound import NormBoundParams, ProofContext, normproof, projection, verify, verify_batch
 from secagg.normbound import generators as gg
 from secagg.normbound.group import random_scalar
 
@@ -80,95 +86,104 @@ def masking_seconds(d: int, n: int = 10, repeats: int = 3) -> float:
     return statistics.median(ts)
 
 
+def setup_seconds(params: NormBoundParams) -> tuple[float, float]:
+    """Generator setup with an empty disk cache (cold) and then from it (warm)."""
+    old = os.environ.get("FEDSEC_NORMBOUND_CACHE")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["FEDSEC_NORMBOUND_CACHE"] = tmp
+        try:
+            out = []
+            for _ in range(2):
+                gg.clear_memory_cache()
+                t0 = time.perf_counter()
+                normproof._gens(params)
+                out.append(time.perf_counter() - t0)
+        finally:
+            if old is None:
+                del os.environ["FEDSEC_NORMBOUND_CACHE"]
+            else:
+                os.environ["FEDSEC_NORMBOUND_CACHE"] = old
+    return out[0], out[1]
+
+
+def measure(params: NormBoundParams, q: np.ndarray, reps: int, batch: int) -> dict[str, float]:
+    """Median prove, verify and batched-verify seconds and the scalar-multiplication time around them."""
+    ctx = ProofContext(b"benchmark", 0, 0)
+    prove_t, verify_t, batch_t, smul_t = [], [], [], []
+    for _ in range(reps):
+        r = random_scalar()
+        C = params.key.commit(q, r)
+        smul_t.append(scalar_mult_seconds(batches=3, per_batch=100)[0])
+        t0 = time.perf_counter()
+        proof = normproof._prove_unchecked(params, q, r, C, ctx)  # q was checked by the caller
+        prove_t.append(time.perf_counter() - t0)
+        data = proof.to_bytes()
+        assert len(data) == params.proof_size
+        t0 = time.perf_counter()
+        verify(params, C, data, ctx)
+        verify_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        assert verify_batch(params, [(C, data, ctx)] * batch) == [None] * batch
+        batch_t.append(time.perf_counter() - t0)
+        smul_t.append(scalar_mult_seconds(batches=3, per_batch=100)[0])
+    med = statistics.median
+    return {"prove": med(prove_t), "verify": med(verify_t), "batch": med(batch_t), "smul": med(smul_t)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dims", type=int, nargs="+", default=[1000, 10_000, 61_706])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--big-repeats", type=int, default=1, help="repeats for d > 2,000")
-    ap.add_argument(
-        "--max-prove-d",
-        type=int,
-        default=10**9,
-        help="above this d, only commit, sizes, counts and the floor are measured (prove/verify not run)",
-    )
+    ap.add_argument("--batch", type=int, default=25, help="proofs in the batched verification")
+    ap.add_argument("--exact", action="store_true", help="also run the per-entry construction")
+    ap.add_argument("--no-mask", action="store_true", help="skip the masking baseline")
     args = ap.parse_args()
 
     cfg = NormBoundConfig(bound=1.0)
     t_smul, t_add = scalar_mult_seconds()
     print(
-        f"one scalar multiplication (noclamp): {t_smul * 1e6:.0f} us; "
-        f"one point addition: {t_add * 1e6:.0f} us (at start; the floor uses timings taken around each proof)"
+        f"one scalar multiplication (noclamp): {t_smul * 1e6:.0f} us; one point addition: "
+        f"{t_add * 1e6:.0f} us (at start; each floor uses timings taken around its proofs)"
     )
-    print("medians over repeats; other processes may share the CPU", flush=True)
+    print("medians over repeats; other processes may share the CPU; floor = scalar mults x smul time")
     header = (
-        f"{'d':>7} {'b':>3} {'n':>8} {'setup s':>8} {'commit s':>9} {'prove s':>9} {'verify s':>9} "
-        f"{'bytes':>6} {'prove smul':>10} {'smul us':>7} {'floor s':>8} {'prove/floor':>11} "
-        f"{'verify/prove':>12} {'mask s':>7} {'prove/mask':>10} {'reps':>4}"
+        f"{'d':>7} {'mode':>5} {'n':>7} {'setup cold':>10} {'warm':>6} {'prove s':>8} {'floor':>7} "
+        f"{'verify s':>8} {'floor':>7} {f'batch{args.batch} s':>9} {'floor':>7} {'bytes':>5} "
+        f"{'soundness':>9} {'mask s':>7} {'reps':>4}"
     )
+    print(header, flush=True)
     rows = []
     for d in args.dims:
-        params = cfg.params(d)
-        count = params.scalar_mults()["prove"]
-        reps = args.repeats if d <= 2_000 else args.big_repeats
-        rng = np.random.default_rng(d)
-        u = rng.normal(size=d)
-        u *= 0.9 / np.linalg.norm(u)
-        q = encode_within_bound(cfg, u, 10)
-        normproof.check_witness(params, q)
-        ctx = ProofContext(b"benchmark", 0, 0)
-        mask = masking_seconds(d)
-        commit_t, prove_t, verify_t, smul_t = [], [], [], []
-        size = params.proof_size
-        run_proofs = d <= args.max_prove_d
-        t0 = time.perf_counter()
-        if run_proofs:
-            normproof._gens(params)
-        else:
-            _ = params.key.G
-        setup = time.perf_counter() - t0
-        for _ in range(reps):
-            r = random_scalar()
-            t0 = time.perf_counter()
-            C = params.key.commit(q, r)
-            commit_t.append(time.perf_counter() - t0)
-            smul_t.append(scalar_mult_seconds(batches=3, per_batch=100)[0])
-            if not run_proofs:
-                continue
-            t0 = time.perf_counter()
-            proof = normproof._prove_unchecked(params, q, r, C, ctx)  # q was checked above
-            prove_t.append(time.perf_counter() - t0)
-            smul_t.append(scalar_mult_seconds(batches=3, per_batch=100)[0])
-            data = proof.to_bytes()
-            assert len(data) == size
-            t0 = time.perf_counter()
-            verify(params, C, data, ctx)
-            verify_t.append(time.perf_counter() - t0)
-        ts = statistics.median(smul_t)
-        floor = count * ts
-        cm = statistics.median(commit_t)
-        if run_proofs:
-            pm, vm = statistics.median(prove_t), statistics.median(verify_t)
-            timing = (
-                f"{pm:>9.2f} {vm:>9.2f} {size:>6} {count:>10} {ts * 1e6:>7.0f} {floor:>8.2f} "
-                f"{pm / floor:>11.2f} {vm / pm:>12.2f} {mask:>7.4f} {pm / mask:>10.0f}"
+        base = cfg.params(d)
+        u = np.random.default_rng(d).normal(size=d)
+        q = encode_within_bound(cfg, u * 0.9 / np.linalg.norm(u), 10)
+        mask = 0.0 if args.no_mask else masking_seconds(d)
+        for exact in [False, True] if args.exact else [False]:
+            params = dataclasses.replace(base, exact=exact)
+            normproof.check_witness(params, q)
+            cold, warm = setup_seconds(params)
+            m = measure(params, q, args.repeats if d <= 2_000 else args.big_repeats, args.batch)
+            cnt = params.scalar_mults()
+            k = params.n.bit_length()
+            batch_count = 2 * params.n + args.batch * (2 * k + 10)
+            err = "exact" if exact else f"2^-{params.checks}"
+            ts = m["smul"]
+            mask_s = "-" if args.no_mask else f"{mask:.3f}"
+            row = (
+                f"{d:>7} {'exact' if exact else 'proj':>5} {params.n:>7} {cold:>10.1f} {warm:>6.2f} "
+                f"{m['prove']:>8.2f} {cnt['prove'] * ts:>7.2f} "
+                f"{m['verify']:>8.2f} {cnt['verify'] * ts:>7.2f} "
+                f"{m['batch']:>9.2f} {batch_count * ts:>7.2f} {params.proof_size:>5} {err:>9} {mask_s:>7} "
+                f"{args.repeats if d <= 2_000 else args.big_repeats:>4}"
             )
-        else:
-            timing = (
-                f"{'not run':>9} {'not run':>9} {size:>6} {count:>10} {ts * 1e6:>7.0f} {floor:>8.2f} "
-                f"{'-':>11} {'-':>12} {mask:>7.4f} {floor / mask:>9.0f}*"
-            )
-        row = f"{d:>7} {params.entry_bits:>3} {params.n:>8} {setup:>8.1f} {cm:>9.3f} {timing} {reps:>4}"
-        rows.append(row)
-        if len(rows) == 1:
-            print(header)
-        print(row, flush=True)
+            rows.append(row)
+            print(row, flush=True)
     print()
     print(header)
     for row in rows:
         print(row)
-    if any(d > args.max_prove_d for d in args.dims):
-        print("* prove/verify not run at this size: floor s = scalar multiplications x measured time, and")
-        print("  prove/mask uses the floor (measured prove/floor above is the expected multiple).")
+    print(f"(projection soundness: {projection.soundness_error(80):.1e} per proof at K = 80)")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,10 @@ soundness of the bound holds against any client.
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Collection, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -69,7 +72,7 @@ import torch
 
 from protocols import _secure_sum as ss
 from protocols import normbound_blame as nb
-from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
+from protocols.base import PROTOCOLS, Leakage, Meter, PhaseCost, RoundResult
 from secagg.driver import run_round
 from secagg.encoding import FixedPoint
 from secagg.errors import ProtocolAbort, SecAggError, TooFewSurvivors
@@ -108,6 +111,8 @@ class NormBoundConfig:
         label: generator setup label.
         blame: after a failed link check, name and exclude the clients responsible (identifiable abort)
             instead of aborting.
+        workers: processes that make the clients' proofs in the simulation; ``None``: one per CPU core
+            when d >= 2,000 (below, the pool costs more than it saves), 1: in-process.
     """
 
     bound: float
@@ -120,6 +125,7 @@ class NormBoundConfig:
     verify_fraction: float = 1.0
     label: str = DEFAULT_LABEL
     blame: bool = True
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("bound", "clip"):
@@ -143,6 +149,9 @@ class NormBoundConfig:
         vf = self.verify_fraction
         if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0.0 < vf <= 1.0:
             raise SecAggError(f"verify_fraction: got {vf!r}; want a float in (0, 1]")
+        wk = self.workers
+        if wk is not None and (isinstance(wk, bool) or not isinstance(wk, int) or wk < 1):
+            raise SecAggError(f"workers: got {wk!r}; want None or an int >= 1")
         if self.entry_bits > 32:
             raise SecAggError(
                 f"entry bits: got {self.entry_bits} from clip={self.entry_clip}, "
@@ -217,6 +226,25 @@ def encode_within_bound(cfg: NormBoundConfig, u: np.ndarray, n: int, tries: int 
     return np.clip(np.trunc(np.clip(u, -cfg.entry_clip, cfg.entry_clip) * cfg.scale), -m, m).astype(np.int64)
 
 
+def make_commit_message(params: NormBoundParams, q: np.ndarray, context: ProofContext) -> tuple[int, bytes]:
+    """``(r, C || proof)`` for a fresh blinding r: the client's work, as a pure function that a
+    process pool can run (a forged proof when ``q`` violates the statement)."""
+    q = np.asarray(q, dtype=np.int64)
+    r = random_scalar()
+    C = params.key.commit(q, r)
+    try:
+        proof = prove(params, q, r, C, context)
+    except WitnessError:
+        proof = forge_proof(params, q, r, C, context)
+    return r, C + proof.to_bytes()
+
+
+def _timed_commit(job: tuple[NormBoundParams, np.ndarray, ProofContext]) -> tuple[int, bytes, float]:
+    t0 = time.perf_counter()
+    r, message = make_commit_message(*job)
+    return r, message, time.perf_counter() - t0
+
+
 class NormBoundClient:
     """Client side: commitment and proof, then the ring vector it masks."""
 
@@ -228,14 +256,14 @@ class NormBoundClient:
 
     def commit_message(self, q: np.ndarray) -> bytes:
         """``C || proof``; a client whose ``q`` violates the statement sends a forged proof instead."""
+        r, message = make_commit_message(self.params, q, self.context)
+        self.adopt(q, r)
+        return message
+
+    def adopt(self, q: np.ndarray, r: int) -> None:
+        """Take ``(q, r)`` of a commitment message made elsewhere (the simulation's process pool)."""
         self._q = np.asarray(q, dtype=np.int64)
-        self._r = random_scalar()
-        C = self.params.key.commit(self._q, self._r)
-        try:
-            proof = prove(self.params, self._q, self._r, C, self.context)
-        except WitnessError:
-            proof = forge_proof(self.params, self._q, self._r, C, self.context)
-        return C + proof.to_bytes()
+        self._r = r
 
     def masked_input(self, fp: FixedPoint, w: int, substitute: np.ndarray | None = None) -> np.ndarray:
         """Ring vector ``[q mod 2^bits ; limbs(r)]``; ``substitute`` masks another vector (fault)."""
@@ -351,6 +379,7 @@ class SecAggNormBound:
         verify_fraction: float = 1.0,
         label: str = DEFAULT_LABEL,
         blame: bool = True,
+        workers: int | None = None,
     ) -> None:
         self.config = NormBoundConfig(
             bound=bound,
@@ -363,6 +392,7 @@ class SecAggNormBound:
             verify_fraction=verify_fraction,
             label=label,
             blame=blame,
+            workers=workers,
         )
         self.rounds = 0
         self.last_rejected: dict[int, str] = {}
@@ -405,11 +435,7 @@ class SecAggNormBound:
         server = NormBoundServer(params, session, rnd)
         clients = [NormBoundClient(i, params, ProofContext(session, rnd, i)) for i in range(n)]
 
-        messages: dict[int, bytes] = {}
-        for i in range(n):
-            with meter.time(f"client[{i}]", "commit_prove"):
-                q = encode_within_bound(cfg, w[i] * x[i], n)
-                messages[i] = clients[i].commit_message(q)
+        messages = self._commit_all(clients, [w[i] * x[i] for i in range(n)], meter)
         checked = self._audit_sample(n)
         for i in range(n):
             msg = meter.send(f"client[{i}]", "server", "commit_prove", messages[i])
@@ -490,6 +516,33 @@ class SecAggNormBound:
             }
         )
         return RoundResult(aggregate=agg, accepted=survivors, meter=meter, leakage=leak)
+
+    def _commit_all(
+        self, clients: list[NormBoundClient], updates: list[np.ndarray], meter: Meter
+    ) -> dict[int, bytes]:
+        """Every client's ``C || proof``, in a process pool when ``workers`` allows (each client's
+        ``commit_prove`` time is then its own proof's time in its worker)."""
+        cfg, n = self.config, len(clients)
+        d = clients[0].params.d if clients else 0
+        workers = cfg.workers or ((os.cpu_count() or 1) if d >= 2_000 else 1)
+        qs = []
+        for i in range(n):
+            with meter.time(f"client[{i}]", "commit_prove"):
+                qs.append(encode_within_bound(cfg, updates[i], n))
+        if min(workers, n) < 2:
+            out: dict[int, bytes] = {}
+            for i in range(n):
+                with meter.time(f"client[{i}]", "commit_prove"):
+                    out[i] = clients[i].commit_message(qs[i])
+            return out
+        clients[0].params.setup()  # the workers inherit the generators
+        jobs = [(c.params, qs[i], c.context) for i, c in enumerate(clients)]
+        with ProcessPoolExecutor(min(workers, n)) as pool:
+            results = list(pool.map(_timed_commit, jobs))
+        for i, (r, _, seconds) in enumerate(results):
+            clients[i].adopt(qs[i], r)
+            meter.costs.setdefault((f"client[{i}]", "commit_prove"), PhaseCost()).seconds += seconds
+        return {i: msg for i, (_, msg, _) in enumerate(results)}
 
     def _audit_sample(self, n: int) -> set[int]:
         """Clients whose proofs are checked: all, or ceil(fraction n) drawn with libsodium randomness."""

@@ -10,6 +10,7 @@ the committed integer vector has bounded entries and squared L2 norm at most B (
 True
 """
 
+from secagg.normbound import projection
 from secagg.normbound.errors import (
     LinkCheckFailed,
     MalformedProof,
@@ -43,6 +44,7 @@ __all__ = [
     "combine",
     "commit_and_prove",
     "forge_proof",
+    "projection",
     "prove",
     "verify",
     "verify_batch",

@@ -58,6 +58,12 @@ proofs in a batch one MSM of size about ``2n + 45 m``. Proof: ``4 + 2 ceil(log2 
 and a version byte (1,569 bytes at d = 61,706, b = 10). b comes from the fixed-point encoding,
 ``b = bitlen(ceil(clip 2^f)) + 1``; each extra bit of precision adds d to n, i.e. about 6.5 d scalar
 multiplications to the prover.
+
+Projection mode (``exact=False``, the default above a few entries, :mod:`projection`): the range-proven
+values are the K projections ``z_k = <R_k, x>`` shifted by ``T = isqrt(d B)`` (bp bits each) instead of
+the d entries, with R drawn from the transcript right after C; the link constraint uses ``R^T c`` in place
+of ``c``, everything else is unchanged. The relation becomes ``||x||^2 <= B`` over the integers (which
+bounds every entry by sqrt(B)) with soundness error ``2^-K`` plus the above; n = K bp + bs + d.
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from secagg.normbound import ipa
+from secagg.normbound import ipa, projection
 from secagg.normbound.errors import MalformedProof, ParameterError, WitnessError
 from secagg.normbound.generators import DEFAULT_LABEL, generators
 from secagg.normbound.group import (
@@ -99,18 +105,25 @@ class NormBoundParams:
 
     Attributes:
         d: vector length (>= 1).
-        entry_bits: b; every entry must lie in [-2^(b-1), 2^(b-1)); 2 <= b <= 32.
+        entry_bits: b; in the exact construction every entry must lie in [-2^(b-1), 2^(b-1));
+            2 <= b <= 32.
         bound: B, the bound on the integer squared L2 norm (>= 0).
         label: generator setup label (shared by every client and the server).
+        exact: True: range proof on every entry (``d b`` bit wires); False: K random-projection checks
+            (:mod:`projection`, ``K bp`` bit wires, soundness error 2^-K); None: whichever has fewer wires.
+        checks: K, the number of projection checks (1 to 256; unused when exact).
 
     Raises:
-        ParameterError: out-of-range values, or ``d 4^(b-1) + 2^bs >= l`` (the norm could wrap mod l).
+        ParameterError: out-of-range values, or ``d 4^(b-1) + 2^bs >= l`` (exact) or ``d 4^bp + 2^bs >= l``
+            (projections): the norm could wrap mod l.
     """
 
     d: int
     entry_bits: int
     bound: int
     label: str = DEFAULT_LABEL
+    exact: bool | None = None
+    checks: int = projection.DEFAULT_CHECKS
 
     def __post_init__(self) -> None:
         for name in ("d", "entry_bits", "bound"):
@@ -123,7 +136,11 @@ class NormBoundParams:
             raise ParameterError(f"NormBoundParams.entry_bits: got {self.entry_bits}; want in [2, 32]")
         if self.bound < 0:
             raise ParameterError(f"NormBoundParams.bound: got {self.bound}; want >= 0")
-        worst = self.d * 4 ** (self.entry_bits - 1) + 2**self.slack_bits
+        if not (self.exact is None or isinstance(self.exact, bool)):
+            raise ParameterError(f"NormBoundParams.exact: got {self.exact!r}; want True, False or None")
+        if isinstance(self.checks, bool) or not isinstance(self.checks, int) or not 1 <= self.checks <= 256:
+            raise ParameterError(f"NormBoundParams.checks: got {self.checks!r}; want an int in [1, 256]")
+        worst = self.d * 4 ** (self.group_bits - (1 if self.is_exact else 0)) + 2**self.slack_bits
         if worst >= L:
             raise ParameterError(
                 f"NormBoundParams: got d 4^(b-1) + 2^bs = 2^{worst.bit_length() - 1}.. ; want < l ~ 2^252 "
@@ -143,9 +160,31 @@ class NormBoundParams:
         return 1 << (self.entry_bits - 1)
 
     @property
+    def is_exact(self) -> bool:
+        """Whether the exact construction is used (``exact=None``: the one with fewer bit wires)."""
+        if self.exact is None:
+            return self.d * self.entry_bits <= self.checks * projection.bits(self.d, self.bound)
+        return self.exact
+
+    @property
+    def groups(self) -> int:
+        """Range-proven values: the d entries (exact) or the K projections."""
+        return self.d if self.is_exact else self.checks
+
+    @property
+    def group_bits(self) -> int:
+        """Bits per range-proven value: b (exact) or bp = bitlen(2 isqrt(d B))."""
+        return self.entry_bits if self.is_exact else projection.bits(self.d, self.bound)
+
+    @property
+    def group_offset(self) -> int:
+        """Shift of each range-proven value into [0, 2^bits): 2^(b-1) (exact) or T = isqrt(d B)."""
+        return self.offset if self.is_exact else projection.offset(self.d, self.bound)
+
+    @property
     def n_bits(self) -> int:
-        """N = d b + bs."""
-        return self.d * self.entry_bits + self.slack_bits
+        """N = groups bits + bs (d b + bs exact)."""
+        return self.groups * self.group_bits + self.slack_bits
 
     @property
     def n(self) -> int:
@@ -161,6 +200,11 @@ class NormBoundParams:
     def proof_size(self) -> int:
         """Serialized proof size in bytes."""
         return 1 + 4 * POINT_BYTES + 3 * SCALAR_BYTES + ipa.IPAProof.size(self.n)
+
+    def setup(self) -> None:
+        """Derive (or load from the disk cache) every generator family of the proofs, e.g. before
+        forking workers that then share them."""
+        _gens(self)
 
     def scalar_mults(self) -> dict[str, int]:
         """Scalar multiplications each step makes at most (the floor the benchmark compares with; a zero
@@ -277,6 +321,8 @@ def _transcript(params: NormBoundParams, context: ProofContext, C: bytes) -> Tra
     t.append_int(b"entry_bits", params.entry_bits)
     t.append_int(b"slack_bits", params.slack_bits)
     t.append_int(b"bound", int(params.bound))
+    if not params.is_exact:  # the exact transcript is unchanged (version 1 proofs)
+        t.append_int(b"checks", params.checks)
     t.append(b"session", context.session)
     t.append_int(b"round", context.round)
     t.append_int(b"client", context.client)
@@ -302,10 +348,21 @@ def _powers(base: int, count: int, start: int = 0) -> list[int]:
     return out
 
 
-def _public_vectors(params: NormBoundParams, ch: _Challenges) -> dict[str, list[int]]:
-    """The challenge-derived public vectors shared by prover and verifier."""
-    d, b, bs = params.d, params.entry_bits, params.slack_bits
-    c = _powers(ch.v, d, 1)
+def _projections(params: NormBoundParams, t: Transcript) -> np.ndarray | None:
+    """The projection matrix R (projection mode; None when exact), drawn from the transcript right
+    after the statement and C, before the prover's first message."""
+    if params.is_exact:
+        return None
+    seed = scalar_bytes(t.challenge(b"projections"))
+    return projection.matrix(seed, params.checks, params.d)
+
+
+def _public_vectors(params: NormBoundParams, ch: _Challenges, R: np.ndarray | None) -> dict[str, list[int]]:
+    """The challenge-derived public vectors shared by prover and verifier. ``c`` has one power of v per
+    range-proven value; ``link`` is its image on the entries: c itself (exact) or ``R^T c``."""
+    d, b, bs = params.d, params.group_bits, params.slack_bits
+    c = _powers(ch.v, params.groups, 1)
+    link = c if R is None else projection.link_vector(R, c)
     e = _powers(ch.w, d, 1)
     z2, z3 = ch.z * ch.z % L, pow(ch.z, 3, L)
     two = [1 << k for k in range(b)]
@@ -313,7 +370,7 @@ def _public_vectors(params: NormBoundParams, ch: _Challenges) -> dict[str, list[
     extra = [z2 * ci % L * tk % L for ci in c for tk in two] + [ch.u * (1 << k) % L for k in range(bs)]
     u_inv = pow(ch.u, -1, L)
     p = [z3 * ei % L for ei in e]
-    q = [-(z2 * ci + z3 * ei) * u_inv % L for ci, ei in zip(c, e)]
+    q = [-(z2 * ci + z3 * ei) * u_inv % L for ci, ei in zip(link, e)]
     return {"c": c, "e": e, "extra": extra, "p": p, "q": q}
 
 
@@ -323,9 +380,9 @@ def _t0(params: NormBoundParams, ch: _Challenges, pub: dict[str, list[int]]) -> 
     sum_y = n_bits if y == 1 else (pow(y, n_bits, L) - 1) * pow(y - 1, -1, L) % L
     sum_c = sum(pub["c"]) % L
     z2, z3 = z * z % L, pow(z, 3, L)
-    b, bs = params.entry_bits, params.slack_bits
+    b, bs = params.group_bits, params.slack_bits
     t0 = (z - z2) * sum_y - z3 * ((1 << b) - 1) * sum_c - z * u * ((1 << bs) - 1)
-    t0 += z2 * params.offset * sum_c + u * int(params.bound)
+    t0 += z2 * params.group_offset * sum_c + u * int(params.bound)
     t0 += sum(pi * qi for pi, qi in zip(pub["p"], pub["q"]))
     return t0 % L
 
@@ -347,7 +404,7 @@ def check_witness(params: NormBoundParams, x: np.ndarray | Sequence[int]) -> Non
     """Raise :class:`WitnessError` unless every entry is in range and ``||x||^2 <= B``."""
     v = _as_int_vector(x, params.d)
     lo, hi = -params.offset, params.offset
-    bad = np.flatnonzero((v < lo) | (v >= hi))
+    bad = np.flatnonzero((v < lo) | (v >= hi)) if params.is_exact else np.zeros(0, dtype=np.int64)
     if bad.size:
         i = int(bad[0])
         raise WitnessError(f"entry {i}: got {int(v[i])}; want in [{lo}, {hi}) (b = {params.entry_bits})")
@@ -388,20 +445,29 @@ def _prove_unchecked(
     C: bytes,
     context: ProofContext,
     x_right: Sequence[int] | None = None,
+    projections: np.ndarray | None = None,
 ) -> NormProof:
     """The prover's computation without the witness check. Tests use it as a cheating prover: with a
     false statement the bits it commits cannot satisfy every constraint and the proof is rejected.
-    ``x_right`` replaces x in the right-hand x block (a cheater proving <x, x'> <= B for some x' != x)."""
-    d, b, bs = params.d, params.entry_bits, params.slack_bits
+    ``x_right`` replaces x in the right-hand x block (a cheater proving <x, x'> <= B for some x' != x);
+    ``projections`` replaces the Fiat-Shamir matrix R (a cheater who picked R before committing)."""
+    d, b, bs = params.d, params.group_bits, params.slack_bits
     gens = _gens(params)
+    t = _transcript(params, context, C)
+    R = _projections(params, t)
+    if projections is not None:
+        R = projections
     xs = [int(t) for t in x]  # an object array of huge Python ints is allowed here (cheating tests)
     small = all(-(2**40) < t < 2**40 for t in xs)
-    # Bits of v_i = x_i + 2^(b-1) (low b bits) and of sigma = B - s (low bs bits, mod l).
-    if small:
-        v = (np.asarray(xs, dtype=np.int64) + params.offset) & ((1 << b) - 1)
+    # Bits of the range-proven values (x_i or z_k = <R_k, x>, shifted by the group offset; low b bits)
+    # and of sigma = B - s (low bs bits, mod l).
+    vals = xs if R is None else projection.project(R, xs)
+    if all(-(2**40) < t < 2**40 for t in vals):
+        v = (np.asarray(vals, dtype=np.int64) + params.group_offset) & ((1 << b) - 1)
         bits_x = ((v.astype(np.uint64)[:, None] >> np.arange(b, dtype=np.uint64)) & np.uint64(1)).ravel()
     else:
-        bits_x = np.array([((t + params.offset) >> k) & 1 for t in xs for k in range(b)], dtype=np.uint64)
+        off = params.group_offset
+        bits_x = np.array([((t + off) % L >> k) & 1 for t in vals for k in range(b)], dtype=np.uint64)
     xr = xs if x_right is None else [int(t) for t in x_right]
     sigma = (int(params.bound) - sum(t * u for t, u in zip(xs, xr))) % L
     bits_s = np.array([(sigma >> k) & 1 for k in range(bs)], dtype=np.uint64)
@@ -420,11 +486,10 @@ def _prove_unchecked(
     A = add(A, smul(alpha, gens.h))
     S = msm([*s_l, *s_r, *rho, *rho_p, rho_s], [*gens.G_N, *gens.H_N, *gens.G, *gens.H_d, gens.h])
 
-    t = _transcript(params, context, C)
     t.append(b"A", A)
     t.append(b"S", S)
     ch = _Challenges(*(t.challenge(lab) for lab in (b"y", b"z", b"u", b"v", b"w")))
-    pub = _public_vectors(params, ch)
+    pub = _public_vectors(params, ch, R)
     y, z, u = ch.y, ch.z, ch.u
     ypow = _powers(y, n_bits)
     al = [int(a) for a in a_l]

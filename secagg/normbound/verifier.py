@@ -26,6 +26,7 @@ from secagg.normbound.normproof import (
     _Gens,
     _gens,
     _powers,
+    _projections,
     _public_vectors,
     _t0,
     _transcript,
@@ -48,10 +49,11 @@ def _terms(
     all of them is the identity."""
     n_bits = params.n_bits
     t = _transcript(params, context, C)
+    R = _projections(params, t)
     t.append(b"A", pf.A)
     t.append(b"S", pf.S)
     ch = _Challenges(*(t.challenge(lab) for lab in (b"y", b"z", b"u", b"v", b"w")))
-    pub = _public_vectors(params, ch)
+    pub = _public_vectors(params, ch, R)
     t.append(b"T1", pf.T1)
     t.append(b"T2", pf.T2)
     X = t.challenge(b"x")

@@ -207,3 +207,20 @@ def test_simulation_rejects_the_attacker_before_the_model() -> None:
     assert summary["byz_detection_tpr"] == 1.0
     assert summary["byz_detection_fpr"] == 0.0
     assert not summary["diverged"]
+
+
+def test_proofs_in_a_process_pool_give_the_same_round() -> None:
+    """workers=2: the clients' commitments and proofs come from worker processes; the server still
+    rejects the scaled client, and the link check (which needs each client's blinding r back from its
+    worker) passes for the others."""
+    n, d = 4, 5
+    x = _honest(n, d, seed=3)
+    stack = torch.tensor(x, dtype=torch.float32)
+    stack[0] *= 10.0
+    proto = SecAggNormBound(bound=BOUND, frac_bits=FRAC, workers=2)
+    res = proto.run(stack)
+    assert res.accepted == [1, 2, 3] and sorted(proto.last_rejected) == [0]
+    np.testing.assert_allclose(res.aggregate.numpy(), x[1:].mean(0), atol=TOL)
+    assert res.meter.costs[("client[1]", "commit_prove")].seconds > 0
+    with pytest.raises(SecAggError, match="workers: got 0"):
+        NormBoundConfig(bound=1.0, workers=0)

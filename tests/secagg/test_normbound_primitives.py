@@ -215,3 +215,36 @@ def test_commitment_key_validation() -> None:
         key.commit(np.array([1, 2, 3]), 0)
     with pytest.raises(ParameterError, match="want integers"):
         key.commit(np.array([0.5, 1.0]), 0)
+
+
+def test_generator_disk_cache_round_trip_and_rejects_tampering(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("FEDSEC_NORMBOUND_CACHE", str(tmp_path))
+    monkeypatch.setattr(gg, "DISK_MIN", 8)
+    fresh = [gg.generator("disk", "F", i) for i in range(40)]
+    gg.clear_memory_cache()
+    assert gg.generators("disk", "F", 40) == fresh
+    (path,) = tmp_path.glob("*.bin")
+    assert gg._load(tmp_path, "disk", "F", 40) == fresh
+    assert gg._load(tmp_path, "disk", "F", 41) is None  # keyed by the count
+    assert gg._load(tmp_path, "disk", "G", 40) is None  # and by the name
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # corrupted: the hash check fails
+    path.write_bytes(bytes(data))
+    assert gg._load(tmp_path, "disk", "F", 40) is None
+    # an attacker who rewrites the points and the hash is caught by the spot checks
+    other = [gg.generator("disk", "X", i) for i in range(40)]
+    gg._store(tmp_path, "disk", "F", 40, other)
+    assert gg._load(tmp_path, "disk", "F", 40) is None
+    gg.clear_memory_cache()
+    assert gg.generators("disk", "F", 40) == fresh  # rebuilt from scratch
+    assert gg._load(tmp_path, "disk", "F", 40) == fresh
+
+
+def test_generator_cache_off_and_parallel_derivation(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("FEDSEC_NORMBOUND_CACHE", "off")
+    assert gg.cache_dir() is None
+    monkeypatch.setattr(gg, "PARALLEL_MIN", 10)
+    assert gg.derive("par", "F", 3, 33, workers=2) == [gg.generator("par", "F", i) for i in range(3, 33)]
+    monkeypatch.delenv("FEDSEC_NORMBOUND_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert gg.cache_dir() == tmp_path / "fedsec" / "normbound"
