@@ -35,7 +35,7 @@ from dp.accounting import (
     statement,
 )
 from dp.errors import BudgetExceededError, PrivacyConfigError
-from fedcore import l2_clip_factors
+from fedcore import l2_clip_factors, validate
 
 Rule = Callable[[torch.Tensor], torch.Tensor]
 SAMPLINGS: tuple[str, ...] = ("poisson", "fixed")
@@ -53,13 +53,8 @@ def _positive(name: str, value: float) -> float:
 
 
 def _as_stack(stack: torch.Tensor | np.ndarray, min_rows: int = 1) -> torch.Tensor:
-    x = torch.from_numpy(stack) if isinstance(stack, np.ndarray) else stack
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] < min_rows:
-        shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-        raise PrivacyConfigError(f"got stack of shape {shape}; want a 2-D (n, d) tensor with n >= {min_rows}")
-    if not x.is_floating_point():
-        x = x.to(torch.float32)
-    return x
+    """The stack through :func:`fedcore.validate.as_stack`, refused with :class:`PrivacyConfigError`."""
+    return validate.as_stack(stack, error=PrivacyConfigError, min_rows=min_rows)
 
 
 def mean_rule(stack: torch.Tensor) -> torch.Tensor:

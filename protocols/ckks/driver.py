@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedcore import validate
 from protocols.base import Meter
 from protocols.ckks.checks import ByzantineInputError
 from protocols.ckks.messages import Identity, Kind
@@ -59,23 +60,18 @@ def as_params(params: CKKSParams | dict[str, Any] | None) -> CKKSParams:
 
 
 def as_stack(stack: torch.Tensor | np.ndarray) -> np.ndarray:
-    """The ``(n, d)`` stack as float64 numpy on the CPU (the clients' plaintexts)."""
-    if isinstance(stack, torch.Tensor):
-        x = stack.detach().to("cpu", torch.float64).numpy()
-    else:
-        x = np.asarray(stack, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"got a stack of shape {x.shape}; want (n, d) with n, d >= 1")
-    return x
+    """The ``(n, d)`` stack as float64 numpy on the CPU (the clients' plaintexts).
+
+    Validated by :func:`fedcore.validate.as_stack` (``ValueError`` naming the shape or dtype).
+    """
+    return validate.as_stack(stack).to("cpu", torch.float64).numpy()
 
 
 def as_weights(weights: torch.Tensor | np.ndarray | None, n: int) -> np.ndarray | None:
-    """Normalized client weights ``w / sum(w)``, or ``None`` for the plain mean."""
+    """Normalized client weights ``w / sum(w)`` (:func:`fedcore.validate.as_weights`), or ``None``."""
     if weights is None:
         return None
-    w = np.asarray(torch.as_tensor(weights).detach().cpu().to(torch.float64).numpy(), dtype=np.float64)
-    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"got weights of shape {w.shape}; want ({n},) finite, >= 0, positive sum")
+    w = validate.as_weights(weights, n, device="cpu").numpy()
     return w / w.sum()
 
 
