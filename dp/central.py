@@ -319,7 +319,8 @@ class DPFedAvg:
         noise = torch.randn(shape, generator=g, device=g.device, dtype=like.dtype)
         return (noise * std).to(device=like.device)
 
-    def __call__(self, stack: torch.Tensor | np.ndarray) -> torch.Tensor:
+    def __call__(self, stack: torch.Tensor | np.ndarray, **extras: Any) -> torch.Tensor:
+        """One round; ``extras`` (the rule's per-round keywords, e.g. ``root``, ``ids``) go to the rule."""
         x = _as_stack(stack, min_rows=0)
         if self.budget is not None and self.would_exceed(*self.budget):
             eps, delta = self.budget
@@ -335,7 +336,7 @@ class DPFedAvg:
             out = torch.zeros(d, dtype=x.dtype, device=x.device)
             self.last_selection = None
         else:
-            out = self.rule(clipped)
+            out = self.rule(clipped, **extras)
             self.last_selection = getattr(self.rule, "last_selection", None)
         total = out * n + self._normal((d,), self.update_noise_multiplier * clip, out)
         result = total / self.expected_clients

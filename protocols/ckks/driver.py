@@ -10,7 +10,6 @@ and distribution) is metered in the round that performs it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 
 from fedcore import validate
 from protocols.base import Meter
+from protocols.channel import Channel, Message
 from protocols.ckks.checks import ByzantineInputError
 from protocols.ckks.messages import Identity, Kind
 from protocols.ckks.params import CKKSParameterError, CKKSParams
@@ -30,16 +30,6 @@ from protocols.ckks.parties import (
     read_plaintext,
 )
 from protocols.ckks.setup import seal_setup
-
-
-@dataclass(frozen=True)
-class Message:
-    """One transcript entry: who sent which bytes to whom, in which phase."""
-
-    sender: str
-    receiver: str
-    phase: str
-    payload: bytes
 
 
 def as_params(params: CKKSParams | dict[str, Any] | None) -> CKKSParams:
@@ -111,12 +101,8 @@ class CKKSRound:
     # -- plumbing ---------------------------------------------------------------------------------------
     def send(self, sender: str, receiver: str, phase: str, payload: bytes) -> bytes:
         """Deliver one message: meter it, pass it through :attr:`intercept`, record what arrived."""
-        self.meter.send(sender, receiver, phase, payload)
-        delivered = bytes(payload)
-        if self.intercept is not None:
-            delivered = bytes(self.intercept(Message(sender, receiver, phase, delivered)))
-        self.transcript.append(Message(sender, receiver, phase, delivered))
-        return delivered
+        channel = Channel(self.meter, self.transcript, intercept=self.intercept)
+        return channel.deliver(sender, receiver, phase, payload)
 
     def received_by(self, party: str) -> list[Message]:
         """Messages of the last round whose receiver is ``party``."""
