@@ -26,15 +26,27 @@ def encode_update(row: torch.Tensor) -> bytes:
     return bytes([_CODES[row.dtype]]) + raw
 
 
-def decode_update(data: bytes, d: int) -> torch.Tensor:
-    """Inverse of :func:`encode_update`; :class:`FrameError` unless ``d`` values of a known dtype."""
-    if not data or data[0] not in _DTYPES:
-        raise FrameError(f"got dtype code {data[:1]!r}; want one of {sorted(_DTYPES)}")
-    dtype = _DTYPES[data[0]]
+def decode_updates(payloads: Sequence[bytes], d: int) -> torch.Tensor:
+    """Inverse of :func:`encode_update` for ``k`` rows at once: a ``(k, d)`` tensor of their dtype.
+
+    Raises :class:`FrameError` unless every payload holds ``d`` values of one known dtype.
+    """
+    codes = {p[:1] for p in payloads}
+    if len(codes) > 1 or any(not c or c[0] not in _DTYPES for c in codes):
+        raise FrameError(f"got dtype codes {sorted(codes)}; want one of {sorted(_DTYPES)} for every row")
+    dtype = _DTYPES[next(iter(codes))[0]] if codes else torch.float32
     size = torch.empty(0, dtype=dtype).element_size()
-    if len(data) - 1 != d * size:
-        raise FrameError(f"got {len(data) - 1} update bytes; want d * {size} = {d * size}")
-    return torch.frombuffer(bytearray(data[1:]), dtype=torch.uint8).view(dtype)
+    buf = np.empty((len(payloads), d * size), np.uint8)
+    for j, data in enumerate(payloads):
+        if len(data) - 1 != d * size:
+            raise FrameError(f"got {len(data) - 1} update bytes; want d * {size} = {d * size}")
+        buf[j] = np.frombuffer(data, np.uint8, offset=1)
+    return torch.from_numpy(buf).view(dtype)
+
+
+def decode_update(data: bytes, d: int) -> torch.Tensor:
+    """One row of :func:`decode_updates`."""
+    return decode_updates([data], d)[0]
 
 
 @PROTOCOLS.register("plain")
@@ -81,7 +93,7 @@ class PlainAggregation:
         senders = {f"client[{i}]": i for i in range(n)}
         ups = [(name, "server", encode_update(x[i])) for name, i in senders.items()]
         arrived = ch.exchange("upload", "update", ups)
-        rows: dict[int, torch.Tensor] = {}
+        rows: dict[int, bytes] = {}
         with ch.meter.time("server", "upload"):
             for fr in arrived.frames:
                 i = senders.get(fr.sender)
@@ -93,9 +105,9 @@ class PlainAggregation:
                         )
                     )
                     continue
-                rows[i] = decode_update(fr.payload, d)
-        ids = sorted(rows)
-        got = torch.stack([rows[i] for i in ids]).to(x.device) if ids else x.new_zeros((0, d))
+                rows[i] = fr.payload
+            ids = sorted(rows)
+            got = decode_updates([rows[i] for i in ids], d).to(x.device) if ids else x.new_zeros((0, d))
         with ch.meter.time("server", "aggregate"):
             out = self.rule(got, **(extras or {}))
         selected = getattr(self.rule, "last_selection", None)
