@@ -120,3 +120,13 @@ def test_rule_extras_reach_the_rule_as_call_arguments() -> None:
     rep = robust.Reputation(robust.Mean())
     ids = np.array([3, 7, 9, 11, 12, 20])
     assert set(rule_extras(rep, root=None, ids=ids)) == {"ids"}
+
+
+def test_observers_see_the_weights_after_each_step() -> None:
+    """A user observer receives every round's record with the global model after the server's step."""
+    records: list[RoundRecord] = []
+    res = simulate(tiny(train={"rounds": 3}), observers=[records.append])
+    assert [r.round for r in records] == [1, 2, 3]
+    assert records[-1].weights is not None
+    assert torch.equal(records[-1].weights.cpu(), res.weights)
+    assert not torch.equal(records[0].weights, records[-1].weights)
