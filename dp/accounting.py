@@ -38,6 +38,10 @@ PRV_BYTES_PER_POINT = 72
 #: Exceptions Opacus's numerics raise on extreme (valid) parameters, reported as AccountingError.
 _OPACUS_FAILURES = (ArithmeticError, ValueError, MemoryError, RuntimeError)
 
+#: Below this noise multiplier epsilon is reported as ``inf`` (a valid, if vacuous, bound): Opacus's
+#: RDP series do not converge there (z = 1.5e-161 at q = 1e-9 ran past 60 s).
+Z_MIN = 1e-6
+
 AccountantKind = Literal["rdp", "prv"]
 KINDS: tuple[str, ...] = ("rdp", "prv")
 HistoryEntry = tuple[float, float, int]
@@ -119,7 +123,7 @@ class Accountant:
         self.history = compose(self.history, noise_multiplier, sample_rate, steps)
 
     def epsilon(self, delta: float) -> float:
-        """Epsilon spent so far at ``delta``; 0 before any step, ``inf`` if any step had z = 0.
+        """Epsilon spent so far at ``delta``; 0 before any step, ``inf`` if any step had z < :data:`Z_MIN`.
 
         Never negative: for a large delta the accountants' conversions can return a negative number
         (RDP: ``eps = rdp(alpha) + log(1/delta)/(alpha - 1) ...`` with ``log(1/delta)`` small), which
@@ -129,7 +133,7 @@ class Accountant:
         delta = check_delta(delta)
         if not self.history:
             return 0.0
-        if any(z == 0.0 for z, _, _ in self.history):
+        if any(z < Z_MIN for z, _, _ in self.history):
             return math.inf
         acc: RDPAccountant | PRVAccountant = RDPAccountant() if self.kind == "rdp" else _BoundedPRV()
         acc.history = list(self.history)

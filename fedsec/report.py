@@ -5,6 +5,9 @@
 * :func:`table1`: the paper's Table-1 layout — one row per defense, one block of columns per beta,
   one column per attack (and strength); in every (defense, beta) block the most damaging attack, the
   one with the lowest accuracy, is marked ``*``.
+* :func:`table1_rows` / :func:`table1_paper`: the paper's own Table-1 layout, used by ``report.md`` —
+  rows (beta block, attack at the calibrated and at the worst strength found), columns the
+  defenses, the most damaging attack per block and defense in bold.
 * :func:`heatmap_cells`: the paper's Figure-1 data — max accuracy over attack strength x beta, one
   panel per defense.
 * :func:`write_report`: all of it, plus plots, for a run or sweep directory.
@@ -87,34 +90,136 @@ def group_runs(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (str(r["defense"]), str(r["attack_label"]), r["beta"] or 0))
 
 
-def table1(groups: Sequence[dict[str, Any]]) -> str:
-    """Table-1 layout in markdown: defenses x (beta block, attack); ``*`` marks the worst attack per block."""
-    betas = sorted({g["beta"] for g in groups})
-    order = {
-        g["attack_label"]: (g["attack_label"] != "none", str(g["attack"]), g["strength"] or 0.0)
-        for g in groups
+#: The stress-testing paper's calibrated strengths (its Tables 1-2): ALIE z = 8, IPM epsilon = 2.5.
+PAPER_STRENGTHS: dict[str, float] = {"alie": 8.0, "ipm": 2.5}
+#: The symbol of each attack's strength in the paper's tables.
+STRENGTH_SYMBOL: dict[str, str] = {"alie": "z", "ipm": "ε"}
+_BLOCK_KEYS = ("dataset", "partition", "beta", "attack_data", "f", "protocol", "mode")
+
+
+def _attack_title(attack: str, strength: float | None) -> str:
+    if strength is None or attack == "none":
+        return attack
+    return f"{attack.upper()} ({STRENGTH_SYMBOL.get(attack, 's')}={strength:g})"
+
+
+def table1_rows(
+    groups: Sequence[dict[str, Any]], calibrated: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """The paper's Table 1 as data: one row per (block, attack row), one cell per defense.
+
+    A block is a setting apart from the attack (dataset, beta, ... as in ``group_runs``), ordered by
+    beta from the mildest (largest) down, as the paper does. In each block, per attack:
+
+    * ``"calibrated"``: the attack at the paper's calibrated strength (``calibrated``, default
+      :data:`PAPER_STRENGTHS`) when the grid holds it;
+    * ``"worst"``: per defense, the strength of the grid with the lowest mean max accuracy,
+      ``s* = argmin_s acc(defense, s)`` (the cell records ``s*``);
+    * an attack without a strength (or none) has one ``"fixed"`` row.
+
+    Each row: ``{"block", "block_label", "attack", "kind", "title", "cells": {defense: cell}}`` with
+    ``cell = {"mean", "std", "strength", "seeds", "worst": bool}``; ``worst`` marks, per block and
+    defense, the row with the lowest accuracy (the most damaging attack; the paper's bold).
+    """
+    cal = PAPER_STRENGTHS if calibrated is None else calibrated
+    blocks: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for g in groups:
+        blocks[tuple(g.get(k) for k in _BLOCK_KEYS)].append(g)
+    varying = [i for i, k in enumerate(_BLOCK_KEYS) if len({b[i] for b in blocks}) > 1 and k != "beta"]
+    rows: list[dict[str, Any]] = []
+    for key in sorted(blocks, key=lambda k: (-(k[2] or 0), str(k))):
+        gs = blocks[key]
+        label = f"{key[0]} (β = {key[2]:g})" if key[2] is not None else str(key[0])
+        if varying:
+            label += ", " + ", ".join(f"{_BLOCK_KEYS[i]}={key[i]}" for i in varying)
+        block_rows = []
+        for attack in sorted({str(g["attack"]) for g in gs}, key=lambda a: (a != "none", a)):
+            ga = [g for g in gs if str(g["attack"]) == attack]
+            with_s = [g for g in ga if g["strength"] is not None and attack != "none"]
+            if not with_s:
+                block_rows.append(_row(key, label, attack, "fixed", attack, {g["defense"]: g for g in ga}))
+                continue
+            s_cal = cal.get(attack)
+            at_cal = {g["defense"]: g for g in with_s if s_cal is not None and float(g["strength"]) == s_cal}
+            if at_cal:
+                title = _attack_title(attack, s_cal)
+                block_rows.append(_row(key, label, attack, "calibrated", title, at_cal))
+            worst: dict[str, dict[str, Any]] = {}
+            for g in with_s:
+                w = worst.get(g["defense"])
+                if w is None or g["max_acc_mean"] < w["max_acc_mean"]:
+                    worst[g["defense"]] = g
+            sym = STRENGTH_SYMBOL.get(attack, "s")
+            block_rows.append(_row(key, label, attack, "worst", f"{attack.upper()} (worst {sym})", worst))
+        for d in {d for r in block_rows for d in r["cells"]}:
+            cells = [r["cells"][d] for r in block_rows if d in r["cells"]]
+            attacked = [c for c, r in zip(cells, block_rows) if r["attack"] != "none"] or cells
+            min(attacked, key=lambda c: c["mean"])["worst"] = True
+        rows += block_rows
+    return rows
+
+
+def _row(
+    key: tuple[Any, ...], label: str, attack: str, kind: str, title: str, by_def: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    cells = {
+        d: {
+            "mean": g["max_acc_mean"],
+            "std": g["max_acc_std"],
+            "strength": g["strength"],
+            "seeds": g["seeds"],
+            "worst": False,
+        }
+        for d, g in by_def.items()
     }
-    attacks = sorted(order, key=lambda a: order[a])
-    defenses = sorted({g["defense"] for g in groups})
-    cell = {(g["defense"], g["beta"], g["attack_label"]): g for g in groups}
-    head = ["defense"] + [f"β={b:g} {a}" for b in betas for a in attacks]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for d in defenses:
-        row = [d]
-        for b in betas:
-            vals = {a: cell[(d, b, a)]["max_acc_mean"] for a in attacks if (d, b, a) in cell}
-            attacked = {a: v for a, v in vals.items() if a != "none"}
-            worst = min(attacked, key=lambda a: attacked[a]) if attacked else None
-            for a in attacks:
-                g = cell.get((d, b, a))
-                if g is None:
-                    row.append("-")
-                    continue
-                txt = f"{100 * g['max_acc_mean']:.1f} ± {100 * g['max_acc_std']:.1f}"
-                row.append(f"**{txt}***" if a == worst else txt)
-        lines.append("| " + " | ".join(row) + " |")
-    note = "\nMax top-1 test accuracy (%), mean ± std over seeds; **bold\\*** = the most damaging attack"
-    note += " per block.\n"
+    return {
+        "block": key,
+        "block_label": label,
+        "attack": attack,
+        "kind": kind,
+        "title": title,
+        "cells": cells,
+    }
+
+
+def table1_paper(
+    groups: Sequence[dict[str, Any]],
+    calibrated: dict[str, float] | None = None,
+    defenses: Sequence[str] | None = None,
+) -> str:
+    """The paper's Table 1 in markdown: rows (block, attack), columns the defenses.
+
+    Cells are max top-1 accuracy in %, mean ± std over seeds; a ``"worst"`` row adds the strength
+    found (``@ z=...``). ``**bold***`` marks, per block and defense, the most damaging attack row.
+    ``defenses`` fixes the column order (default: sorted names). See :func:`table1_rows`.
+    """
+    rows = table1_rows(groups, calibrated)
+    if not rows:
+        return "(no rows)\n"
+    cols = list(defenses) if defenses is not None else sorted({d for r in rows for d in r["cells"]})
+    lines = ["| setting | attack | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    last = None
+    for r in rows:
+        out = []
+        for d in cols:
+            c = r["cells"].get(d)
+            if c is None:
+                out.append("-")
+                continue
+            txt = f"{100 * c['mean']:.1f} ± {100 * c['std']:.1f}"
+            if r["kind"] == "worst":
+                txt += f" @ {STRENGTH_SYMBOL.get(r['attack'], 's')}={c['strength']:g}"
+            out.append(f"**{txt}***" if c["worst"] else txt)
+        block = r["block_label"] if r["block"] != last else ""
+        last = r["block"]
+        lines.append(f"| {block} | {r['title']} | " + " | ".join(out) + " |")
+    seeds = sorted({c["seeds"] for r in rows for c in r["cells"].values()})
+    note = (
+        "\nMax top-1 test accuracy (%), mean ± std over "
+        + "/".join(str(s) for s in seeds)
+        + " seed(s); worst rows: the strength of the grid that hurts each defense most; **bold\\*** ="
+        " the most damaging attack per block and defense.\n"
+    )
     return "\n".join(lines) + "\n" + note
 
 
@@ -267,7 +372,7 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
         parts += T.tradeoff_md(trade)
     if not single:
         for title, block in T.blocks(groups, swept):
-            parts += [f"## Table 1 layout{' (' + title + ')' if title else ''}\n", table1(block)]
+            parts += [f"## Table 1 layout{' (' + title + ')' if title else ''}\n", table1_paper(block)]
     parts += ["## Aggregation runtime\n", md_table(runtime_rows(groups))]
     if figs:
         parts += ["## Figures\n"] + [f"![{Path(f).stem}]({Path(f).name})\n" for f in figs]

@@ -25,7 +25,8 @@ mechanism              rules                                         who learns 
 ``paillier``           ``Mean``                                      key holder: the sum
 ``prio``               ``Mean`` (also after bucketing, or after      leader and helper: the sum;
                        ``Clip(c)``: the proved bound ``c``),         with Krum, the squared
-                       ``Krum``, ``MultiKrum`` (``m=None``)          distances
+                       ``Krum``, ``MultiKrum`` (``m=None``), each    distances (also for NNM)
+                       also after ``NNM`` (same ``f``)
 =====================  ============================================  ==============================
 
 The mechanisms are implemented by the protocol classes registered in :data:`protocols.PROTOCOLS`
@@ -241,7 +242,10 @@ def _ckks(rule: Any, params: dict[str, Any]) -> Plan:
     raise _refuse("ckks", rule, CKKS_SUPPORTS)
 
 
-PRIO_SUPPORTS = "Mean (also after bucketing, or after Clip(c): the proved bound), Krum or MultiKrum (m=None)"
+PRIO_SUPPORTS = (
+    "Mean (also after bucketing, or after Clip(c): the proved bound), Krum or MultiKrum (m=None), "
+    "each also after NNM (same f)"
+)
 
 
 @register("prio", PRIO_SUPPORTS)
@@ -262,8 +266,17 @@ def _prio(rule: Any, params: dict[str, Any]) -> Plan:
             )
         inner = _build("prio", factory, rule, clip_to_bound=True, **params)
         return Plan(inner, None, dict.fromkeys(servers, Statistic.LINEAR))
-    if not pre and (kind is robust.Krum or (kind is robust.MultiKrum and final.m is None)):
+    selects = kind is robust.Krum or (kind is robust.MultiKrum and final.m is None)
+    if not pre and selects:
         inner = _build("prio", factory, rule, select=final.name, f=final.f, **params)
+        return Plan(inner, None, dict.fromkeys(servers, Statistic.DISTANCES))
+    if len(pre) == 1 and type(pre[0]) is robust.NNM and (selects or kind is robust.Mean):
+        # NNM's mixing is linear in the shares once the servers hold the distance matrix
+        f = pre[0].f
+        if selects and final.f != f:
+            raise CompositionError(f"prio: got NNM(f={f}) before {final.name}(f={final.f}); want one f")
+        select = final.name if selects else None
+        inner = _build("prio", factory, rule, select=select, f=f, pre="nnm", **params)
         return Plan(inner, None, dict.fromkeys(servers, Statistic.DISTANCES))
     raise _refuse("prio", rule, PRIO_SUPPORTS)
 

@@ -16,12 +16,14 @@ nothing, and the count. Clients learn nothing.
 Privacy holds against one malicious server (its share is uniformly random); robustness of the
 verification assumes both servers follow the protocol. A dropout is an absent report: no recovery.
 
-With ``select`` ("krum", "multi_krum") the servers also run the distance-based selection on the
-accepted shares: a dealer (a third party that colludes with neither server) deals one square
-correlation (A, A A^T) (:mod:`secagg.vdaf.gram`), the servers open E = X - A and then the Gram
-matrix, so they additionally learn the accepted updates' squared distances (as the CKKS key holder
-does), and the release is the mean of the selected clients. Coordinate-wise median and trimmed mean
-would need secure comparisons on every coordinate and are refused.
+With ``select`` ("krum", "multi_krum", "bulyan" -- its selection --, "fltrust") and ``pre="nnm"`` the
+servers also run a robust rule on the accepted shares (:mod:`protocols.prio_rules`): each applies the
+same public integer weights to its shares, computed by :mod:`robust.selection` / :mod:`robust.trust`
+from statistics the servers open -- the Gram matrix from a dealer's square correlation (the dealer
+colludes with neither server; the servers learn the accepted updates' squared distances, as the CKKS
+key holder does) or, for FLTrust, each update's inner product with the public root update ``root``
+and its proved squared norm. Coordinate-wise median and trimmed mean would need secure comparisons on
+every coordinate and are refused.
 
 A client whose update exceeds B either clips it to norm B first (``clip_to_bound=True``) or, as a
 malicious client would, submits it anyway with a forged norm claim, which the servers reject. Masks,
@@ -30,6 +32,7 @@ seeds, nonces and the verify key come from libsodium; ``rng`` only simulates dro
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from functools import partial
@@ -40,18 +43,23 @@ import numpy as np
 import torch
 
 import robust
-import robust.selection
 from protocols import _secure_sum as ss
+from protocols import prio_rules
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg.errors import ProtocolAbort, TooFewSurvivors
 from secagg.vdaf.errors import VdafError, VdafMeasurementError
 from secagg.vdaf.field import Vec
-from secagg.vdaf.gram import deal_square, expand_helper, gram_share, masked_share, signed
 from secagg.vdaf.pine import PineParams, encode_fixed_point, forge_norm_claim, forge_wr_claim
 from secagg.vdaf.pine_vdaf import Pine, PineInputShare, PineState, PineVerifierShare
 
 NONCE = 16
 PUBLIC = 4 * 32
+
+
+@functools.lru_cache(maxsize=4)
+def _pine(pp: PineParams, proofs: int) -> Pine:
+    """PINE's circuits depend only on the public parameters: built once per (parameters, proofs)."""
+    return Pine(pp, proofs)
 
 
 class NonFiniteUpdate(VdafMeasurementError, robust.NonFiniteError):
@@ -75,7 +83,7 @@ class PrioClient:
                 )
                 first = forge_norm_claim(pine.valid, big)
             else:
-                first = pine.valid.encode_norm(encode_fixed_point(pine.params, update.tolist()))
+                first = pine.valid.encode_norm(encode_fixed_point(pine.params, update))
             try:
                 wr = partial(forge_wr_claim, pine.valid) if forge else None
                 public, shares = pine.shard_encoded(self.ctx, first, nonce, rand, wr)
@@ -153,9 +161,10 @@ class PrioPine:
         min_count: fewest accepted reports the servers release an aggregate of.
         clip_to_bound: honest clients scale updates above B down to B instead of submitting them.
         dropout: probability that a client sends nothing (simulated with ``rng``).
-        select: ``"krum"`` or ``"multi_krum"`` on the shares (:meth:`_select`): the release is the
-            mean of the selected accepted clients, and the servers also learn the squared distances.
-        f: the Byzantine bound of the selection.
+        select: a rule on the shares (:mod:`protocols.prio_rules`): ``"krum"``, ``"multi_krum"``,
+            ``"bulyan"`` (the mean of its selection) or ``"fltrust"`` (``run(..., root=g0)``).
+        pre: ``"nnm"`` mixes the accepted shares before ``select`` (or before the mean).
+        f: the Byzantine bound of the rule.
     """
 
     name = "prio"
@@ -171,14 +180,11 @@ class PrioPine:
         dropout: float = 0.0,
         select: str | None = None,
         f: int = 0,
+        pre: str | None = None,
     ) -> None:
         ss.check_dropout(dropout)
-        if select not in (None, "krum", "multi_krum"):
-            raise VdafError(
-                f"select: got {select!r}; want None, 'krum' or 'multi_krum' (coordinate-wise median and "
-                "trimmed mean need secure comparisons over d entries: not offered on shares)"
-            )
-        self.select, self.f = select, int(f)
+        prio_rules.check_rule(select, pre)
+        self.select, self.pre, self.f = select, pre, int(f)
         if min_count < 1:
             raise VdafError(f"min_count: got {min_count}; want >= 1")
         self.bound, self.frac_bits, self.wr_checks, self.proofs = float(bound), frac_bits, wr_checks, proofs
@@ -202,9 +208,14 @@ class PrioPine:
         *,
         weights: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
+        root: torch.Tensor | np.ndarray | None = None,
     ) -> RoundResult:
+        """One round; ``root`` is FLTrust's public root update (``select="fltrust"`` only)."""
+        g0 = self._root(root)
         x = ss.check_stack(stack).detach().to("cpu", torch.float64).numpy()
         n, d = x.shape
+        if g0 is not None and g0.shape != (d,):
+            raise VdafError(f"root: got shape {g0.shape}; want ({d},)")
         bad = ~np.isfinite(x).all(axis=1)
         if bad.any():
             raise NonFiniteUpdate(
@@ -212,8 +223,7 @@ class PrioPine:
             )
         w = ss.client_weights(weights, n)
         x = x * w[:, None]
-        pp = PineParams(d, self.bound, self.frac_bits, self.wr_checks)
-        pine = Pine(pp, self.proofs)
+        pine = _pine(PineParams(d, self.bound, self.frac_bits, self.wr_checks), self.proofs)
         meter = Meter()
         ctx = b"fedsec/prio/" + nacl.utils.random(16)  # task and round binding
         with meter.time("leader", "setup"):
@@ -225,17 +235,25 @@ class PrioPine:
         if len(accepted) < self.min_count:
             raise TooFewSurvivors(f"accepted reports: got {len(accepted)}; want >= {self.min_count}")
         seen: dict[str, Any] = {}
-        chosen = accepted
-        if self.select is not None:
-            chosen, seen["sq_distances"] = self._select(pine, accepted, leader, helper, meter)
+        v = np.ones(len(accepted), dtype=np.int64)
+        if self.select is not None or self.pre is not None:
+            v, opened = prio_rules.rule_release(self, pine, accepted, leader, helper, meter, g0)
+            seen.update(opened)
+        chosen = [i for i, k in zip(accepted, v, strict=True) if k]
+        share = prio_rules.weighted_share if seen else lambda _, srv, acc, __: srv.agg_share(acc)
         with meter.time("helper", "aggregate"):
-            h_share = pine.field.encode_vec(helper.agg_share(chosen))
+            h_share = pine.field.encode_vec(share(pine, helper, accepted, v))
         msg = meter.send("helper", "leader", "aggregate", struct.pack("<I", len(chosen)) + h_share)
         with meter.time("leader", "aggregate"):
             if struct.unpack("<I", msg[:4])[0] != len(chosen):
                 raise ProtocolAbort("aggregate: the servers' accepted counts differ")
-            total = pine.unshard([leader.agg_share(chosen), pine.field.decode_vec(msg[4:])], len(chosen))
-        aggregate = torch.as_tensor(np.asarray(total) / float(np.sum(w[chosen])), dtype=torch.float32)
+            l_share = share(pine, leader, accepted, v)
+            total = np.asarray(pine.unshard([l_share, pine.field.decode_vec(msg[4:])], len(chosen)))
+        if self.select == "fltrust":
+            denom = 2.0**prio_rules.WEIGHT_BITS
+        else:
+            denom = float(np.dot(v, w[accepted])) if accepted else 1.0
+        aggregate = torch.as_tensor(total / denom, dtype=torch.float32)
         seen.update(aggregate=aggregate, count=len(accepted), accepted=accepted, absent=sorted(absent))
         views = {srv.name: {**seen, "rejected": dict(srv.rejected)} for srv in (leader, helper)}
         return RoundResult(aggregate, chosen, meter, Leakage(views))
@@ -273,35 +291,17 @@ class PrioPine:
             vshares[i] = (v0, v1)
         return vshares, absent
 
-    def _select(
-        self, pine: Pine, accepted: list[int], leader: PrioServer, helper: PrioServer, meter: Meter
-    ) -> tuple[list[int], torch.Tensor]:
-        """Krum / Multi-Krum on shares: a dealer's square correlation, E opened, the Gram opened
-        (:mod:`secagg.vdaf.gram`); the servers learn the squared distances of the accepted updates."""
-        f, m, d = pine.field, len(accepted), pine.params.dimension
-        with meter.time("dealer", "select"):
-            corr0, seed = deal_square(f, m, d)
-        meter.send("dealer", "leader", "select", f.encode_vec(corr0.a) + f.encode_vec(corr0.c))
-        meter.send("dealer", "helper", "select", seed)
-        shares = []
-        for srv, corr in ((leader, corr0), (helper, None)):
-            with meter.time(srv.name, "select"):
-                corr = corr or expand_helper(f, seed, m, d)
-                xs = np.stack([srv.states[i].out_share for i in accepted])
-                shares.append((corr, masked_share(f, xs, corr)))
-        e0 = meter.send("leader", "helper", "select", f.encode_vec(shares[0][1]))
-        e1 = meter.send("helper", "leader", "select", f.encode_vec(shares[1][1]))
-        e = f.add(f.decode_vec(e0), f.decode_vec(e1)).reshape(m, d)
-        g0 = gram_share(f, 0, e, shares[0][0])
-        g1 = f.decode_vec(
-            meter.send("helper", "leader", "select", f.encode_vec(gram_share(f, 1, e, shares[1][0])))
-        )
-        meter.send("leader", "helper", "select", f.encode_vec(g0))
-        gram = torch.as_tensor(signed(f, f.add(g0, g1.reshape(m, m))) / 4.0**pine.params.num_frac_bits)
-        dist = robust.selection.sq_distances_from_gram(gram)
-        keep = 1 if self.select == "krum" else m - self.f
-        sel = robust.selection.krum_select(dist, self.f, keep)
-        return sorted(accepted[int(k)] for k in sel), dist
+    def _root(self, root: torch.Tensor | np.ndarray | None) -> np.ndarray | None:
+        """FLTrust's root update as float64, required exactly when ``select="fltrust"``."""
+        if (root is None) != (self.select != "fltrust"):
+            got = type(root).__name__
+            raise VdafError(f"root: got {got} with select={self.select!r}; want a root with fltrust only")
+        if root is None:
+            return None
+        g0 = np.asarray(root.detach().cpu() if isinstance(root, torch.Tensor) else root, dtype=np.float64)
+        if g0.ndim != 1 or not np.isfinite(g0).all():
+            raise VdafError(f"root: got shape {g0.shape} (finite: {np.isfinite(g0).all()}); want finite (d,)")
+        return g0
 
     def _prepare(self, row: np.ndarray, pp: PineParams) -> tuple[np.ndarray, bool]:
         """The update a client submits and whether it must forge its norm claim (it exceeds B)."""

@@ -12,7 +12,27 @@ from robust.base import AGGREGATORS, Aggregator, Selection, Stat, as_stack, row_
 from robust.coordinate import row_distances
 from robust.errors import ParameterError
 
-__all__ = ["FLTrust", "Reputation"]
+__all__ = ["FLTrust", "Reputation", "fltrust_weights"]
+
+
+def fltrust_weights(
+    cos: torch.Tensor, norms: torch.Tensor, g0_norm: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """FLTrust's trust scores and row weights (Cao et al., NDSS 2021) from the cosines and norms.
+
+    ``TS_i = ReLU(cos(x_i, g0))`` (0 when ``||x_i|| = 0``) and
+    ``w_i = TS_i ||g0|| / (||x_i|| sum_k TS_k)``, so the output is ``sum_i w_i x_i``; every ``w_i`` is 0
+    when every ``TS_i`` is. The plaintext rule and the two-server mechanism (``protocols.prio``, on
+    opened inner products and norms) both weight through this function.
+
+    Returns:
+        ``(TS, w)``, both ``(n,)`` in the dtype of ``cos``.
+    """
+    ts = torch.where(norms > 0, cos.clamp_min(0.0), torch.zeros_like(cos))
+    total = float(ts.sum())
+    if total == 0.0:
+        return ts, torch.zeros_like(ts)
+    return ts, ts * g0_norm / norms.clamp_min(1e-300) / total
 
 
 @AGGREGATORS.register("fltrust")
@@ -71,12 +91,10 @@ class FLTrust(Aggregator):
         norms = (row_sq_norms(x) if stat is None else stat).sqrt()
         unit = (g0.to(torch.float64) / g0_norm).to(x.dtype)  # g0_norm may exceed the dtype
         cos = (x @ unit).to(torch.float64) / norms.clamp_min(1e-300)
-        ts = torch.where(norms > 0, cos.clamp_min(0.0), torch.zeros_like(cos))
+        ts, w = fltrust_weights(cos, norms, g0_norm)
         self.last_trust = ts.cpu()
-        total = float(ts.sum())
-        if total == 0.0:
+        if float(ts.sum()) == 0.0:
             return zero, torch.zeros(0, dtype=torch.int64)
-        w = ts * g0_norm / norms.clamp_min(1e-300) / total
         return w.to(x.dtype) @ x, torch.nonzero(ts > 0).flatten()
 
 

@@ -8,6 +8,7 @@
 True
 """
 
+from fedsec.data import mnist1d as _mnist1d  # noqa: F401  (registers "mnist1d")
 from fedsec.data.datasets import DATASETS, TensorData, default_data_dir, load_dataset
 from fedsec.data.partition import PARTITION_SCHEMES, label_histogram, label_skew, partition
 

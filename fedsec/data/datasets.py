@@ -5,8 +5,9 @@ standardized with statistics computed on the *training* split only (so nothing a
 leaks into training). Image data has shape ``(N, C, H, W)``, vector data ``(N, D)``; labels are
 int64 in ``[0, num_classes)``.
 
-Bundled (no download): ``digits`` (scikit-learn's 8x8 handwritten digits) and ``synthetic`` (a
-seeded Gaussian mixture). Read from ``data_dir`` in their standard distribution formats:
+Bundled (no download): ``digits`` (scikit-learn's 8x8 handwritten digits), ``synthetic`` (a
+seeded Gaussian mixture) and ``mnist1d`` (generated locally; :mod:`fedsec.data.mnist1d`). Read
+from ``data_dir`` in their standard distribution formats:
 ``fmnist`` (IDX ``.gz``), ``svhn`` (MATLAB ``.mat``) and ``cifar10`` (python pickled batches); see
 ``fedsec.data.formats``.
 
@@ -194,10 +195,11 @@ def load_dataset(
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Standardize with the training split's statistics.
 
-    Images ``(N, C, H, W)``: one mean and std per channel, ``x' = (x - mu_c) / sigma_c``. Vectors
-    ``(N, D)``: one mean and std per feature. A zero std is replaced by 1 (constant features stay 0).
+    Images ``(N, C, H, W)`` and signals ``(N, C, L)``: one mean and std per channel,
+    ``x' = (x - mu_c) / sigma_c``. Vectors ``(N, D)``: one mean and std per feature. A zero std is
+    replaced by 1 (constant features stay 0).
     """
-    axes: tuple[int, ...] = (0, 2, 3) if train.ndim == 4 else (0,)
+    axes: tuple[int, ...] = {4: (0, 2, 3), 3: (0, 2)}.get(train.ndim, (0,))
     tr = np.asarray(train, dtype=np.float32)
     te = np.asarray(test, dtype=np.float32)
     mu = tr.mean(axis=axes, keepdims=True, dtype=np.float64)

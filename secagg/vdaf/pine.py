@@ -42,6 +42,7 @@ asks for >= 3 proofs in Field64 (its "Choosing FLP Parameters").
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -125,7 +126,7 @@ class PineParams:
         return self.dimension + self.bit_checked_len
 
 
-def encode_fixed_point(params: PineParams, values: Sequence[float]) -> Vec:
+def encode_fixed_point(params: PineParams, values: Sequence[float] | np.ndarray) -> Vec:
     """round(v 2^f) per entry (half to even) as int64; refuses NaN, infinities, subnormals, 2^53."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.shape != (params.dimension,):
@@ -152,27 +153,53 @@ def _wr_table() -> Vec:
 
 
 _WR_TABLE = _wr_table()
+_Z_BLOCK = 2**17  # packed bytes decoded at a time by signed_dot (times 32 B of float64)
+
+
+def wr_bytes(raw: bytes, checks: int, dim: int) -> Vec:
+    """The r x ceil(d / 4) XOF bytes that pack z (four entries a byte): :func:`signed_dot` decodes them
+    a block of rows at a time, so the r x d float64 matrix is never written out whole."""
+    per = -(-dim // 4)
+    if len(raw) != checks * per:
+        raise VdafParameterError(f"got {len(raw)} bytes; want {checks * per}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(checks, per)
 
 
 def wr_vectors(raw: bytes, checks: int, dim: int) -> Vec:
     """The r x d matrix z in {-1, 0, 1} (float64) from ceil(d / 4) XOF bytes per check."""
-    per = -(-dim // 4)
-    if len(raw) != checks * per:
-        raise VdafParameterError(f"got {len(raw)} bytes; want {checks * per}")
-    b = np.frombuffer(raw, dtype=np.uint8).reshape(checks, per)
-    return np.take(_WR_TABLE, b, axis=0).reshape(checks, 4 * per)[:, :dim]
+    b = wr_bytes(raw, checks, dim)
+    return np.take(_WR_TABLE, b, axis=0).reshape(checks, 4 * b.shape[1])[:, :dim]
+
+
+def _z_dot(z: Vec, cols: np.ndarray) -> np.ndarray:
+    """z @ cols in float64 (exact: integer sums < 2^53); z float64 (r, d) or packed bytes (r, ceil(d / 4))."""
+    d = cols.shape[0]
+    with one_blas_thread():
+        if z.dtype != np.uint8:
+            return np.asarray(z, dtype=np.float64) @ cols
+        per = z.shape[1]
+        padded = np.zeros((4 * per, cols.shape[1]))
+        padded[:d] = cols
+        out = np.empty((z.shape[0], cols.shape[1]))
+        step = max(1, _Z_BLOCK // per)  # blocks of about 4 MB of decoded z: they stay in cache
+        for k in range(0, z.shape[0], step):
+            block = np.take(_WR_TABLE, z[k : k + step], axis=0).reshape(-1, 4 * per)
+            out[k : k + step] = block @ padded
+        return out
 
 
 def signed_dot(f: type[Field], z: Vec, x: Vec) -> Vec:
-    """<z_k, x> mod p for every row of z in {-1, 0, 1} (exact, vectorized).
+    """<z_k, x> mod p for every row of z in {-1, 0, 1} (exact, vectorized; z as from :func:`wr_vectors`
+    or packed as from :func:`wr_bytes`).
 
     Field64: x = hi 2^32 + lo with 32-bit halves; each half's dot product is below d 2^32 < 2^53 in
     absolute value for d < 2^21, hence exact in float64 (BLAS), then hi 2^32 + lo is reduced mod p."""
     if f is Field64 and x.shape[0] < 2**21:
         halves = np.stack([x & np.uint64(0xFFFFFFFF), x >> np.uint64(32)], axis=1).astype(np.float64)
-        with one_blas_thread():
-            s = np.asarray(z, dtype=np.float64) @ halves  # one pass over z
+        s = _z_dot(z, halves)  # one pass over z
         return f.arr([int(h) * 2**32 + int(lo) for lo, h in s])
+    if z.dtype == np.uint8:
+        z = np.take(_WR_TABLE, z, axis=0).reshape(z.shape[0], -1)[:, : x.shape[0]]
     return f.arr((z.astype(np.int64).astype(object) @ np.asarray(x, dtype=object)) % f.MODULUS)
 
 
@@ -186,7 +213,11 @@ def _bits(f: type[Field], values: Sequence[int], n: int) -> Vec:
 def best_chunk(groups: Sequence[int], arity: int) -> int:
     """The chunk c minimizing proof + verifier length, (A c + 2 P - 1) + (A c + 2), for ParallelSum over
     ``groups`` of sub-circuit calls (each padded to whole chunks), sub-circuit arity A, P the wire length."""
+    return _best_chunk(tuple(groups), arity)
 
+
+@functools.lru_cache(maxsize=64)
+def _best_chunk(groups: tuple[int, ...], arity: int) -> int:
     def cost(c: int) -> int:
         calls = sum(-(-g // c) for g in groups)
         return 2 * arity * c + 2 * next_power_of_2(1 + calls) + 1
@@ -210,7 +241,7 @@ class PineNormValid(Valid):
         self.GADGET_CALLS = [-(-d // c)]
         self.MEAS_LEN = pp.sent_len + pp.num_wr_checks
         self.OUTPUT_LEN = d
-        self._pow2 = self.field.arr([1 << i for i in range(pp.norm_bits)])
+        self.pow2 = self.field.arr([1 << i for i in range(pp.norm_bits)])
 
     def encode(self, measurement: Sequence[float]) -> Vec:
         raise VdafParameterError("PINE encodes in two steps (encode_norm, encode_wr); use the Pine VDAF")
@@ -222,7 +253,7 @@ class PineNormValid(Valid):
 
     def combine(self, meas: Vec, joint_rand: Vec, num_shares: int, outs: list[Vec]) -> Vec:
         d, nb = self.params.dimension, self.params.norm_bits
-        v = self.field.dot(meas[d : d + nb], self._pow2)
+        v = self.field.dot(meas[d : d + nb], self.pow2)
         return self.field.sub(v, self.field.sum(outs[0]))
 
     def truncate(self, meas: Vec) -> Vec:
@@ -249,7 +280,7 @@ class PineValid(Valid):
         self.MEAS_LEN = pp.sent_len + r
         self.JOINT_RAND_LEN = self.calls_bits + 1
         self.OUTPUT_LEN = d
-        self._pow2 = self.field.arr([1 << i for i in range(max(pp.norm_bits, pp.wr_bits))])
+        self.pow2 = self.field.arr([1 << i for i in range(max(pp.norm_bits, pp.wr_bits))])
 
     # -- client side ------------------------------------------------------------------------------------
     def encode_norm(self, x: Vec) -> Vec:
@@ -303,7 +334,7 @@ class PineValid(Valid):
         _, bits, dots, _, _, w_bits, g = self._split(meas)
         bitw = bit_check_wires(f, bits, joint_rand[: self.calls_bits], c, num_shares)
         shares_inv = f.arr([pow(num_shares, f.MODULUS - 2, f.MODULUS)])
-        w = f.dot(w_bits, self._pow2[: pp.wr_bits])
+        w = f.dot(w_bits, self.pow2[: pp.wr_bits])
         claimed = f.sub(w, f.mul(f.arr([pp.wr_bound - 1]), shares_inv))
         rho = powers_of(f, joint_rand[self.calls_bits :], pp.num_wr_checks + 1)[0, 1:]
         wr = _pairs(f, f.mul(rho, f.sub(dots, claimed)), g, self.calls_wr, c)
@@ -314,8 +345,8 @@ class PineValid(Valid):
         _, _, _, v_bits, u_bits, _, g = self._split(meas)
         o, b = outs[0], self.calls_bits
         shares_inv = f.arr([pow(num_shares, f.MODULUS - 2, f.MODULUS)])
-        v = f.dot(v_bits, self._pow2[: pp.norm_bits])
-        u = f.dot(u_bits, self._pow2[: pp.norm_bits])
+        v = f.dot(v_bits, self.pow2[: pp.norm_bits])
+        u = f.dot(u_bits, self.pow2[: pp.norm_bits])
         return np.concatenate(
             [
                 f.sum(o[:b]),

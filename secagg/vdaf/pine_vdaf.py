@@ -23,7 +23,7 @@ import numpy as np
 from secagg.vdaf.errors import VdafDecodeError, VdafParameterError, VdafVerifyError
 from secagg.vdaf.field import Vec
 from secagg.vdaf.flp import Flp
-from secagg.vdaf.pine import PineNormValid, PineParams, PineValid, encode_fixed_point, signed_dot, wr_vectors
+from secagg.vdaf.pine import PineNormValid, PineParams, PineValid, encode_fixed_point, signed_dot, wr_bytes
 from secagg.vdaf.prio3 import (
     NONCE_SIZE,
     USAGE_MEAS_SHARE,
@@ -60,9 +60,13 @@ PineInputShare = PineLeaderShare | PineHelperShare
 
 @dataclass(frozen=True)
 class PineState:
+    """One report's verification state; ``sq_norm_share`` is this aggregator's share of the claimed
+    squared norm v = sum x_i^2 (linear in the norm bits; proved by the norm FLP once accepted)."""
+
     out_share: Vec
     wr_seed: bytes
     jr_seed: bytes
+    sq_norm_share: Vec
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,7 @@ class Pine:
     def wr_matrix(self, ctx: bytes, seed: bytes) -> Vec:
         pp = self.params
         xof = self.xof(seed, self.prio3.dst(USAGE_WR_JOINT_RANDOMNESS, ctx), b"")
-        return wr_vectors(
-            xof.next(pp.num_wr_checks * (-(-pp.dimension // 4))), pp.num_wr_checks, pp.dimension
-        )
+        return wr_bytes(xof.next(pp.num_wr_checks * (-(-pp.dimension // 4))), pp.num_wr_checks, pp.dimension)
 
     def _expand(self, ctx: bytes, usage: int, seed: bytes, binder: bytes, n: int) -> Vec:
         return self.xof.expand_into_vec(self.field, seed, self.prio3.dst(usage, ctx), binder, n)
@@ -228,7 +230,9 @@ class Pine:
         z = self.wr_matrix(ctx, wr_seed)
         meas = np.concatenate([sent, signed_dot(f, z, sent[: self.params.dimension])])
         verifiers = self._query(verify_key, ctx, nonce, meas, proofs, jr_seed)
-        state = PineState(self.valid.truncate(meas), wr_seed, jr_seed)
+        d, nb = self.params.dimension, self.params.norm_bits
+        v_share = f.dot(sent[d : d + nb], self.valid.pow2[:nb])
+        state = PineState(self.valid.truncate(meas), wr_seed, jr_seed, v_share)
         return state, PineVerifierShare(verifiers, jr_own, wr_own)
 
     def verifier_shares_to_message(self, ctx: bytes, shares: Sequence[PineVerifierShare]) -> bytes:

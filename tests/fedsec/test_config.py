@@ -158,6 +158,7 @@ def test_from_toml_errors_name_the_file(tmp_path: Path) -> None:
         "fedsec/configs/quickstart.toml",
         "examples/quickstart.toml",
         "examples/stress_digits.toml",
+        "examples/stress_mnist1d.toml",
         "examples/paper_fmnist.toml",
     ],
 )

@@ -16,7 +16,7 @@ from fedsec.errors import ConfigError, DataError, FedsecError
 
 
 def test_registry_lists_every_dataset() -> None:
-    assert DATASETS.names() == ["cifar10", "digits", "fmnist", "svhn", "synthetic"]
+    assert DATASETS.names() == ["cifar10", "digits", "fmnist", "mnist1d", "svhn", "synthetic"]
 
 
 def test_error_hierarchy() -> None:

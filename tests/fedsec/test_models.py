@@ -27,6 +27,9 @@ CASES = [
     ("lenet5", (1, 28, 28), {}),
     ("lenet5", (3, 32, 32), {}),
     ("alexnet", (3, 32, 32), {"fc_width": 64}),
+    ("cnn1d", (1, 40), {}),
+    ("cnn1d", (2, 13), {"groups": 0}),
+    ("cnn1d", (1, 40), {"downsample": "max", "channels": (8, 12), "groups": 2}),
 ]
 
 
@@ -38,8 +41,12 @@ def _lin(i: int, o: int) -> int:
     return i * o + o
 
 
+def _conv1d(cin: int, cout: int, k: int, gn: bool = True) -> int:
+    return cin * cout * k + cout + (2 * cout if gn else 0)  # GroupNorm: a scale and a shift per channel
+
+
 def test_registry_names() -> None:
-    assert MODELS.names() == ["alexnet", "cnn", "lenet5", "logreg", "mlp"]
+    assert MODELS.names() == ["alexnet", "cnn", "cnn1d", "lenet5", "logreg", "mlp"]
 
 
 @pytest.mark.parametrize(("name", "shape", "opts"), CASES, ids=lambda v: str(v))
@@ -75,6 +82,20 @@ def test_lenet5_classic_parameter_count() -> None:
             (3, 13, 9),
             {"downsample": "max"},
             _conv(3, 16, 3) + _conv(16, 32, 3) + _lin(32 * 3 * 2, 64) + _lin(64, 10),
+        ),
+        # 40 -> stride 2 twice: 20 -> 10; 13 -> 7 -> 4; max pooling twice: 40 -> 20 -> 10
+        ("cnn1d", (1, 40), {}, _conv1d(1, 16, 5) + _conv1d(16, 32, 5) + _lin(320, 32) + _lin(32, 10)),
+        (
+            "cnn1d",
+            (2, 13),
+            {"groups": 0},
+            _conv1d(2, 16, 5, False) + _conv1d(16, 32, 5, False) + _lin(128, 32) + _lin(32, 10),
+        ),
+        (
+            "cnn1d",
+            (1, 40),
+            {"downsample": "max", "channels": (8, 12)},
+            _conv1d(1, 8, 5) + _conv1d(8, 12, 5) + _lin(120, 32) + _lin(32, 10),
         ),
         (
             "lenet5",
@@ -178,6 +199,8 @@ def test_alexnet_dropout_option_needs_vmap_randomness() -> None:
         ("logreg", (), "input_shape"),
         ("logreg", (0, 3), "positive ints"),
         ("mlp", (2.5,), "positive ints"),
+        ("cnn1d", (1, 8, 8), r"want \(C, L\) with L >= 4"),
+        ("cnn1d", (1, 3), "L >= 4"),
     ],
 )
 def test_shapes_a_model_cannot_take(name: str, shape: tuple[int, ...], msg: str) -> None:
@@ -187,7 +210,7 @@ def test_shapes_a_model_cannot_take(name: str, shape: tuple[int, ...], msg: str)
 
 def test_unknown_model_lists_known_names() -> None:
     with pytest.raises(
-        ConfigError, match="unknown model 'resnet18'; want one of: alexnet, cnn, lenet5, logreg, mlp"
+        ConfigError, match="unknown model 'resnet18'; want one of: alexnet, cnn, cnn1d, lenet5, logreg, mlp"
     ):
         make_model("resnet18", (3, 32, 32), 10)
 
@@ -204,10 +227,15 @@ def test_unknown_model_lists_known_names() -> None:
         ("alexnet", {"dropout": 1.0}, "dropout"),
         ("alexnet", {"fc_width": 0}, "fc_width"),
         ("lenet5", {"width": 2}, "unexpected keyword argument 'width'"),
+        ("cnn1d", {"groups": 3}, r"groups: got 3 for channels \(16, 32\); want 0 or an int dividing both"),
+        ("cnn1d", {"groups": -1}, "groups"),
+        ("cnn1d", {"channels": (4, 0)}, "channels"),
+        ("cnn1d", {"hidden": True}, "hidden"),
+        ("cnn1d", {"downsample": "avg"}, "downsample: got 'avg'"),
     ],
 )
 def test_bad_options(name: str, opts: dict[str, object], msg: str) -> None:
-    shape = (3, 32, 32) if name in ("alexnet", "lenet5") else (1, 8, 8)
+    shape = {"alexnet": (3, 32, 32), "lenet5": (3, 32, 32), "cnn1d": (1, 40)}.get(name, (1, 8, 8))
     with pytest.raises(ConfigError, match=msg):
         make_model(name, shape, 10, **opts)
 

@@ -10,7 +10,7 @@ import pytest
 
 from fedsec.errors import ConfigError
 from fedsec.outputs import RunWriter, clean_partials, ensure_writable_dir, is_finished, jsonable, slug
-from fedsec.report import group_runs, heatmap_cells, runtime_rows, table1
+from fedsec.report import group_runs, heatmap_cells, runtime_rows
 from fedsec.stress import _midpoints, worst_cases
 
 
@@ -55,24 +55,6 @@ def test_group_runs_means_and_stds_over_seeds() -> None:
     assert g["max_acc_mean"] == pytest.approx(np.mean(vals)) and g["max_acc_std"] == pytest.approx(
         np.std(vals)
     )
-
-
-def test_table1_marks_the_most_damaging_attack_per_block() -> None:
-    md = table1(group_runs(RUNS))
-    lines = md.splitlines()
-    # Attacks ordered by name, then numerically by strength (8 before 10).
-    assert lines[0].startswith(
-        "| defense | β=0.1 alie(2.5) | β=0.1 alie(8) | β=0.1 alie(10) | β=0.1 ipm(2.5) | β=0.5 alie(2.5)"
-    )
-    mean_row = next(line for line in lines if line.startswith("| mean "))
-    median_row = next(line for line in lines if line.startswith("| median "))
-    # One mark per (defense, beta) block.
-    assert mean_row.count("***") == 2 and median_row.count("***") == 2
-    cells = [c.strip() for c in mean_row.strip("|").split("|")]
-    assert cells[2].endswith("***") and cells[6].endswith("***")  # alie(8) is worst for the mean
-    med = [c.strip() for c in median_row.strip("|").split("|")]
-    assert med[2].endswith("***")  # alie(8): 0.85-0.6 = 0.25 < ipm: 0.85-0.4-0.05
-    assert "±" in cells[1]
 
 
 def test_heatmap_cells_shape_and_missing_cells() -> None:

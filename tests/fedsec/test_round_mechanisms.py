@@ -130,3 +130,19 @@ def test_observers_see_the_weights_after_each_step() -> None:
     assert records[-1].weights is not None
     assert torch.equal(records[-1].weights.cpu(), res.weights)
     assert not torch.equal(records[0].weights, records[-1].weights)
+
+
+@pytest.mark.slow
+def test_prio_rejects_a_large_norm_attacker_before_it_reaches_the_model() -> None:
+    seen: list[RoundRecord] = []
+    cfg = tiny(
+        train={"rounds": 2},
+        attack={"name": "large_norm", "f": 2},
+        defense={"rule": "mean", "mechanism": "prio", "mechanism_kwargs": {"bound": 100.0, "wr_checks": 20}},
+    )
+    res = simulate(cfg, observers=[seen.append])
+    bad = set(res.summary["byzantine_clients"])
+    assert res.summary["protocol"] == "prio" and len(bad) == 2
+    for r in seen:
+        assert r.accepted and not set(r.accepted) & bad  # rejected by the PINE norm proof, every round
+        assert float(r.aggregate.norm()) <= 100.0

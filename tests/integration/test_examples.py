@@ -51,6 +51,28 @@ def test_dp_vs_robustness_example_at_reduced_size(tmp_path: Path) -> None:
     assert len(rows) == 1 + 2 * 4  # header + (noise multiplier x defense), seeds averaged only
 
 
+def test_stress_mnist1d_example_at_reduced_size(tmp_path: Path) -> None:
+    over = [
+        "train.rounds=2",
+        "eval.every=1",
+        "data.options={n_train=500, n_test=100}",
+        "data.min_samples=2",
+        f'data.data_dir="{tmp_path / "data"}"',
+    ]
+    cfg = Config.from_toml(ROOT / "examples/stress_mnist1d.toml", over)
+    small = dataclasses.replace(
+        cfg, sweep=SweepConfig(grid={"attack.name": ("alie", "ipm"), "attack.strength": (2.5, 8.0)})
+    )
+    res = sweep(small, out=tmp_path / "runs")
+    assert len(res.ran) == 2 * 2 * 5
+    assert {(s["dataset"], s["rounds"]) for s in res.ran} == {("mnist1d", 2)}
+    assert (tmp_path / "data" / "mnist1d").is_dir()
+    report = (tmp_path / "runs" / "report.md").read_text()
+    # the paper's layout: one row per (beta block, attack), the five defenses as columns
+    assert "| setting | attack | CCLIP | CMLS | DnC | RFA(buck) | trMean(NNM) |" in report
+    assert "| ALIE (z=8) |" in report and "| IPM (ε=2.5) |" in report and "IPM (worst ε)" in report
+
+
 def _idx(path: Path, arr: np.ndarray) -> None:
     header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
     with gzip.open(path, "wb") as fh:

@@ -53,7 +53,7 @@ SUPPORTED: dict[str, set[str]] = {
     "secagg_ddp": LINEAR | {"mean(clip)"},
     "ckks": LINEAR | {"mean(clip)", "krum", "multi_krum", "median", "trimmed_mean"},
     "paillier": {"mean"},
-    "prio": LINEAR | {"mean(clip)", "krum", "multi_krum"},
+    "prio": LINEAR | {"mean(clip)", "krum", "multi_krum", "mean(nnm)"},
 }
 
 #: Mechanism parameters kept small (CKKS: the default N = 8192, one chunk; Paillier: 1024-bit keys).

@@ -8,6 +8,8 @@ import nacl.utils
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import protocols
 from protocols.prio import NonFiniteUpdate, PrioClient, PrioPine, PrioServer
@@ -169,3 +171,112 @@ def test_selections_that_need_comparisons_are_refused() -> None:
 
     with pytest.raises(VdafError, match="secure comparisons"):
         PrioPine(select="median")
+
+
+def _spread(n: int, seed: int) -> np.ndarray:
+    """Honest updates plus one in-bound update far from the others (last row)."""
+    x = _honest(n, seed=seed)
+    x[-1] = -x[0] / np.linalg.norm(x[0]) * 0.99
+    return x
+
+
+@pytest.mark.parametrize("select", [None, "krum", "multi_krum"])
+def test_nnm_then_a_rule_on_shares_matches_the_plaintext_pipeline(select: str | None) -> None:
+    import robust
+
+    x = _spread(7, seed=6)
+    res = PrioPine(wr_checks=20, pre="nnm", select=select, f=1).run(x)
+    kept = torch.as_tensor(_fixed(x))
+    mixed = robust.NNM(f=1)(kept)
+    rule = {None: None, "krum": robust.Krum(f=1), "multi_krum": robust.MultiKrum(f=1)}[select]
+    want = mixed.mean(dim=0) if rule is None else rule(mixed)
+    assert np.allclose(res.aggregate.numpy(), want.numpy(), atol=1e-6)
+    dist = robust.selection.pairwise_sq_distances(kept)
+    assert torch.allclose(res.leakage.learns["leader"]["sq_distances"].double(), dist.double(), atol=1e-9)
+    if rule is not None:  # the mixed rows the rule selected, and every client mixed into them
+        mix = robust.selection.nnm_mixing(dist, 1)
+        used = torch.nonzero(mix[torch.as_tensor(rule.last_selection)].sum(0)).flatten().tolist()
+        assert res.accepted == used
+
+
+def test_bulyan_selection_on_shares_matches_the_plaintext_rule() -> None:
+    import robust
+
+    x = _spread(8, seed=7)
+    x[3] *= 40.0  # over the bound: rejected first
+    res = PrioPine(wr_checks=20, select="bulyan", f=1).run(x)
+    rows = [0, 1, 2, 4, 5, 6, 7]
+    kept = torch.as_tensor(_fixed(x[rows]))
+    rule = robust.Bulyan(f=1)
+    rule(kept)
+    assert res.accepted == [rows[k] for k in rule.last_selection]
+    assert 7 not in res.accepted and len(res.accepted) == 7 - 2
+    assert np.allclose(res.aggregate.numpy(), kept[rule.last_selection].mean(dim=0).numpy(), atol=1e-6)
+
+
+def test_fltrust_on_shares_matches_the_plaintext_rule_and_reveals_scores() -> None:
+    import robust
+
+    x = _spread(6, seed=8)
+    x[2] = -x[1]  # opposite to the root: zero trust
+    root = x[0] + x[1] + 0.1 * x[4]
+    res = PrioPine(wr_checks=20, select="fltrust").run(x, root=root)
+    kept, g0 = torch.as_tensor(_fixed(x)), torch.as_tensor(_fixed(root))
+    rule = robust.FLTrust()
+    want = rule(kept, root=g0)
+    assert np.allclose(res.aggregate.numpy(), want.numpy(), atol=1e-6)
+    assert res.accepted == rule.last_selection and 2 not in res.accepted
+    seen = res.leakage.learns["helper"]
+    assert np.allclose(seen["root_inner_products"].numpy(), (kept @ g0).numpy(), atol=1e-9)
+    assert np.allclose(seen["sq_norms"].numpy(), (kept * kept).sum(1).numpy(), atol=1e-9)
+    assert "sq_distances" not in seen and res.meter.total("dealer", "select").bytes_sent == 0
+
+
+def test_a_client_forging_its_norm_claim_cannot_steer_fltrust() -> None:
+    x = _spread(5, seed=9)
+    x[1] = x[0] * 30.0  # aligned with the root but far over the bound: rejected before the scores
+    res = PrioPine(wr_checks=20, select="fltrust").run(x, root=x[0])
+    assert 1 not in res.accepted and 1 in res.leakage.learns["leader"]["rejected"]
+    assert float(np.linalg.norm(res.aggregate.numpy())) <= np.linalg.norm(x[0]) + 1e-5
+
+
+def test_rule_arguments_are_checked() -> None:
+    from secagg.vdaf.errors import VdafError
+
+    with pytest.raises(VdafError, match="want a root with fltrust only"):
+        PrioPine(select="fltrust", wr_checks=20).run(_honest(3))
+    with pytest.raises(VdafError, match="want a root with fltrust only"):
+        PrioPine(select="krum", wr_checks=20).run(_honest(3), root=np.ones(D))
+    with pytest.raises(VdafError, match=f"want \\({D},\\)"):
+        PrioPine(select="fltrust", wr_checks=20).run(_honest(3), root=np.ones(D + 1))
+    with pytest.raises(VdafError, match="only linear pre-aggregator"):
+        PrioPine(pre="bucketing")
+    with pytest.raises(VdafError, match="FLTrust needs no mixing"):
+        PrioPine(pre="nnm", select="fltrust")
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda m: st.tuples(
+            st.lists(st.integers(-(2**15), 2**15), min_size=m * 5, max_size=m * 5),
+            st.lists(st.integers(0, 40), min_size=m, max_size=m),
+        )
+    )
+)
+def test_weighted_shares_add_up_to_the_weighted_sum(case: tuple[list[int], list[int]]) -> None:
+    from types import SimpleNamespace
+
+    from protocols.prio_rules import weighted_share
+    from secagg.vdaf.field import Field64
+
+    flat, v = case
+    m = len(v)
+    x = np.array(flat, dtype=np.int64).reshape(m, 5)
+    pine = Pine(PineParams(5, num_wr_checks=20))
+    mask = Field64.arr([int.from_bytes(nacl.utils.random(8), "little") for _ in range(m * 5)]).reshape(m, 5)
+    parts = [Field64.sub(Field64.arr(x), mask), mask]
+    srvs = [SimpleNamespace(states={i: SimpleNamespace(out_share=p[i]) for i in range(m)}) for p in parts]
+    shares = [weighted_share(pine, s, list(range(m)), np.array(v)) for s in srvs]  # type: ignore[arg-type]
+    want = [int(t) % Field64.MODULUS for t in np.array(v, dtype=object) @ x.astype(object)]
+    assert Field64.to_ints(Field64.add(shares[0], shares[1])) == want

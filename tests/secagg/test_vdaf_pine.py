@@ -20,6 +20,8 @@ from secagg.vdaf.pine import (
     encode_fixed_point,
     forge_norm_claim,
     forge_wr_claim,
+    signed_dot,
+    wr_bytes,
     wr_vectors,
 )
 from secagg.vdaf.pine_vdaf import Pine
@@ -70,6 +72,20 @@ def test_wraparound_vectors_have_the_right_law() -> None:
     assert set(np.unique(z)) <= {-1.0, 0.0, 1.0}
     share = [np.mean(z == v) for v in (-1.0, 0.0, 1.0)]
     assert abs(share[0] - 0.25) < 0.01 and abs(share[1] - 0.5) < 0.01 and abs(share[2] - 0.25) < 0.01
+
+
+@pytest.mark.parametrize("field", [Field64, Field128])
+@pytest.mark.parametrize(("checks", "dim"), [(3, 1), (7, 13), (9, 401)])
+def test_signed_dot_on_packed_bytes_equals_the_dot_with_z(
+    field: Any, checks: int, dim: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("secagg.vdaf.pine._Z_BLOCK", 400)  # several row blocks (4 rows each at d = 401)
+    raw = os.urandom(checks * -(-dim // 4))
+    x = field.arr([int.from_bytes(os.urandom(16), "little") % field.MODULUS for _ in range(dim)])
+    z = wr_vectors(raw, checks, dim)
+    want = [sum(int(a) * v for a, v in zip(row, field.to_ints(x), strict=True)) % field.MODULUS for row in z]
+    assert field.to_ints(signed_dot(field, wr_bytes(raw, checks, dim), x)) == want
+    assert field.to_ints(signed_dot(field, z, x)) == want
 
 
 @pytest.fixture(scope="module")
