@@ -35,7 +35,7 @@ from dp.accounting import (
     statement,
 )
 from dp.errors import BudgetExceededError, PrivacyConfigError
-from fedcore import l2_clip_factors
+from fedcore import l2_clip_factors, validate
 
 Rule = Callable[[torch.Tensor], torch.Tensor]
 SAMPLINGS: tuple[str, ...] = ("poisson", "fixed")
@@ -53,13 +53,8 @@ def _positive(name: str, value: float) -> float:
 
 
 def _as_stack(stack: torch.Tensor | np.ndarray, min_rows: int = 1) -> torch.Tensor:
-    x = torch.from_numpy(stack) if isinstance(stack, np.ndarray) else stack
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] < min_rows:
-        shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-        raise PrivacyConfigError(f"got stack of shape {shape}; want a 2-D (n, d) tensor with n >= {min_rows}")
-    if not x.is_floating_point():
-        x = x.to(torch.float32)
-    return x
+    """The stack through :func:`fedcore.validate.as_stack`, refused with :class:`PrivacyConfigError`."""
+    return validate.as_stack(stack, error=PrivacyConfigError, min_rows=min_rows)
 
 
 def mean_rule(stack: torch.Tensor) -> torch.Tensor:
@@ -324,7 +319,8 @@ class DPFedAvg:
         noise = torch.randn(shape, generator=g, device=g.device, dtype=like.dtype)
         return (noise * std).to(device=like.device)
 
-    def __call__(self, stack: torch.Tensor | np.ndarray) -> torch.Tensor:
+    def __call__(self, stack: torch.Tensor | np.ndarray, **extras: Any) -> torch.Tensor:
+        """One round; ``extras`` (the rule's per-round keywords, e.g. ``root``, ``ids``) go to the rule."""
         x = _as_stack(stack, min_rows=0)
         if self.budget is not None and self.would_exceed(*self.budget):
             eps, delta = self.budget
@@ -340,7 +336,7 @@ class DPFedAvg:
             out = torch.zeros(d, dtype=x.dtype, device=x.device)
             self.last_selection = None
         else:
-            out = self.rule(clipped)
+            out = self.rule(clipped, **extras)
             self.last_selection = getattr(self.rule, "last_selection", None)
         total = out * n + self._normal((d,), self.update_noise_multiplier * clip, out)
         result = total / self.expected_clients

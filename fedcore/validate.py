@@ -39,10 +39,8 @@ def as_stack(
     if stack.ndim != 2:
         raise error(f"{name} must be 2-D (n, d); got shape {tuple(stack.shape)}")
     if stack.shape[0] < min_rows or stack.shape[1] < 1:
-        raise error(
-            f"{name} must have at least {'one row' if min_rows == 1 else f'{min_rows} rows'} and one "
-            f"column; got shape {tuple(stack.shape)}"
-        )
+        rows = {0: "", 1: "at least one row and "}.get(min_rows, f"at least {min_rows} rows and ")
+        raise error(f"{name} must have {rows}one column (d >= 1); got shape {tuple(stack.shape)}")
     if not stack.is_floating_point():
         raise error(f"{name} must hold floating values; got dtype {stack.dtype}; want a float dtype")
     return stack

@@ -65,29 +65,21 @@ def build_defense(cfg: Config) -> Any:
     return rule
 
 
-class _RoundContext:
-    """Adapter giving a rule what the server knows each round: the root gradient for rules that need it
-    (FLTrust: ``root=``) and the cohort's client ids for :class:`robust.Reputation` (``ids=``), so trust
-    follows clients, not row positions, when the cohort changes between rounds."""
+def rule_extras(
+    rule: Any, *, root: torch.Tensor | None = None, ids: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The keywords ``rule`` takes each round besides the stack, as call arguments.
 
-    def __init__(self, rule: Any) -> None:
-        self.rule = rule
-        self.needs_root = bool(getattr(rule, "needs_root", False))
-        self.needs_ids = isinstance(rule, robust.Reputation)
-        self.root: torch.Tensor | None = None
-        self.ids: np.ndarray | None = None
-
-    @property
-    def last_selection(self) -> Any:
-        return getattr(self.rule, "last_selection", None)
-
-    def __call__(self, stack: torch.Tensor) -> torch.Tensor:
-        kw: dict[str, Any] = {}
-        if self.needs_root:
-            kw["root"] = self.root
-        if self.needs_ids:
-            kw["ids"] = self.ids
-        return self.rule(stack, **kw)
+    The server's root gradient for rules that need it (FLTrust, ``needs_root``: ``root=``) and the
+    cohort's client ids for :class:`robust.Reputation` (``ids=``), so trust follows clients, not row
+    positions, when the cohort changes between rounds. Empty for every other rule.
+    """
+    kw: dict[str, Any] = {}
+    if getattr(rule, "needs_root", False):
+        kw["root"] = root
+    if isinstance(rule, robust.Reputation):
+        kw["ids"] = ids
+    return kw
 
 
 def build_attack(cfg: Config) -> Any:

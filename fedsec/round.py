@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,7 @@ class RoundRecord:
         seconds: wall time of the protocol's round.
         meter: :func:`meter_by_role` of the protocol's meter.
         leakage: the keys each party's leakage record holds.
+        weights: the global model after the server's step (set by the round loop before observers run).
     """
 
     round: int
@@ -63,6 +64,7 @@ class RoundRecord:
     seconds: float
     meter: dict[str, dict[str, float]]
     leakage: dict[str, list[str]]
+    weights: torch.Tensor | None = field(default=None, repr=False)
 
 
 Observer = Callable[[RoundRecord], None]
@@ -79,14 +81,19 @@ def aggregate(
     rng: np.random.Generator,
     device: torch.device | str,
     dtype: torch.dtype,
+    extras: Mapping[str, Any] | None = None,
 ) -> RoundRecord:
     """Run ``proto`` on the cohort's stack and record the round.
 
     Detection is measured when the rule (``selector``) reports a selection after the round, and
-    whenever the protocol accepted fewer rows than the cohort (dropouts, rejected proofs).
+    whenever the protocol accepted fewer rows than the cohort (dropouts, rejected proofs). ``extras``
+    are the rule's per-round keywords (:func:`fedsec.build.rule_extras`), passed to the protocol's run.
     """
     t0 = time.perf_counter()
-    result: RoundResult = proto.run(stack, rng=rng)
+    if extras:
+        result: RoundResult = proto.run(stack, rng=rng, extras=extras)
+    else:
+        result = proto.run(stack, rng=rng)
     seconds = time.perf_counter() - t0
     agg = torch.as_tensor(result.aggregate, device=device).to(dtype).reshape(-1)
     rows = {int(i) for i in result.accepted}

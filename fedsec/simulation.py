@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,14 @@ import fedsec
 import robust
 import robust.attacks
 from fedsec import round as fround
-from fedsec.build import _RoundContext, build_attack, build_defense, build_protocol, threat_model
+from fedsec.build import build_attack, build_defense, build_protocol, rule_extras, threat_model
 from fedsec.cohorts import draw_cohort, sampler_for
 from fedsec.config import Config
 from fedsec.errors import ConfigError, DataError
+from fedsec.observers import Checkpoints, Evaluator, Metrics, PrivacyBudget
 from fedsec.outputs import RunWriter, csv_text
 from fedsec.privacy import PrivacyWiring
-from fedsec.training import ClientComputer, ClientData, FlatModel, evaluate, poison, predict, resolve_device
+from fedsec.training import ClientComputer, ClientData, FlatModel, poison, resolve_device
 from fedsec.validate import check_data, check_device
 
 ProgressFn = Callable[[int, int], None]
@@ -105,17 +107,62 @@ def simulate(
         torch.set_num_threads(before)
 
 
-def _simulate(
-    cfg: Config,
-    run_dir: Path | None = None,
-    *,
-    progress: ProgressFn | None = None,
-    model: torch.nn.Module | None = None,
-    observers: list[fround.Observer] | None = None,
-) -> UnitResult:
-    """Run one unit config (one defense); write its run directory when ``run_dir`` is given."""
-    cfg.defense  # noqa: B018 - raises unless exactly one defense
-    t_start = time.perf_counter()
+@dataclass
+class _Parts:
+    """Everything one unit run builds before its first round: data, model, parties, generators."""
+
+    cfg: Config
+    device: torch.device
+    hist: np.ndarray
+    byz_ids: np.ndarray
+    is_byz: np.ndarray
+    evaluator: Evaluator
+    computer: ClientComputer
+    root_computer: ClientComputer | None
+    rule: Any
+    privacy: PrivacyWiring
+    proto: Any
+    attack: Any
+    w: torch.Tensor
+    rng: np.random.Generator
+    gen: torch.Generator = field(repr=False)
+    atk_gen: torch.Generator = field(repr=False)
+    momentum: torch.Tensor | None = field(default=None, repr=False)
+
+    def client_stack(self, cohort: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The cohort's updates after momentum, the attack and local DP noise; and the rule's extras."""
+        w, device, priv = self.w, self.device, self.privacy
+        clients = torch.from_numpy(cohort).to(device)
+        honest_rows = np.flatnonzero(~self.is_byz[cohort])
+        byz_rows = np.flatnonzero(self.is_byz[cohort])
+        if not len(cohort):  # an empty Poisson cohort: no update, the DP noise is still released
+            stack = torch.zeros((0, self.evaluator.fm.d), device=device)
+        elif priv.client_level:
+            stack = priv.client_updates(w, cohort, self.computer, clients, self.gen)
+        else:
+            stack = self.computer.updates(w, clients, self.gen)
+        if self.momentum is not None:
+            beta = self.cfg.train.momentum
+            self.momentum[clients] = beta * self.momentum[clients] + (1 - beta) * stack
+            stack = self.momentum[clients].clone()
+        root = None
+        if self.root_computer is not None:
+            root = self.root_computer.updates(w, torch.zeros(1, dtype=torch.long, device=device), self.gen)[0]
+        extras = rule_extras(self.rule, root=root, ids=cohort)
+        # (A cohort of Byzantine clients only has no honest update to attack: they send their own.)
+        if self.attack is not None and len(byz_rows) and len(honest_rows):
+            br = torch.from_numpy(byz_rows).to(device)
+            rule = partial(self.rule, **extras)
+            ctx = robust.attacks.AttackContext(
+                n=len(cohort), f=len(byz_rows), rule=rule, generator=self.atk_gen
+            )
+            honest = stack[torch.from_numpy(honest_rows).to(device)] if self.attack.omniscient else None
+            stack[br] = self.attack(stack[br], honest, ctx=ctx).to(stack.dtype)
+        return priv.local_noise(stack), extras
+
+
+def _prepare(cfg: Config, model: torch.nn.Module | None) -> _Parts:
+    """Load and partition the data, poison it, build the model, the rule, the protocol and the attack."""
     seed = cfg.train.seed
     check_device(cfg.train.device)
     device = resolve_device(cfg.train.device)
@@ -126,7 +173,6 @@ def _simulate(
     byz_ids = np.sort(rng.choice(n, size=f_actual, replace=False)) if f_actual else np.empty(0, np.int64)
     is_byz = np.zeros(n, bool)
     is_byz[byz_ids] = True
-
     x_train, y_train = train.x, train.y
     if f_actual and cfg.attack.data != "none":
         byz_samples = np.concatenate([parts[i] for i in byz_ids])
@@ -141,9 +187,7 @@ def _simulate(
     if cfg.attack.data == "backdoor" and f_actual:
         from fedsec.training import apply_trigger, trigger_value
 
-        keep = y_test != cfg.attack.backdoor_target
-        bd_x = apply_trigger(x_test[keep], trigger_value(train.x))
-
+        bd_x = apply_trigger(x_test[y_test != cfg.attack.backdoor_target], trigger_value(train.x))
     torch.manual_seed(seed)
     if model is None:
         from fedsec.models import make_model
@@ -156,7 +200,6 @@ def _simulate(
             raise ConfigError(f"model.name: got {cfg.model.name!r}; want a known model ({e})") from e
     model = model.to(device)
     fm = FlatModel(model)
-    w = fm.flat().to(device)
     tr = cfg.train
 
     def computer_for(client_data: ClientData) -> ClientComputer:
@@ -166,202 +209,155 @@ def _simulate(
         )  # fmt: skip
 
     computer = computer_for(data)
-
     rule = build_defense(cfg)
-    context = _RoundContext(rule)
     root_computer = None
-    if context.needs_root:
+    if getattr(rule, "needs_root", False):
         # The server's root dataset (FLTrust): 100 clean training samples it holds itself.
         ridx = np.random.default_rng([seed, 4]).choice(len(train.y), min(100, len(train.y)), replace=False)
-        root_data = ClientData.build(train.x, train.y, [ridx], device)
-        root_computer = computer_for(root_data)
-    selector = context if (context.needs_root or context.needs_ids) else rule
-    cohort_size = cfg.train.clients_per_round or n
-    sampler = sampler_for(cfg)
-    privacy = PrivacyWiring(cfg, expected_clients=cohort_size)
-    server_rule = privacy.wrap_rule(selector)
-    proto = build_protocol(cfg, rule, server_rule)
+        root_computer = computer_for(ClientData.build(train.x, train.y, [ridx], device))
+    privacy = PrivacyWiring(cfg, expected_clients=cfg.train.clients_per_round or n)
+    proto = build_protocol(cfg, rule, privacy.wrap_rule(rule))
     privacy.bind_protocol(proto)
     attack = build_attack(cfg)
-    gen = torch.Generator().manual_seed(seed)
-    atk_gen = torch.Generator().manual_seed(seed + 1_000_003)
     momentum = torch.zeros((n, fm.d), device=device) if cfg.train.momentum > 0 else None
-    step_size = cfg.train.server_lr * (cfg.train.lr if cfg.train.mode == "fedsgd" else 1.0)
     privacy.setup_clients(model, train, parts, is_byz)
+    evaluator = Evaluator(fm, x_test, y_test, cfg.eval.batch_size, bd_x, cfg.attack.backdoor_target)
+    return _Parts(
+        cfg, device, hist, byz_ids, is_byz, evaluator, computer, root_computer, rule, privacy, proto, attack,
+        fm.flat().to(device), rng, torch.Generator().manual_seed(seed),
+        torch.Generator().manual_seed(seed + 1_000_003), momentum,
+    )  # fmt: skip
 
+
+def _simulate(
+    cfg: Config,
+    run_dir: Path | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    model: torch.nn.Module | None = None,
+    observers: list[fround.Observer] | None = None,
+) -> UnitResult:
+    """Run one unit config (one defense); write its run directory when ``run_dir`` is given."""
+    cfg.defense  # noqa: B018 - raises unless exactly one defense
+    t_start = time.perf_counter()
+    p = _prepare(cfg, model)
+    seed, sampler, tr = cfg.train.seed, sampler_for(cfg), cfg.train
+    step_size = tr.server_lr * (tr.lr if tr.mode == "fedsgd" else 1.0)
     writer = RunWriter(run_dir) if run_dir is not None else None
-    cfg_hash = cfg.hash()
-    base = {
-        "config_hash": cfg_hash,
+    base: dict[str, Any] = {
+        "config_hash": cfg.hash(),
         "seed": seed,
         "version": fedsec.__version__,
         "defense": cfg.defense.label,
     }
-    metrics: list[dict[str, Any]] = []
-    totals = fround.MeterTotals()
-    observing: list[fround.Observer] = [totals, *(observers or [])]
-    agg_times: list[float] = []
+    metrics = Metrics(p.evaluator, base, cfg.eval.every, tr.rounds, p.privacy, writer, t_start)
+    totals, budget = fround.MeterTotals(), PrivacyBudget(p.privacy)
+    checkpoints = Checkpoints(writer, cfg.output.checkpoint_every, cfg.hash()) if writer is not None else None
+    observing: list[fround.Observer] = [
+        totals,
+        metrics,
+        budget,
+        *([checkpoints] if checkpoints else []),
+        *(observers or []),
+    ]
     client_times: list[float] = []
-    tpr_acc: list[float] = []
-    fpr_acc: list[float] = []
-    window_agg: list[float] = []
-    stopped = "completed"
-    diverged = False
-    rounds_done = 0
+    stopped, diverged, rounds_done = "completed", False, 0
     try:
         if writer is not None:
             writer.write_text("config.toml", cfg.to_toml())
-            writer.write_text("label_histogram.csv", _histogram_csv(hist, is_byz))
-        for t in range(1, cfg.train.rounds + 1):
-            if privacy.would_exceed_budget():
-                stopped = privacy.budget_stop_reason()
+            writer.write_text("label_histogram.csv", _histogram_csv(p.hist, p.is_byz))
+        for t in range(1, tr.rounds + 1):
+            if budget.stop is not None:
+                stopped = budget.stop
                 break
-            cohort = draw_cohort(sampler, rng)  # Poisson under DP-FedAvg of the mean: fedsec.cohorts
-            clients = torch.from_numpy(cohort).to(device)
+            cohort = draw_cohort(sampler, p.rng)  # Poisson under DP-FedAvg of the mean: fedsec.cohorts
             t0 = time.perf_counter()
-            honest_rows = np.flatnonzero(~is_byz[cohort])
-            byz_rows = np.flatnonzero(is_byz[cohort])
-            if not len(cohort):  # an empty Poisson cohort: no update, the DP noise is still released
-                stack = torch.zeros((0, fm.d), device=device)
-            elif privacy.client_level:
-                stack = privacy.client_updates(w, cohort, computer, clients, gen)
-            else:
-                stack = computer.updates(w, clients, gen)
-            if momentum is not None:
-                beta = cfg.train.momentum
-                momentum[clients] = beta * momentum[clients] + (1 - beta) * stack
-                stack = momentum[clients].clone()
-            # (A cohort of Byzantine clients only has no honest update to attack: they send their own.)
-            if attack is not None and len(byz_rows) and len(honest_rows):
-                br = torch.from_numpy(byz_rows).to(device)
-                hr = torch.from_numpy(honest_rows).to(device)
-                ctx = robust.attacks.AttackContext(
-                    n=len(cohort), f=len(byz_rows), rule=selector, generator=atk_gen
-                )
-                honest = stack[hr] if getattr(attack, "omniscient", False) else None
-                stack[br] = attack(stack[br], honest, ctx=ctx).to(stack.dtype)
-            stack = privacy.local_noise(stack)
+            stack, extras = p.client_stack(cohort)
             client_times.append(time.perf_counter() - t0)
-            if root_computer is not None:
-                server_id = torch.zeros(1, dtype=torch.long, device=device)
-                context.root = root_computer.updates(w, server_id, gen)[0]
-            context.ids = cohort
             try:
                 record = fround.aggregate(
-                    proto, stack, round_no=t, cohort=cohort, is_byz=is_byz, selector=selector,
-                    rng=np.random.default_rng([seed, 5, t]), device=device, dtype=w.dtype,
+                    p.proto, stack, round_no=t, cohort=cohort, is_byz=p.is_byz, selector=p.rule,
+                    rng=np.random.default_rng([seed, 5, t]), device=p.device, dtype=p.w.dtype, extras=extras,
                 )  # fmt: skip
             except robust.NonFiniteError as e:
                 # The rule refuses more non-finite updates than it tolerates: a server using it would
                 # release a non-finite model. Record the divergence and stop this run cleanly.
-                diverged = True
-                stopped = f"diverged at round {t}: {e}"
-                w = torch.full_like(w, float("nan"))
-                rounds_done = t
+                diverged, stopped, rounds_done = True, f"diverged at round {t}: {e}", t
+                p.w = torch.full_like(p.w, float("nan"))
                 break
+            diverged = diverged or not bool(torch.isfinite(record.aggregate).all())
+            p.w = record.weights = p.w - step_size * record.aggregate
+            rounds_done = t
             for observe in observing:
                 observe(record)
-            agg_times.append(record.seconds)
-            window_agg.append(record.seconds)
-            agg = record.aggregate
-            if record.tpr is not None:
-                tpr_acc.append(record.tpr)
-            if record.fpr is not None:
-                fpr_acc.append(record.fpr)
-            if not bool(torch.isfinite(agg).all()):
-                diverged = True
-            w = w - step_size * agg
-            rounds_done = t
-            if t % cfg.eval.every == 0 or t == cfg.train.rounds:
-                acc, loss = evaluate(fm, w, x_test, y_test, cfg.eval.batch_size)
-                rec: dict[str, Any] = {
-                    **base,
-                    "round": t,
-                    "accuracy": acc,
-                    "loss": loss,
-                    "agg_seconds": float(np.mean(window_agg)),
-                    "elapsed": time.perf_counter() - t_start,
-                }
-                window_agg = []
-                if bd_x is not None:
-                    rec["backdoor_success"] = float(
-                        (predict(fm, w, bd_x, cfg.eval.batch_size) == cfg.attack.backdoor_target)
-                        .float()
-                        .mean()
-                    )
-                if tpr_acc or fpr_acc:
-                    rec["byz_detection_tpr"] = float(np.mean(tpr_acc)) if tpr_acc else None
-                    rec["byz_detection_fpr"] = float(np.mean(fpr_acc)) if fpr_acc else None
-                rec.update(privacy.metrics())
-                metrics.append(rec)
-                if writer is not None:
-                    writer.append_metrics(rec)
-            ck = cfg.output.checkpoint_every
-            if writer is not None and ck > 0 and t % ck == 0:
-                torch.save(
-                    {"round": t, "weights": w.cpu(), "config_hash": cfg_hash},
-                    writer.path(f"checkpoints/round_{t:05d}.pt"),
-                )
             if progress is not None:
-                progress(t, cfg.train.rounds)
-        if rounds_done and (not metrics or metrics[-1]["round"] != rounds_done):
-            acc, loss = evaluate(fm, w, x_test, y_test, cfg.eval.batch_size)
-            rec = {**base, "round": rounds_done, "accuracy": acc, "loss": loss, **privacy.metrics()}
-            metrics.append(rec)
-            if writer is not None:
-                writer.append_metrics(rec)
-        accs = [m["accuracy"] for m in metrics if not math.isnan(m["accuracy"])]
-        summary: dict[str, Any] = {
-            **base,
-            "label": cfg.defense.label,
-            "dataset": cfg.data.dataset,
-            "n_clients": n,
-            "beta": cfg.data.beta,
-            "partition": cfg.data.partition,
-            "attack": cfg.attack.name if cfg.attack.f else "none",
-            "attack_data": cfg.attack.data,
-            "strength": cfg.attack.strength,
-            "f": f_actual,
-            "protocol": cfg.mechanism(),
-            "mode": cfg.train.mode,
-            "rounds": rounds_done,
-            "max_accuracy": max(accs) if accs else math.nan,
-            "final_accuracy": metrics[-1]["accuracy"] if metrics else math.nan,
-            "agg_seconds_mean": float(np.mean(agg_times)) if agg_times else math.nan,
-            "client_seconds_mean": float(np.mean(client_times)) if client_times else math.nan,
-            "seconds": time.perf_counter() - t_start,
-            "diverged": diverged,
-            "stopped": stopped,
-            "engine": computer.engine,
-            "device": str(device),
-            "byzantine_clients": [int(i) for i in byz_ids],
-            "threat_model": threat_model(cfg, privacy.statement()),
-        }
-        if tpr_acc or fpr_acc:
-            summary["byz_detection_tpr"] = float(np.mean(tpr_acc)) if tpr_acc else None
-            summary["byz_detection_fpr"] = float(np.mean(fpr_acc)) if fpr_acc else None
-        if bd_x is not None and metrics:
-            summary["backdoor_success"] = metrics[-1].get("backdoor_success")
-        summary.update(totals.summary())
-        if privacy.statement() is not None:
-            summary["privacy"] = privacy.statement()
+                progress(t, tr.rounds)
+        metrics.finish(p.w, rounds_done)
+        summary = _summary(
+            cfg, p, metrics, totals, base, rounds_done, client_times, t_start, stopped, diverged
+        )
         if writer is not None:
-            if cfg.output.checkpoint_every >= 0:
-                torch.save(
-                    {"round": rounds_done, "weights": w.cpu(), "config_hash": cfg_hash},
-                    writer.path("checkpoints/final.pt"),
-                )
-            from fedsec.report import unit_report
-
-            writer.write_text("summary.csv", csv_text([_flat_summary(summary)]))
-            writer.write_text("report.md", unit_report(cfg, summary, metrics))
-            writer.write_json("summary.json", summary)
+            if checkpoints is not None and cfg.output.checkpoint_every >= 0:
+                checkpoints.save(rounds_done, p.w, "checkpoints/final.pt")
+            _write_unit(writer, cfg, summary, metrics.rows)
             run_dir = writer.commit()
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
-    return UnitResult(cfg.defense.label, cfg_hash, seed, metrics, summary, run_dir, w.detach().cpu())
+    return UnitResult(
+        cfg.defense.label, base["config_hash"], seed, metrics.rows, summary, run_dir, p.w.detach().cpu()
+    )
+
+
+def _summary(
+    cfg: Config, p: _Parts, metrics: Metrics, totals: fround.MeterTotals, base: dict[str, Any],
+    rounds_done: int, client_times: list[float], t_start: float, stopped: str, diverged: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """The unit's summary: configuration, accuracy, timings, detection, protocol meter, privacy."""
+    rows = metrics.rows
+    accs = [m["accuracy"] for m in rows if not math.isnan(m["accuracy"])]
+    summary: dict[str, Any] = {
+        **base,
+        "label": cfg.defense.label,
+        "dataset": cfg.data.dataset,
+        "n_clients": cfg.data.n_clients,
+        "beta": cfg.data.beta,
+        "partition": cfg.data.partition,
+        "attack": cfg.attack.name if cfg.attack.f else "none",
+        "attack_data": cfg.attack.data,
+        "strength": cfg.attack.strength,
+        "f": cfg.attack.f,
+        "protocol": cfg.mechanism(),
+        "mode": cfg.train.mode,
+        "rounds": rounds_done,
+        "max_accuracy": max(accs) if accs else math.nan,
+        "final_accuracy": rows[-1]["accuracy"] if rows else math.nan,
+        "agg_seconds_mean": float(np.mean(metrics.agg_times)) if metrics.agg_times else math.nan,
+        "client_seconds_mean": float(np.mean(client_times)) if client_times else math.nan,
+        "seconds": time.perf_counter() - t_start,
+        "diverged": diverged,
+        "stopped": stopped,
+        "engine": p.computer.engine,
+        "device": str(p.device),
+        "byzantine_clients": [int(i) for i in p.byz_ids],
+        "threat_model": threat_model(cfg, p.privacy.statement()),
+    }
+    summary.update(metrics.detection())
+    if p.evaluator.bd_x is not None and rows:
+        summary["backdoor_success"] = rows[-1].get("backdoor_success")
+    summary.update(totals.summary())
+    if p.privacy.statement() is not None:
+        summary["privacy"] = p.privacy.statement()
+    return summary
+
+
+def _write_unit(writer: RunWriter, cfg: Config, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    from fedsec.report import unit_report
+
+    writer.write_text("summary.csv", csv_text([_flat_summary(summary)]))
+    writer.write_text("report.md", unit_report(cfg, summary, rows))
+    writer.write_json("summary.json", summary)
 
 
 def _histogram_csv(hist: np.ndarray, is_byz: np.ndarray) -> str:

@@ -37,9 +37,9 @@ leakage record gains ``"statistic"`` under the party that computed the rule's st
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -109,14 +109,20 @@ class Composed:
         *,
         weights: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
+        extras: Mapping[str, Any] | None = None,
     ) -> RoundResult:
+        """One round of the inner protocol; ``extras`` (the rule's per-round keywords: FLTrust's
+        ``root``, Reputation's ``ids``) go to protocols that run the rule on rows (``plain``)."""
         if self.plan.weights is not None:
             if weights is not None:
                 raise CompositionError(
                     f"{self.name}: got client weights with a pre-aggregated rule; want weights=None"
                 )
             weights = self.plan.weights(int(torch.as_tensor(stack).shape[0]))
-        res = self.inner.run(stack, weights=weights, rng=rng)
+        if extras:
+            res = cast(Any, self.inner).run(stack, weights=weights, rng=rng, extras=extras)
+        else:
+            res = self.inner.run(stack, weights=weights, rng=rng)
         learns = {party: dict(values) for party, values in res.leakage.learns.items()}
         for party, stat in self.plan.learns.items():
             learns.setdefault(party, {})["statistic"] = stat.value

@@ -50,8 +50,9 @@ import torch
 from phe import paillier
 
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
+from protocols.channel import Channel, Message
 from protocols.ckks.checks import ByzantineInputError
-from protocols.ckks.driver import Message, as_stack, refuse_weights
+from protocols.ckks.driver import as_stack, refuse_weights
 from protocols.ckks.messages import Identity, Kind, array_part, open_message, parse_array
 from protocols.ckks.setup import load_paillier_modulus, open_setup, seal_setup
 from secagg.encoding import FixedPoint
@@ -318,12 +319,8 @@ class PaillierMean:
         self.intercept: Callable[[Message], bytes] | None = None
 
     def _send(self, sender: str, receiver: str, phase: str, payload: bytes) -> bytes:
-        self.meter.send(sender, receiver, phase, payload)
-        delivered = bytes(payload)
-        if self.intercept is not None:
-            delivered = bytes(self.intercept(Message(sender, receiver, phase, delivered)))
-        self.transcript.append(Message(sender, receiver, phase, delivered))
-        return delivered
+        channel = Channel(self.meter, self.transcript, intercept=self.intercept)
+        return channel.deliver(sender, receiver, phase, payload)
 
     def _setup(self, n: int) -> tuple[PaillierKeyHolder, PaillierServer]:
         if self.key_holder is None or self.server is None:

@@ -10,13 +10,14 @@ and distribution) is metered in the round that performs it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from fedcore import validate
 from protocols.base import Meter
+from protocols.channel import Channel, Message
 from protocols.ckks.checks import ByzantineInputError
 from protocols.ckks.messages import Identity, Kind
 from protocols.ckks.params import CKKSParameterError, CKKSParams
@@ -29,16 +30,6 @@ from protocols.ckks.parties import (
     read_plaintext,
 )
 from protocols.ckks.setup import seal_setup
-
-
-@dataclass(frozen=True)
-class Message:
-    """One transcript entry: who sent which bytes to whom, in which phase."""
-
-    sender: str
-    receiver: str
-    phase: str
-    payload: bytes
 
 
 def as_params(params: CKKSParams | dict[str, Any] | None) -> CKKSParams:
@@ -59,23 +50,18 @@ def as_params(params: CKKSParams | dict[str, Any] | None) -> CKKSParams:
 
 
 def as_stack(stack: torch.Tensor | np.ndarray) -> np.ndarray:
-    """The ``(n, d)`` stack as float64 numpy on the CPU (the clients' plaintexts)."""
-    if isinstance(stack, torch.Tensor):
-        x = stack.detach().to("cpu", torch.float64).numpy()
-    else:
-        x = np.asarray(stack, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"got a stack of shape {x.shape}; want (n, d) with n, d >= 1")
-    return x
+    """The ``(n, d)`` stack as float64 numpy on the CPU (the clients' plaintexts).
+
+    Validated by :func:`fedcore.validate.as_stack` (``ValueError`` naming the shape or dtype).
+    """
+    return validate.as_stack(stack).to("cpu", torch.float64).numpy()
 
 
 def as_weights(weights: torch.Tensor | np.ndarray | None, n: int) -> np.ndarray | None:
-    """Normalized client weights ``w / sum(w)``, or ``None`` for the plain mean."""
+    """Normalized client weights ``w / sum(w)`` (:func:`fedcore.validate.as_weights`), or ``None``."""
     if weights is None:
         return None
-    w = np.asarray(torch.as_tensor(weights).detach().cpu().to(torch.float64).numpy(), dtype=np.float64)
-    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"got weights of shape {w.shape}; want ({n},) finite, >= 0, positive sum")
+    w = validate.as_weights(weights, n, device="cpu").numpy()
     return w / w.sum()
 
 
@@ -115,12 +101,8 @@ class CKKSRound:
     # -- plumbing ---------------------------------------------------------------------------------------
     def send(self, sender: str, receiver: str, phase: str, payload: bytes) -> bytes:
         """Deliver one message: meter it, pass it through :attr:`intercept`, record what arrived."""
-        self.meter.send(sender, receiver, phase, payload)
-        delivered = bytes(payload)
-        if self.intercept is not None:
-            delivered = bytes(self.intercept(Message(sender, receiver, phase, delivered)))
-        self.transcript.append(Message(sender, receiver, phase, delivered))
-        return delivered
+        channel = Channel(self.meter, self.transcript, intercept=self.intercept)
+        return channel.deliver(sender, receiver, phase, payload)
 
     def received_by(self, party: str) -> list[Message]:
         """Messages of the last round whose receiver is ``party``."""

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedcore import l2_clip_factors
 from protocols.base import PROTOCOLS, Leakage, RoundResult
 from protocols.ckks.checks import check_clip_norm, sq_norm_culprits
 from protocols.ckks.driver import CKKSRound
@@ -55,10 +56,8 @@ CLIP_ENFORCED = (
 
 
 def clip_factors(sq_norms: np.ndarray, clip: float) -> np.ndarray:
-    """``min(1, C / ||x||)`` from squared norms (negative CKKS noise on a zero norm reads as 0)."""
-    norms = np.sqrt(np.maximum(sq_norms, 0.0))
-    with np.errstate(divide="ignore"):
-        return np.where(norms > clip, clip / np.maximum(norms, 1e-300), 1.0)
+    """:func:`fedcore.l2_clip_factors` from squared norms (negative CKKS noise on a zero norm reads as 0)."""
+    return l2_clip_factors(np.sqrt(np.maximum(sq_norms, 0.0)), clip)
 
 
 @PROTOCOLS.register("ckks_norm_clip")

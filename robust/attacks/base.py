@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from fedcore import validate
 from robust._registry import Registry
 from robust.errors import RobustError
 
@@ -29,6 +30,10 @@ Rule = Callable[[torch.Tensor], torch.Tensor]
 
 class AttackError(RobustError, ValueError):
     """An attack was misused (e.g. asked for a strength it does not have)."""
+
+
+class AttackInputError(AttackError, TypeError):
+    """An attack got a stack of the wrong type, shape or dtype (both a ``ValueError`` and a ``TypeError``)."""
 
 
 class KnowledgeError(AttackError):
@@ -70,16 +75,11 @@ class AttackContext:
 
 
 def as_stack(x: Any, name: str) -> torch.Tensor:
-    """Accept a 2-D floating tensor or numpy array (zero-copy); reject anything else with a typed error."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy array; got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows, d); got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating dtype; got {x.dtype}")
-    return x
+    """A 2-D floating tensor or numpy array (zero-copy) through :func:`fedcore.validate.as_stack`.
+
+    ``f = 0`` rows are allowed; anything else wrong raises :class:`AttackInputError`.
+    """
+    return validate.as_stack(x, error=AttackInputError, name=name, min_rows=0)
 
 
 class Attack:
@@ -107,8 +107,6 @@ class Attack:
         own = as_stack(own, "own")
         if own.shape[0] != ctx.f:
             raise ValueError(f"own must have f={ctx.f} rows (f, d); got shape {tuple(own.shape)}")
-        if own.shape[1] < 1:
-            raise ValueError(f"own must have d >= 1 columns; got shape {tuple(own.shape)}")
         if honest is not None:
             honest = as_stack(honest, "honest")
             want = (ctx.n - ctx.f, own.shape[1])

@@ -180,7 +180,7 @@ def test_dpfedavg_bad_config(kwargs: dict[str, float], match: str) -> None:
 
 
 def test_bad_stack_shape() -> None:
-    with pytest.raises(PrivacyConfigError, match=r"got stack of shape \(5,\); want"):
+    with pytest.raises(PrivacyConfigError, match=r"stack must be 2-D \(n, d\); got shape \(5,\)"):
         DPFedAvg(mean_rule, clip=1.0, noise_multiplier=1.0, expected_clients=4)(torch.zeros(5))
 
 

@@ -54,7 +54,7 @@ class LayerError(ValueError):
         (np.zeros((3, 2), dtype=np.int64), "floating"),
         ([[1.0]], "torch.Tensor or numpy array; got list"),
         (torch.zeros(3), r"2-D \(n, d\); got shape \(3,\)"),
-        (torch.zeros(1, 3), r"at least 2 rows and one column; got shape \(1, 3\)"),
+        (torch.zeros(1, 3), r"at least 2 rows and one column \(d >= 1\); got shape \(1, 3\)"),
     ],
 )
 def test_bad_stacks_raise_the_callers_error(stack: object, match: str) -> None:

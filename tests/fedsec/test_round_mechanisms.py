@@ -94,6 +94,44 @@ def test_multi_krum_in_the_clear_and_under_ckks_agree() -> None:
     assert "pairwise_sq_distances" in enc.summary["leakage_keys"]["key_holder"]
 
 
+def test_rule_extras_reach_the_rule_as_call_arguments() -> None:
+    """FLTrust's root gradient and Reputation's ids go through ``run(..., extras=)`` into the rule's
+    call, with and without server-side DP around it; no wrapper object holds them between rounds."""
+    import numpy as np
+
+    import protocols
+    import robust
+    from dp.central import DPFedAvg
+    from fedsec.build import rule_extras
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    root = torch.randn(5, generator=g, dtype=torch.float64)
+    fltrust = robust.make("fltrust")
+    assert rule_extras(fltrust, root=root, ids=np.arange(6)) == {"root": root}
+    assert rule_extras(robust.Mean(), root=root, ids=np.arange(6)) == {}
+    want = fltrust(x, root=root)
+    got = protocols.make("plain", rule=fltrust).run(x, extras={"root": root}).aggregate
+    torch.testing.assert_close(got, want)
+    other = protocols.make("plain", rule=fltrust).run(x, extras={"root": -root}).aggregate
+    assert not torch.allclose(other, want)  # the root given in this call is the one used
+    dp = DPFedAvg(fltrust, clip=1e9, noise_multiplier=0.0, expected_clients=6)
+    torch.testing.assert_close(dp(x, root=root), want)
+    rep = robust.Reputation(robust.Mean())
+    ids = np.array([3, 7, 9, 11, 12, 20])
+    assert set(rule_extras(rep, root=None, ids=ids)) == {"ids"}
+
+
+def test_observers_see_the_weights_after_each_step() -> None:
+    """A user observer receives every round's record with the global model after the server's step."""
+    records: list[RoundRecord] = []
+    res = simulate(tiny(train={"rounds": 3}), observers=[records.append])
+    assert [r.round for r in records] == [1, 2, 3]
+    assert records[-1].weights is not None
+    assert torch.equal(records[-1].weights.cpu(), res.weights)
+    assert not torch.equal(records[0].weights, records[-1].weights)
+
+
 @pytest.mark.slow
 def test_prio_rejects_a_large_norm_attacker_before_it_reaches_the_model() -> None:
     seen: list[RoundRecord] = []
