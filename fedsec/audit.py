@@ -25,7 +25,6 @@ from __future__ import annotations
 import inspect
 import math
 import re
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any

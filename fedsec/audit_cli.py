@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from fedsec.audit import AuditError, AuditSpec, parse_network, total_steps
 
@@ -30,23 +31,43 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "per-phase seconds, bytes and communication rounds, expansion against a plain float32 upload, "
         "the leakage record, growth exponents and a network-model wall clock.",
     )
-    p.add_argument("--mechanisms", default="plain,secagg,secagg_plus,secagg_ddp,ckks,paillier,prio",
-                   help="comma-separated mechanisms (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--mechanisms",
+        default="plain,secagg,secagg_plus,secagg_ddp,ckks,paillier,prio",
+        help="comma-separated mechanisms (default: %(default)s)",
+    )
     p.add_argument("--rule", default="mean", help="robust rule by registered name (default: mean)")
-    p.add_argument("--rule-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="a rule parameter, VALUE parsed as TOML (repeatable), e.g. --rule-arg f=5")  # fmt: skip
+    p.add_argument(
+        "--rule-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a rule parameter, VALUE parsed as TOML (repeatable), e.g. --rule-arg f=5",
+    )
     p.add_argument("--clients", default="25", help="comma-separated n (default: 25)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--dim", default=None, help="comma-separated d (default: the LeNet-5 size)")
     size.add_argument("--model", default=None, help="d = the parameter count of this model on 28x28 images")
-    p.add_argument("--dropout", type=float, default=0.0,
-                   help="also audit with this dropout rate, where the mechanism models dropout")  # fmt: skip
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="also audit with this dropout rate, where the mechanism models dropout",
+    )
     p.add_argument("--repeats", type=int, default=3, help="runs per case (default 3)")
-    p.add_argument("--budget", type=float, default=60.0, metavar="SECONDS",
-                   help="a case predicted slower than this is extrapolated from smaller d (default 60)")  # fmt: skip
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a case predicted slower than this is extrapolated from smaller d (default 60)",
+    )
     p.add_argument("--no-extrapolate", action="store_true", help="run every case at its size")
-    p.add_argument("--bandwidth", default="100Mbit",
-                   help="link rate, one value or per role: client=20Mbit,server=1Gbit (default 100Mbit)")  # fmt: skip
+    p.add_argument(
+        "--bandwidth",
+        default="100Mbit",
+        help="link rate, one value or per role: client=20Mbit,server=1Gbit (default 100Mbit)",
+    )
     p.add_argument("--rtt", default="50ms", help="round-trip time per communication round (default 50ms)")
     p.add_argument("--out", type=Path, default=Path("runs/audit"), metavar="DIR")
     p.add_argument("--no-plots", action="store_true", help="tables only")
@@ -76,10 +97,14 @@ def spec_from_args(args: argparse.Namespace) -> AuditSpec:
     dims = _ints(args.dim) if args.dim else [model_dim(args.model or "lenet5")]
     return AuditSpec(
         mechanisms=[m.strip() for m in args.mechanisms.split(",") if m.strip()],
-        rule=robust.make(args.rule, **kw), clients=_ints(args.clients), dims=dims,
-        dropout=args.dropout, repeats=args.repeats, budget_s=args.budget,
+        rule=robust.make(args.rule, **kw),
+        clients=_ints(args.clients),
+        dims=dims,
+        dropout=args.dropout,
+        repeats=args.repeats,
+        budget_s=args.budget,
         extrapolate=not args.no_extrapolate,
-    )  # fmt: skip
+    )
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -94,17 +119,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
             transient=True,
-        ) as bar:  # fmt: skip
+        ) as bar:
             task = bar.add_task("audit", total=total_steps(spec))
             cases, refused = audit(spec, lambda what: bar.update(task, advance=1, description=what))
     obj = write(args.out, spec, network, cases, refused, plots=not args.no_plots)
     for s in obj["summary"]:
         mark = " (extrapolated)" if s["extrapolated"] else ""
-        print(f"{s['label']:<28} n={s['n']:<4} d={s['d']:<8} drop={s['dropout']:g}  client sent "
-              f"{s['client_bytes_sent']:.0f} B ({s['expansion']:.3g}x)  server {s['server_seconds']:.3g} s"
-              f"{mark}")  # fmt: skip
+        print(
+            f"{s['label']:<28} n={s['n']:<4} d={s['d']:<8} drop={s['dropout']:g}  client sent "
+            f"{s['client_bytes_sent']:.0f} B ({s['expansion']:.3g}x)  server {s['server_seconds']:.3g} s"
+            f"{mark}"
+        )
     for line in refused:
         print(f"not audited: {line}")
     print(f"wrote {args.out / 'audit.md'}")

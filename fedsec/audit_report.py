@@ -54,11 +54,22 @@ def _fmt_bytes(b: float) -> str:
 
 
 def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in body)]
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(r) + " |" for r in body),
+    ]
 
 
-def markdown(spec: AuditSpec, network: Network, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
-             leaks: list[dict[str, Any]], refused: list[str], figures: list[str]) -> str:  # fmt: skip
+def markdown(
+    spec: AuditSpec,
+    network: Network,
+    rows: list[dict[str, Any]],
+    summary: list[dict[str, Any]],
+    leaks: list[dict[str, Any]],
+    refused: list[str],
+    figures: list[str],
+) -> str:
     """The audit report: summary per case, growth exponents, per-phase rows, leakage, refusals."""
     bw = ", ".join(f"{k}: {v / 1e6:g} Mbit/s" for k, v in sorted(network.bandwidth.items()))
     lines = [
@@ -74,15 +85,37 @@ def markdown(spec: AuditSpec, network: Network, rows: list[dict[str, Any]], summ
         "",
     ]
     body = [
-        [s["label"] + (" *" if s["extrapolated"] else ""), str(s["n"]), str(s["d"]), f"{s['dropout']:g}",
-         _fmt_bytes(s["client_bytes_sent"]), _fmt_bytes(s["client_bytes_received"]), f"{s['expansion']:.3g}x",
-         f"{s['client_seconds']:.3g}", f"{s['server_seconds']:.3g}", str(s["comm_rounds"]),
-         f"{s['network_seconds']:.3g}"]
+        [
+            s["label"] + (" *" if s["extrapolated"] else ""),
+            str(s["n"]),
+            str(s["d"]),
+            f"{s['dropout']:g}",
+            _fmt_bytes(s["client_bytes_sent"]),
+            _fmt_bytes(s["client_bytes_received"]),
+            f"{s['expansion']:.3g}x",
+            f"{s['client_seconds']:.3g}",
+            f"{s['server_seconds']:.3g}",
+            str(s["comm_rounds"]),
+            f"{s['network_seconds']:.3g}",
+        ]
         for s in summary
-    ]  # fmt: skip
+    ]
     lines += _md_table(
-        ["defense", "n", "d", "dropout", "client sent", "client received", "expansion", "client s",
-         "server s", "comm rounds", "est. wall s"], body)  # fmt: skip
+        [
+            "defense",
+            "n",
+            "d",
+            "dropout",
+            "client sent",
+            "client received",
+            "expansion",
+            "client s",
+            "server s",
+            "comm rounds",
+            "est. wall s",
+        ],
+        body,
+    )
     gn, gd = growth(summary, "n", "server_seconds"), growth(summary, "d", "server_seconds")
     bn = growth(summary, "n", "client_bytes_sent")
     if any(math.isfinite(v) for v in (*gn.values(), *gd.values())):
@@ -94,13 +127,28 @@ def markdown(spec: AuditSpec, network: Network, rows: list[dict[str, Any]], summ
     lines += ["", "## Per role and phase", ""]
     lines += _md_table(
         ["defense", "n", "d", "dropout", "role", "phase", "seconds", "IQR", "sent", "received", "rounds"],
-        [[r["label"] + (" *" if r["extrapolated"] else ""), str(r["n"]), str(r["d"]), f"{r['dropout']:g}",
-          r["role"], r["phase"], f"{r['seconds']:.3g}", f"{r['seconds_iqr']:.2g}", _fmt_bytes(r["bytes_sent"]),
-          _fmt_bytes(r["bytes_received"]), str(r["comm_rounds"])] for r in rows],
-    )  # fmt: skip
+        [
+            [
+                r["label"] + (" *" if r["extrapolated"] else ""),
+                str(r["n"]),
+                str(r["d"]),
+                f"{r['dropout']:g}",
+                r["role"],
+                r["phase"],
+                f"{r['seconds']:.3g}",
+                f"{r['seconds_iqr']:.2g}",
+                _fmt_bytes(r["bytes_sent"]),
+                _fmt_bytes(r["bytes_received"]),
+                str(r["comm_rounds"]),
+            ]
+            for r in rows
+        ],
+    )
     lines += ["", "## What each party learns (leakage record)", ""]
-    lines += _md_table(["defense", "party", "learns", "value"],
-                       [[r["label"], r["party"], r["learns"], r["value"]] for r in leaks])  # fmt: skip
+    lines += _md_table(
+        ["defense", "party", "learns", "value"],
+        [[r["label"], r["party"], r["learns"], r["value"]] for r in leaks],
+    )
     if refused:
         lines += ["", "## Not audited", "", *(f"- {line}" for line in refused)]
     if figures:
@@ -108,8 +156,9 @@ def markdown(spec: AuditSpec, network: Network, rows: list[dict[str, Any]], summ
     return "\n".join(lines) + "\n"
 
 
-def write(out: Path, spec: AuditSpec, network: Network, cases: list[Case], refused: list[str],
-          plots: bool = True) -> dict[str, Any]:  # fmt: skip
+def write(
+    out: Path, spec: AuditSpec, network: Network, cases: list[Case], refused: list[str], plots: bool = True
+) -> dict[str, Any]:
     """Write ``audit.{md,csv,json}`` (and the figures) under ``out``; returns the JSON object."""
     out.mkdir(parents=True, exist_ok=True)
     rows, summary = tables(cases, network)
@@ -118,9 +167,12 @@ def write(out: Path, spec: AuditSpec, network: Network, cases: list[Case], refus
     obj = {
         "spec": {**vars(spec), "rule": str(spec.rule)},
         "network": {"bandwidth_bits_per_s": network.bandwidth, "rtt_s": network.rtt_s},
-        "rows": rows, "summary": summary, "leakage": leaks, "refused": refused,
+        "rows": rows,
+        "summary": summary,
+        "leakage": leaks,
+        "refused": refused,
         "exponents": {f"{c.label} n={c.n} d={c.d}": c.exponents for c in cases if c.exponents},
-    }  # fmt: skip
+    }
     atomic_write_text(out / "audit.json", dumps(obj))
     atomic_write_text(out / "audit.csv", csv_text(rows))
     atomic_write_text(out / "audit.md", markdown(spec, network, rows, summary, leaks, refused, figures))
@@ -164,10 +216,17 @@ def _figures(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]
         slopes = growth(summary, by, "server_seconds")
         other, fixed = ("d", d_top) if by == "n" else ("n", n_top)
         for (label, dropout), alpha in sorted(slopes.items()):
-            pts = sorted((s[by], s["server_seconds"] + s["client_seconds"]) for s in summary
-                         if s["label"] == label and s["dropout"] == dropout and s[other] == fixed)  # fmt: skip
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                    label=f"{label}{' drop' if dropout else ''} (slope {alpha:.2f})")  # fmt: skip
+            pts = sorted(
+                (s[by], s["server_seconds"] + s["client_seconds"])
+                for s in summary
+                if s["label"] == label and s["dropout"] == dropout and s[other] == fixed
+            )
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                label=f"{label}{' drop' if dropout else ''} (slope {alpha:.2f})",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"{by} ({other}={fixed})")
