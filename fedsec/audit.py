@@ -4,7 +4,8 @@ Each (mechanism, rule) runs on the same stacks (``n`` rows of L2 norm 1/2: insid
 encoding range and norm bound) ``repeats`` times. The protocol's :class:`protocols.Meter` gives, per
 party and phase, wall seconds and bytes sent and received; a row of the audit is one
 (mechanism, n, d, dropout, role, phase) with the median and spread (interquartile range) over the
-repeats. Client rows are per client (the role's total divided by ``n``), other roles are totals.
+repeats. Client rows are per client (the role's total divided by ``n``), other roles are totals. A
+phase that runs once per protocol instance (key setup) is a ``one_time`` row, outside per-round totals.
 
 Derived figures (pure functions below):
 
@@ -176,7 +177,10 @@ class Case:
         out = []
         for key in keys:
             r, _, phase = key.partition("/")
-            vals = {f: [run.get(key, {}).get(f, 0.0) for run in self.runs] for f in FIELDS}
+            # A phase missing from some repeats (key setup on a protocol's first round) is one-time:
+            # its median is over the repeats that ran it, and it stays out of the per-round totals.
+            present = [run[key] for run in self.runs if key in run]
+            vals = {f: [c[f] for c in present] for f in FIELDS}
             q1, q3 = np.percentile(vals["seconds"], [25, 75])
             sent, recv = float(np.median(vals["bytes_sent"])), float(np.median(vals["bytes_received"]))
             out.append({
@@ -184,7 +188,8 @@ class Case:
                 "dropout": self.dropout, "role": r, "phase": phase,
                 "seconds": float(np.median(vals["seconds"])), "seconds_iqr": float(q3 - q1),
                 "bytes_sent": sent, "bytes_received": recv, "comm_rounds": int(sent + recv > 0),
-                "repeats": len(self.runs), "extrapolated": self.extrapolated_from is not None,
+                "repeats": len(present), "one_time": len(present) < len(self.runs) or phase == "setup",
+                "extrapolated": self.extrapolated_from is not None,
                 "extrapolated_from_d": self.extrapolated_from,
             })  # fmt: skip
         return out
@@ -194,6 +199,8 @@ def summarize(rows: Iterable[dict[str, Any]], network: Network) -> dict[str, Any
     """Per-case totals of one case's rows: client and server cost, expansion, rounds, network estimate."""
     rows = list(rows)
     first = rows[0]
+    setup = sum(r["bytes_sent"] for r in rows if r["one_time"] and r["role"] == "client")
+    rows = [r for r in rows if not r["one_time"]] or rows
     by_role: dict[str, dict[str, float]] = {}
     phases: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -217,7 +224,7 @@ def summarize(rows: Iterable[dict[str, Any]], network: Network) -> dict[str, Any
         "server_seconds": server["seconds"], "server_bytes_received": server["bytes_received"],
         "expansion": expansion(client["bytes_sent"], first["d"]),
         "comm_rounds": sum(any(r["comm_rounds"] for r in p) for p in phases.values()),
-        "network_seconds": wall, "extrapolated": first["extrapolated"],
+        "network_seconds": wall, "client_setup_bytes_sent": setup, "extrapolated": first["extrapolated"],
     }  # fmt: skip
 
 

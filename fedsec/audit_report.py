@@ -79,7 +79,8 @@ def markdown(
         f"spread = interquartile range); dropout {spec.dropout:g}; network {bw}, rtt "
         f"{network.rtt_s * 1e3:g} ms. Client figures are per client, others per party role in total. "
         "Expansion = client bytes sent / (4 d), a plain float32 upload. Rows marked * are extrapolated "
-        "from smaller d with the fitted exponent (not measured).",
+        "from smaller d with the fitted exponent (not measured). A phase marked (once) runs once per "
+        "protocol instance (key setup) and is left out of the per-round totals.",
         "",
         "## Cost per round",
         "",
@@ -134,7 +135,7 @@ def markdown(
                 str(r["d"]),
                 f"{r['dropout']:g}",
                 r["role"],
-                r["phase"],
+                r["phase"] + (" (once)" if r["one_time"] else ""),
                 f"{r['seconds']:.3g}",
                 f"{r['seconds_iqr']:.2g}",
                 _fmt_bytes(r["bytes_sent"]),
