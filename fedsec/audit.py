@@ -16,9 +16,11 @@ Derived figures (pure functions below):
 - network model: per phase, ``max_role(seconds_role + 8 bytes_role / bandwidth_role) + rtt`` (rtt only
   for a phase that carries bytes), summed over phases: an estimate of one round's wall clock.
 - growth exponent: the least-squares slope of ``log cost`` against ``log n`` (or ``log d``).
-- extrapolation: a run whose predicted seconds (from two pilot runs at ``d/64`` and ``d/16``) exceed
-  ``budget_s`` is not run; each of its rows is ``row(d_2) (d / d_2)^alpha`` with ``alpha`` fitted on the
-  two pilots, marked ``extrapolated``.
+- extrapolation: a run whose predicted seconds (from two pilot runs at ``d_1 = d/64`` and
+  ``d_2 = d/16``) exceed ``budget_s`` is not run; its rows are marked ``extrapolated``: seconds
+  ``s(d_2) (d / d_2)^alpha`` with ``alpha`` fitted on the two pilots, bytes affine in d through the two
+  pilots (every message is a header plus a per-coordinate payload; a power law through two points of
+  ``a + b d`` would underestimate it).
 """
 
 from __future__ import annotations
@@ -132,10 +134,12 @@ def measure(proto: Any, n: int, d: int, seed: int = 0) -> tuple[dict[str, dict[s
     for (party, phase), c in res.meter.costs.items():
         r = role(party)
         t = out.setdefault(f"{r}/{phase}", dict.fromkeys(FIELDS, 0.0))
-        scale = 1.0 / n if r == "client" else 1.0
-        t["seconds"] += c.seconds * scale
-        t["bytes_sent"] += c.bytes_sent * scale
-        t["bytes_received"] += c.bytes_received * scale
+        t["seconds"] += c.seconds
+        t["bytes_sent"] += c.bytes_sent
+        t["bytes_received"] += c.bytes_received
+    for key, t in out.items():
+        if key.startswith("client/"):
+            out[key] = {f: v / n for f, v in t.items()}
     leak = {p: {k: describe(v) for k, v in values.items()} for p, values in res.leakage.learns.items()}
     return out, leak
 
@@ -150,6 +154,8 @@ def describe(value: Any) -> str:
         return f"map of {len(value)}"
     if isinstance(value, bytes):
         return f"{len(value)} bytes"
+    if isinstance(value, str):
+        return value
     if value is None:
         return "none"
     return "scalar" if isinstance(value, int | float) else type(value).__name__
@@ -246,6 +252,11 @@ class AuditSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        from protocols.mechanisms import MECHANISMS
+
+        unknown = [m for m in self.mechanisms if m not in MECHANISMS]
+        if unknown or not self.mechanisms:
+            raise AuditError(f"mechanisms: got {unknown or 'none'}; want some of {MECHANISMS.names()}")
         if self.repeats < 1:
             raise AuditError(f"repeats: got {self.repeats}; want >= 1")
         if any(n < 2 for n in self.clients) or any(d < 1 for d in self.dims):
@@ -270,7 +281,9 @@ def _extrapolate(spec: AuditSpec, proto: Any, case: Case, tick: Progress | None)
     pilots = []
     for dp in (d1, d2):
         c = Case(case.mechanism, case.label, case.n, dp, case.dropout)
-        _run_case(AuditSpec([], None, [case.n], [dp], repeats=1, seed=spec.seed), proto, c, None)
+        _run_case(
+            AuditSpec([case.mechanism], None, [case.n], [dp], repeats=1, seed=spec.seed), proto, c, None
+        )
         pilots.append(c)
     total = [sum(v["seconds"] for v in c.runs[0].values()) * case.n for c in pilots]
     alpha_t = fit_exponent([d1, d2], total)
@@ -282,10 +295,14 @@ def _extrapolate(spec: AuditSpec, proto: Any, case: Case, tick: Progress | None)
         low = pilots[0].runs[0].get(key, cost)
         out = {}
         for f in FIELDS:
-            a = fit_exponent([d1, d2], [low[f], cost[f]])
-            a = a if math.isfinite(a) else 0.0
-            case.exponents[f"{key}:{f}"] = a
-            out[f] = cost[f] * (case.d / d2) ** a
+            if f == "seconds":
+                a = fit_exponent([d1, d2], [low[f], cost[f]])
+                a = a if math.isfinite(a) else 0.0
+                case.exponents[f"{key}:{f}"] = a
+                out[f] = cost[f] * (case.d / d2) ** a
+            else:  # header + per-coordinate payload: affine in d
+                slope = max(0.0, (cost[f] - low[f]) / (d2 - d1))
+                out[f] = cost[f] + slope * (case.d - d2)
         run[key] = out
     case.runs, case.leakage, case.extrapolated_from = [run], pilots[1].leakage, d2
     if tick is not None:

@@ -11,11 +11,19 @@ import robust
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 
 
+def upload_bytes(d: int) -> int:
+    """Bytes one client sends per round in the clear: ``4 d`` (float32)."""
+    return 4 * d
+
+
 @PROTOCOLS.register("plain")
 class PlainAggregation:
     """No confidentiality: clients send float32 updates; the server runs ``rule`` on the stack.
 
     Leakage: the server learns every client's update (``"updates"``) and the aggregate.
+
+    Bytes per round (:func:`upload_bytes`): each client sends ``4 d`` (its float32 update) and receives
+    nothing; the server receives ``4 n d``. This is the baseline of every expansion ratio.
 
     Args:
         rule: an aggregator name known to ``robust.make`` or an aggregator object; default ``"mean"``.
