@@ -53,6 +53,7 @@ class RoundRecord:
         seconds: wall time of the protocol's round.
         meter: :func:`meter_by_role` of the protocol's meter.
         leakage: the keys each party's leakage record holds.
+        cohort: ids of the round's clients (those not in ``accepted`` were dropped or rejected).
     """
 
     round: int
@@ -63,6 +64,7 @@ class RoundRecord:
     seconds: float
     meter: dict[str, dict[str, float]]
     leakage: dict[str, list[str]]
+    cohort: list[int] = field(default_factory=list)
 
 
 Observer = Callable[[RoundRecord], None]
@@ -106,6 +108,7 @@ def aggregate(
         seconds=seconds,
         meter=meter_by_role(result.meter),
         leakage={party: sorted(values) for party, values in result.leakage.learns.items()},
+        cohort=[int(c) for c in cohort],
     )
 
 

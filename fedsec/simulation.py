@@ -200,6 +200,10 @@ def _simulate(
     metrics: list[dict[str, Any]] = []
     totals = fround.MeterTotals()
     observing: list[fround.Observer] = [totals, *(observers or [])]
+    if writer is not None:
+        from fedsec.overhead import OverheadLog
+
+        observing.append(OverheadLog(writer.path("overhead.jsonl")))
     agg_times: list[float] = []
     client_times: list[float] = []
     tpr_acc: list[float] = []
