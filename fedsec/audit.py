@@ -65,7 +65,7 @@ _TIME = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 def parse_bandwidth(text: str) -> float:
     """``"100Mbit"`` -> 1e8 bits/s (``kbit``, ``Mbit``, ``Gbit``, ``bit``; ``/s`` optional)."""
-    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([kmg]?)(?:bit|b)?(?:/s|ps)?\s*", text.lower())
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([kmg]?)(?:bit)?(?:/s|ps)?\s*", text.lower())
     if not m or float(m.group(1)) <= 0:
         raise AuditError(f"bandwidth: got {text!r}; want a positive rate such as '100Mbit' or '1Gbit'")
     return float(m.group(1)) * _UNITS[m.group(2)]

@@ -28,7 +28,7 @@ from fedsec.audit import (
     parse_rtt,
     summarize,
 )
-from fedsec.cli import main
+from fedsec.cli import build_parser, main
 from protocols.ckks.mean import upload_bytes_bounds
 from protocols.ckks.params import CKKSParams
 from protocols.mechanisms import MECHANISMS
@@ -90,7 +90,7 @@ def test_units_parse_and_bad_units_are_refused() -> None:
     net = parse_network("client=20Mbit,server=1Gbit", "10ms")
     assert net.bits_per_s("client") == 2e7 and net.bits_per_s("server") == 1e9
     assert net.bits_per_s("key_holder") == 2e7  # any other role: the slowest link named
-    for bad in ("fast", "-3Mbit", "0bit"):
+    for bad in ("fast", "-3Mbit", "0bit", "100MB"):  # bytes are not bits: refused, not misread
         with pytest.raises(AuditError, match="got"):
             parse_bandwidth(bad)
     with pytest.raises(AuditError, match="want a duration"):
@@ -192,3 +192,13 @@ def test_command_with_dropout_and_an_unknown_mechanism(
     assert any(line.startswith("plain: takes no dropout") for line in obj["refused"])
     assert main(["audit", "--mechanisms", "nope", "--dim", "4", "--out", str(tmp_path), "--quiet"]) == 2
     assert "fedsec: error: mechanisms: got ['nope']; want some of" in capsys.readouterr().err
+
+
+def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["audit", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--mechanisms", "--rule", "--clients", "--dim", "--model", "--dropout", "--repeats",
+                "--bandwidth", "--rtt", "--no-extrapolate", "--out"):  # fmt: skip
+        assert opt in out
