@@ -111,7 +111,7 @@ def markdown(
             "client received",
             "expansion",
             "client s",
-            "server s",
+            "server s (all other roles)",
             "comm rounds",
             "est. wall s",
         ],

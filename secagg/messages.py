@@ -339,8 +339,8 @@ def client_round_bytes(n: int, d: int, word_bytes: int) -> tuple[int, int]:
         received = 3 E + (4 + 132 n) + (4 + (n - 1) C) + (8 + 4 n)
 
     (ADVERTISE, SHARES, MASKED, UNMASK sent; KEYS, CIPHERTEXTS, UNMASK_REQUEST received; ``w`` =
-    ``word_bytes``.) Per client the cost is ``O(n + d)``; the expansion over a float32 upload tends to
-    ``w / 4`` as ``d`` grows (Bonawitz et al., CCS 2017, Sec. 7.1).
+    ``word_bytes``.) Per client the cost is ``O(n + d)`` (Bonawitz et al., CCS 2017); the expansion
+    over a float32 upload tends to ``w / 4`` as ``d`` grows.
 
     >>> client_round_bytes(n=5, d=20, word_bytes=4)
     (1294, 1456)
