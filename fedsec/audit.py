@@ -18,8 +18,9 @@ Derived figures (pure functions below):
   for a phase that carries bytes), summed over phases: an estimate of one round's wall clock.
 - growth exponent: the least-squares slope of ``log cost`` against ``log n`` (or ``log d``).
 - extrapolation: a run whose predicted seconds (from two pilot runs at ``d_1 = d/64`` and
-  ``d_2 = d/16``) exceed ``budget_s`` is not run; its rows are marked ``extrapolated``: seconds
-  ``s(d_2) (d / d_2)^alpha`` with ``alpha`` fitted on the two pilots, bytes affine in d through the two
+  ``d_2 = d/16``, exponent at least 1) exceed ``budget_s`` is not run; its rows are marked
+  ``extrapolated``: seconds ``s(d_2) (d / d_2)^alpha`` with ``alpha`` fitted on the two pilots (within
+  ``[0, MAX_EXPONENT]``), bytes affine in d through the two
   pilots (every message is a header plus a per-coordinate payload; a power law through two points of
   ``a + b d`` would underestimate it).
 """
@@ -43,6 +44,8 @@ from fedsec.round import role
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"secagg_normbound": {"bound": 1.0}}
 FIELDS = ("seconds", "bytes_sent", "bytes_received")
 ROW_NORM = 0.5
+#: Largest growth exponent in d an extrapolation uses: timings of microseconds fit any slope.
+MAX_EXPONENT = 2.0
 
 
 class AuditError(FedsecError, ValueError):
@@ -275,6 +278,11 @@ def _run_case(spec: AuditSpec, proto: Any, case: Case, tick: Progress | None) ->
             tick(f"{case.label} n={case.n} d={case.d}")
 
 
+def _clamp(alpha: float, low: float) -> float:
+    """A growth exponent in d fitted on two noisy timings, kept within ``[low, MAX_EXPONENT]``."""
+    return min(MAX_EXPONENT, max(low, alpha)) if math.isfinite(alpha) else low
+
+
 def _extrapolate(spec: AuditSpec, proto: Any, case: Case, tick: Progress | None) -> bool:
     """Run two pilots at ``d/64`` and ``d/16``; when the predicted seconds exceed the budget, fill
     ``case`` from them with the fitted exponents and return True."""
@@ -287,8 +295,7 @@ def _extrapolate(spec: AuditSpec, proto: Any, case: Case, tick: Progress | None)
         )
         pilots.append(c)
     total = [sum(v["seconds"] for v in c.runs[0].values()) * case.n for c in pilots]
-    alpha_t = fit_exponent([d1, d2], total)
-    predicted = total[1] * (case.d / d2) ** (alpha_t if math.isfinite(alpha_t) else 1.0)
+    predicted = total[1] * (case.d / d2) ** _clamp(fit_exponent([d1, d2], total), 1.0)
     if predicted <= spec.budget_s:
         return False
     run = {}
@@ -297,8 +304,7 @@ def _extrapolate(spec: AuditSpec, proto: Any, case: Case, tick: Progress | None)
         out = {}
         for f in FIELDS:
             if f == "seconds":
-                a = fit_exponent([d1, d2], [low[f], cost[f]])
-                a = a if math.isfinite(a) else 0.0
+                a = _clamp(fit_exponent([d1, d2], [low[f], cost[f]]), 0.0)
                 case.exponents[f"{key}:{f}"] = a
                 out[f] = cost[f] * (case.d / d2) ** a
             else:  # header + per-coordinate payload: affine in d
