@@ -138,8 +138,9 @@ def test_a_case_over_budget_is_extrapolated_and_marked() -> None:
     secagg = summarize(cases[1].rows(), Network({"*": 1e8}, 0.0))
     want = client_round_bytes(3, 4096, 4)[0]  # affine in d: exact
     assert secagg["client_bytes_sent"] == pytest.approx(want)
+    # Microsecond pilots fit any slope; the prediction's exponent is clamped, so plain runs for real.
     measured, _ = audit(
-        AuditSpec(["plain"], robust.Mean(), clients=[3], dims=[4096], repeats=1, budget_s=1e9)
+        AuditSpec(["plain"], robust.Mean(), clients=[3], dims=[4096], repeats=1, budget_s=5.0)
     )
     assert measured[0].extrapolated_from is None
 
