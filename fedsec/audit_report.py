@@ -79,7 +79,8 @@ def markdown(
         f"spread = interquartile range); dropout {spec.dropout:g}; network {bw}, rtt "
         f"{network.rtt_s * 1e3:g} ms. Client figures are per client, others per party role in total. "
         "Expansion = client bytes sent / (4 d), a plain float32 upload. Rows marked * are extrapolated "
-        "from smaller d with the fitted exponent (not measured). A phase marked (once) runs once per "
+        "on the line through two smaller-d pilot runs (not measured; the pilots' log-log slope is in "
+        "audit.json). A phase marked (once) runs once per "
         "protocol instance (key setup) and is left out of the per-round totals.",
         "",
         "## Cost per round",
