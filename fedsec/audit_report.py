@@ -219,7 +219,7 @@ def _figures(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]
         other, fixed = ("d", d_top) if by == "n" else ("n", n_top)
         for (label, dropout), alpha in sorted(slopes.items()):
             pts = sorted(
-                (s[by], s["server_seconds"] + s["client_seconds"])
+                (s[by], s["server_seconds"])
                 for s in summary
                 if s["label"] == label and s["dropout"] == dropout and s[other] == fixed
             )
@@ -232,7 +232,7 @@ def _figures(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"{by} ({other}={fixed})")
-        ax.set_ylabel("server + per-client seconds")
+        ax.set_ylabel("server seconds (all non-client roles)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6)
     figs.append(_save(fig, out / "audit_scaling.png"))
