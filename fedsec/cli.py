@@ -1,4 +1,4 @@
-"""The ``fedsec`` command: run, sweep, report, stress.
+"""The ``fedsec`` command: run, sweep, report, stress, audit.
 
 Every user error (config, data, output path, a defense's Byzantine bound) ends the command with one
 line on stderr, ``fedsec: error: ...``, and exit code 2: the typed errors of every package
@@ -29,6 +29,7 @@ examples:
   fedsec sweep examples/stress_digits.toml --jobs 2
   fedsec report runs/stress_digits
   fedsec stress examples/stress_digits.toml
+  fedsec audit --mechanisms plain,secagg,ckks --clients 10,25 --model lenet5 --out runs/audit
 """
 
 
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="For each defense and each beta in [stress], run the attack at every strength in "
         "[stress] strengths (optionally refined) and report the worst case.",
     )
+    from fedsec.audit_cli import add_parser
+
+    add_parser(sub)
     return parser
 
 
@@ -219,7 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fedsec`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": _cmd_run, "sweep": _cmd_sweep, "report": _cmd_report, "stress": _cmd_stress}
+    from fedsec.audit_cli import cmd_audit
+
+    handlers = {"run": _cmd_run, "sweep": _cmd_sweep, "report": _cmd_report, "stress": _cmd_stress,
+                "audit": cmd_audit}  # fmt: skip
     try:
         return handlers[args.command](args)
     except Exception as e:

@@ -291,6 +291,9 @@ def unit_report(cfg: Config, summary: dict[str, Any], metrics: Sequence[dict[str
         if metrics and c in metrics[-1]
     ]
     parts += ["## Evaluated rounds\n", md_table(list(metrics), cols)]
+    from fedsec.overhead import overhead_md
+
+    parts += overhead_md([s])
     return "\n".join(parts)
 
 
@@ -330,6 +333,9 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
         figs.append(P.runtime_bars(runtime_rows(groups), root / "runtime.png"))
         if trade:
             figs.append(P.tradeoff(trade, root / "tradeoff.png"))
+        from fedsec.overhead import accuracy_vs_overhead
+
+        figs += [f for f in [accuracy_vs_overhead(runs, root / "accuracy_overhead.png")] if f]
     single = len(groups) == len({g["defense"] for g in groups})
     head = runs[0]
     parts = [
@@ -374,6 +380,9 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
         for title, block in T.blocks(groups, swept):
             parts += [f"## Table 1 layout{' (' + title + ')' if title else ''}\n", table1_paper(block)]
     parts += ["## Aggregation runtime\n", md_table(runtime_rows(groups))]
+    from fedsec.overhead import overhead_md
+
+    parts += overhead_md(runs)
     if figs:
         parts += ["## Figures\n"] + [f"![{Path(f).stem}]({Path(f).name})\n" for f in figs]
     parts += [

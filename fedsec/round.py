@@ -54,6 +54,7 @@ class RoundRecord:
         meter: :func:`meter_by_role` of the protocol's meter.
         leakage: the keys each party's leakage record holds.
         weights: the global model after the server's step (set by the round loop before observers run).
+        cohort: ids of the round's clients (those not in ``accepted`` were dropped or rejected).
     """
 
     round: int
@@ -65,6 +66,7 @@ class RoundRecord:
     meter: dict[str, dict[str, float]]
     leakage: dict[str, list[str]]
     weights: torch.Tensor | None = field(default=None, repr=False)
+    cohort: list[int] = field(default_factory=list)
 
 
 Observer = Callable[[RoundRecord], None]
@@ -113,6 +115,7 @@ def aggregate(
         seconds=seconds,
         meter=meter_by_role(result.meter),
         leakage={party: sorted(values) for party, values in result.leakage.learns.items()},
+        cohort=[int(c) for c in cohort],
     )
 
 

@@ -260,6 +260,10 @@ def _simulate(
         *([checkpoints] if checkpoints else []),
         *(observers or []),
     ]
+    if writer is not None:
+        from fedsec.overhead import OverheadLog
+
+        observing.append(OverheadLog(writer.path("overhead.jsonl")))
     client_times: list[float] = []
     stopped, diverged, rounds_done = "completed", False, 0
     try:

@@ -49,6 +49,11 @@ def decode_update(data: bytes, d: int) -> torch.Tensor:
     return decode_updates([data], d)[0]
 
 
+def upload_bytes(d: int) -> int:
+    """Bytes one client sends per round in the clear: ``4 d`` (float32)."""
+    return 4 * d
+
+
 @PROTOCOLS.register("plain")
 class PlainAggregation:
     """No confidentiality: clients send their updates; the server runs ``rule`` on the rows that arrived.
@@ -58,6 +63,9 @@ class PlainAggregation:
     the fault hooks apply; a client whose frame is dropped or refused is not accepted.
 
     Leakage: the server learns every arriving client's update (``"updates"``) and the aggregate.
+
+    Bytes per round (:func:`upload_bytes`): each client sends ``4 d`` (its float32 update) and receives
+    nothing; the server receives ``4 n d``. This is the baseline of every expansion ratio.
 
     Args:
         rule: an aggregator name known to ``robust.make`` or an aggregator object; default ``"mean"``.

@@ -329,6 +329,28 @@ def max_body(kind: Kind, n: int, d: int, word_bytes: int) -> int:
     return sizes[kind]
 
 
+def client_round_bytes(n: int, d: int, word_bytes: int) -> tuple[int, int]:
+    """Bytes one client sends and receives in a passive round over the complete graph, no dropouts.
+
+    With ``E`` = :data:`ENVELOPE_OVERHEAD` (header and signature, 96 bytes), ``C`` = ``4 + CT_BYTES``
+    (an addressed encrypted share pair) and ``S`` = ``4 + 1 + SHARE_BYTES`` (an unmasking share)::
+
+        sent     = 4 E + 128 + (36 + (n - 1) C) + w d + (4 + n S)
+        received = 3 E + (4 + 132 n) + (4 + (n - 1) C) + (8 + 4 n)
+
+    (ADVERTISE, SHARES, MASKED, UNMASK sent; KEYS, CIPHERTEXTS, UNMASK_REQUEST received; ``w`` =
+    ``word_bytes``.) Per client the cost is ``O(n + d)`` (Bonawitz et al., CCS 2017); the expansion
+    over a float32 upload tends to ``w / 4`` as ``d`` grows.
+
+    >>> client_round_bytes(n=5, d=20, word_bytes=4)
+    (1294, 1456)
+    """
+    c, s = 4 + CT_BYTES, 4 + 1 + SHARE_BYTES
+    body_sent = max_body(Kind.ADVERTISE, n, d, word_bytes) + 36 + (n - 1) * c + d * word_bytes + 4 + n * s
+    body_received = 4 + 132 * n + 4 + (n - 1) * c + 8 + 4 * n
+    return 4 * ENVELOPE_OVERHEAD + body_sent, 3 * ENVELOPE_OVERHEAD + body_received
+
+
 def max_message(kinds: Sequence[Kind], n: int, d: int, word_bytes: int) -> int:
     """Largest valid message (envelope included) of any of ``kinds``."""
     return ENVELOPE_OVERHEAD + max(max_body(k, n, d, word_bytes) for k in kinds)

@@ -1,0 +1,205 @@
+"""``fedsec audit``: every mechanism at tiny n and d, bytes against each mechanism's analytic formula,
+the network model, growth exponents, extrapolation and the command's outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import protocols
+import robust
+from fedsec.audit import (
+    AuditError,
+    AuditSpec,
+    Network,
+    audit,
+    audit_stack,
+    fit_exponent,
+    measure,
+    parse_bandwidth,
+    parse_network,
+    parse_rtt,
+    summarize,
+)
+from fedsec.cli import build_parser, main
+from protocols.ckks.mean import upload_bytes_bounds
+from protocols.ckks.params import CKKSParams
+from protocols.mechanisms import MECHANISMS
+from secagg.messages import client_round_bytes
+
+
+def _client_bytes(meter: dict[str, dict[str, float]], field: str) -> float:
+    return sum(c[field] for key, c in meter.items() if key.startswith("client/") and key != "client/setup")
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS.names())
+def test_every_mechanism_is_audited_at_tiny_size(mechanism: str) -> None:
+    cases, refused = audit(AuditSpec([mechanism], robust.Mean(), clients=[3], dims=[8], repeats=1))
+    assert refused == [] and len(cases) == 1
+    rows = cases[0].rows()
+    roles = {r["role"] for r in rows}
+    assert "client" in roles and roles - {"client"}, roles
+    s = summarize(rows, Network({"*": 1e8}, 0.05))
+    assert s["client_bytes_sent"] >= 4 * 8  # no mechanism uploads less than the plain float32 update
+    assert s["comm_rounds"] >= 1 and s["network_seconds"] >= 0.05
+    if mechanism == "plain":
+        assert s["expansion"] == 1.0 and s["comm_rounds"] == 1
+    else:
+        assert s["expansion"] > 1.0
+    # The leakage record is reported as data: the party that computed the rule's statistic is named.
+    assert any("statistic" in keys for keys in cases[0].leakage.values())
+
+
+@pytest.mark.parametrize(("n", "d"), [(3, 1), (4, 37), (7, 200)])
+def test_plain_bytes_are_the_float32_upload(n: int, d: int) -> None:
+    meter, leak = measure(protocols.make("plain", rule=robust.Mean()), n, d)
+    assert meter["client/upload"]["bytes_sent"] == 4 * d  # protocols.plain.upload_bytes
+    assert meter["server/upload"]["bytes_received"] == 4 * n * d
+    assert leak["server"]["updates"] == "all" and leak["server"]["statistic"] == "the raw rows"
+
+
+@pytest.mark.parametrize(("n", "d", "bits"), [(3, 1, 32), (5, 20, 32), (6, 333, 48)])
+def test_secagg_bytes_match_the_formula(n: int, d: int, bits: int) -> None:
+    proto = protocols.make("secagg", rule=robust.Mean(), bits=bits)
+    meter, _ = measure(proto, n, d)
+    want_sent, want_received = client_round_bytes(n, d, word_bytes=4 if bits <= 32 else 8)
+    assert _client_bytes(meter, "bytes_sent") == pytest.approx(want_sent, abs=1e-9)
+    assert _client_bytes(meter, "bytes_received") == pytest.approx(want_received, abs=1e-9)
+
+
+@pytest.mark.parametrize("d", [10, 5000])
+def test_ckks_upload_lies_within_the_ciphertext_size_bounds(d: int) -> None:
+    proto = protocols.make("ckks", rule=robust.Mean())
+    meter, _ = measure(proto, 3, d)
+    low, high = upload_bytes_bounds(CKKSParams(), d)
+    assert low <= meter["client/upload"]["bytes_sent"] <= high
+    # The key holder returns the aggregate in float64: 8 d bytes and a frame of under 256 bytes.
+    assert 8 * d <= meter["key_holder/decrypt"]["bytes_sent"] < 8 * d + 256
+
+
+def test_units_parse_and_bad_units_are_refused() -> None:
+    assert parse_bandwidth("100Mbit") == 1e8 and parse_bandwidth("1Gbit/s") == 1e9
+    assert parse_rtt("50ms") == pytest.approx(0.05) and parse_rtt("0.2s") == pytest.approx(0.2)
+    net = parse_network("client=20Mbit,server=1Gbit", "10ms")
+    assert net.bits_per_s("client") == 2e7 and net.bits_per_s("server") == 1e9
+    assert net.bits_per_s("key_holder") == 2e7  # any other role: the slowest link named
+    for bad in ("fast", "-3Mbit", "0bit", "100MB"):  # bytes are not bits: refused, not misread
+        with pytest.raises(AuditError, match="got"):
+            parse_bandwidth(bad)
+    with pytest.raises(AuditError, match="want a duration"):
+        parse_rtt("50")
+
+
+def test_network_model_sums_the_slowest_role_per_phase_and_one_rtt_per_communication_round() -> None:
+    def row(role: str, phase: str, s: float, sent: float, recv: float) -> dict[str, object]:
+        return {"mechanism": "m", "label": "l", "n": 2, "d": 4, "dropout": 0.0, "role": role,
+                "phase": phase, "seconds": s, "bytes_sent": sent, "bytes_received": recv,
+                "comm_rounds": int(sent + recv > 0), "one_time": False, "extrapolated": False}  # fmt: skip
+
+    rows = [
+        row("client", "upload", 0.5, 1000, 0),  # 0.5 s + 8000 bit / 8000 bit/s = 1.5 s
+        row("server", "upload", 0.1, 0, 2000),  # 0.1 + 2 = 2.1 s  <- slowest
+        row("server", "aggregate", 0.3, 0, 0),  # no bytes: no rtt
+    ]
+    s = summarize(rows, Network({"*": 8000.0}, rtt_s=0.25))
+    assert s["network_seconds"] == pytest.approx(2.1 + 0.25 + 0.3)
+    assert s["comm_rounds"] == 1 and s["expansion"] == pytest.approx(1000 / 16)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    a=st.floats(-2.0, 3.0),
+    c=st.floats(1e-3, 1e3),
+    xs=st.lists(st.integers(2, 10**6), min_size=2, max_size=6, unique=True),
+)
+def test_fit_exponent_recovers_a_power_law(a: float, c: float, xs: list[int]) -> None:
+    assert fit_exponent(xs, [c * x**a for x in xs]) == pytest.approx(a, abs=1e-6)
+
+
+def test_fit_exponent_needs_two_sizes() -> None:
+    assert math.isnan(fit_exponent([5, 5], [1.0, 2.0]))
+
+
+def test_a_case_over_budget_is_extrapolated_and_marked() -> None:
+    spec = AuditSpec(["plain", "secagg"], robust.Mean(), clients=[3], dims=[4096], repeats=1, budget_s=0.0)
+    cases, _ = audit(spec)
+    for case in cases:
+        assert case.extrapolated_from == 4096 // 16
+        assert all(r["extrapolated"] for r in case.rows())
+    plain = summarize(cases[0].rows(), Network({"*": 1e8}, 0.0))
+    assert plain["client_bytes_sent"] == pytest.approx(4 * 4096)  # linear in d: exact
+    secagg = summarize(cases[1].rows(), Network({"*": 1e8}, 0.0))
+    want = client_round_bytes(3, 4096, 4)[0]  # affine in d: exact
+    assert secagg["client_bytes_sent"] == pytest.approx(want)
+    # Microsecond pilots fit any slope; the prediction's exponent is clamped, so plain runs for real.
+    measured, _ = audit(
+        AuditSpec(["plain"], robust.Mean(), clients=[3], dims=[4096], repeats=1, budget_s=5.0)
+    )
+    assert measured[0].extrapolated_from is None
+
+
+def test_audit_stack_rows_have_norm_one_half() -> None:
+    x = audit_stack(5, 100).numpy()
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 0.5, rtol=1e-5)
+
+
+def test_bad_spec_is_refused() -> None:
+    with pytest.raises(AuditError, match="repeats"):
+        AuditSpec(["plain"], robust.Mean(), [3], [4], repeats=0)
+    with pytest.raises(AuditError, match="dropout"):
+        AuditSpec(["plain"], robust.Mean(), [3], [4], dropout=1.0)
+
+
+def test_command_writes_tables_figures_and_leakage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "audit"
+    code = main(["audit", "--mechanisms", "plain,secagg", "--rule", "median", "--clients", "3,4",
+                 "--dim", "8,16", "--repeats", "2", "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 0
+    obj = json.loads((out / "audit.json").read_text())
+    assert {r["label"] for r in obj["rows"]} == {"median @ plain"}  # secagg refuses the median
+    assert any("secagg" in line and "want" in line for line in obj["refused"])
+    assert len(obj["summary"]) == 4
+    with open(out / "audit.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == len(obj["rows"])
+    md = (out / "audit.md").read_text()
+    assert "## What each party learns" in md and "| median @ plain | server | updates |" in md
+    assert "Not audited" in md
+    for png in ("audit_phases.png", "audit_bytes.png", "audit_scaling.png"):
+        assert (out / png).stat().st_size > 1000
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_command_with_dropout_and_an_unknown_mechanism(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["audit", "--mechanisms", "secagg,plain", "--clients", "6", "--dim", "8", "--repeats", "1",
+                 "--dropout", "0.2", "--out", str(tmp_path), "--quiet", "--no-plots"])  # fmt: skip
+    assert code == 0
+    obj = json.loads((tmp_path / "audit.json").read_text())
+    assert {(s["label"], s["dropout"]) for s in obj["summary"]} == {
+        ("mean @ secagg", 0.0),
+        ("mean @ secagg", 0.2),
+        ("mean @ plain", 0.0),
+    }
+    assert any(line.startswith("plain: takes no dropout") for line in obj["refused"])
+    assert main(["audit", "--mechanisms", "nope", "--dim", "4", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "fedsec: error: mechanisms: got ['nope']; want some of" in capsys.readouterr().err
+
+
+def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["audit", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--mechanisms", "--rule", "--clients", "--dim", "--model", "--dropout", "--repeats",
+                "--bandwidth", "--rtt", "--no-extrapolate", "--out"):  # fmt: skip
+        assert opt in out
