@@ -1,0 +1,240 @@
+"""Fuzz: every message-passing mechanism with one Hypothesis-chosen message rewritten in flight.
+
+``ckks``, ``paillier`` (both through their transport hook ``intercept``, setup messages included) and
+``prio`` (through the round's meter, which carries every message between the parties): one message
+of a small round is bit-flipped, truncated, extended, swapped with the message before it, or replayed
+from the previous round. ``secagg``: the driver's fault injection (tampered up- and downlink bytes,
+replays, reorders, duplicate ids) on a Hypothesis-chosen client and phase, which exercises the client
+and server message handlers, not only the decoders.
+
+Contract: the round raises the package's typed error (:class:`secagg.errors.SecAggError`, whose
+family holds the CKKS/Paillier setup and upload errors and :class:`secagg.vdaf.errors.VdafError`), or
+completes with the correct aggregate over the clients it accepted -- never another exception, never a
+silently wrong aggregate, never past the time budget.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from fuzz_contract import EXAMPLES, expect, outcome
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import protocols
+import robust
+from protocols import prio as prio_mod
+from protocols.base import Meter
+from secagg.driver import FAULT_KINDS, PHASES, Fault, run_round
+from secagg.errors import SecAggError
+
+OPS = ("flip", "truncate", "extend", "swap", "replay")
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
+
+
+def rewrite(payload: bytes, op: str, pos: int, earlier: bytes | None, before: bytes | None) -> bytes:
+    """One in-flight rewrite of ``payload``; ``earlier``: the same message one round before,
+    ``before``: the message sent just before this one (both ``None`` when there is none)."""
+    if not payload:
+        return b"\x00"
+    p = pos % len(payload)
+    if op == "flip":
+        b = bytearray(payload)
+        b[p] ^= 1 << (pos % 8)
+        return bytes(b)
+    if op == "truncate":
+        return payload[:p]
+    if op == "extend":
+        return payload + bytes([pos % 256]) * (1 + pos % 7)
+    if op == "replay" and earlier is not None:
+        return earlier
+    if before is not None and before != payload:  # swap (and replay without an earlier round)
+        return before
+    return payload[:p]
+
+
+class Rewriter:
+    """Records two rounds' messages and rewrites the ``index``-th message of round ``target``."""
+
+    def __init__(self, target: int, index: int, op: str, pos: int) -> None:
+        self.target, self.index, self.op, self.pos = target, index, op, pos
+        self.round = 1
+        self.sent: dict[int, list[bytes]] = {1: [], 2: []}
+        self.hit: tuple[int, int] | None = None
+
+    def __call__(self, payload: bytes) -> bytes:
+        log = self.sent[self.round]
+        k = len(log)
+        log.append(bytes(payload))
+        if self.round != self.target or k != self.index:
+            return payload
+        earlier_log = self.sent.get(self.round - 1, [])
+        earlier = earlier_log[k] if k < len(earlier_log) else None
+        before = log[k - 1] if k else None
+        self.hit = (self.round, k)
+        return rewrite(payload, self.op, self.pos, earlier, before)
+
+
+def mean_over(x: np.ndarray, accepted: list[int]) -> np.ndarray:
+    return x[sorted(accepted)].mean(axis=0)
+
+
+def check_mean(x: np.ndarray, tol: float) -> Callable[[Any], bool]:
+    def check(res: Any) -> bool:
+        agg = np.asarray(res.aggregate, dtype=np.float64)
+        return (
+            bool(res.accepted)
+            and np.isfinite(agg).all()
+            and np.allclose(agg, mean_over(x, res.accepted), atol=tol)
+        )
+
+    return check
+
+
+def two_rounds(proto: Any, x: np.ndarray, rw: Rewriter, set_hook: Hook, both: bool = False) -> Any:
+    """Round 1, then round 2 on the same parties (setup happens in round 1 only)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(prio_mod, "Meter", _HookedMeter)
+        set_hook(rw)
+        try:
+            res = proto.run(x)
+            if rw.target == 1 and not both:
+                return res
+            rw.round = 2
+            return proto.run(x)
+        finally:
+            _HookedMeter.hook = None
+
+
+class _HookedMeter(Meter):
+    """A meter that also carries messages through a rewrite hook (prio's transport is its meter)."""
+
+    hook: Rewriter | None = None
+
+    def send(self, sender: str, receiver: str, phase: str, message: bytes) -> bytes:
+        out = super().send(sender, receiver, phase, message)
+        return self.hook(out) if self.hook is not None else out
+
+
+Hook = Callable[[Rewriter], None]
+
+
+def _intercept(proto: Any) -> tuple[Any, Hook]:
+    inner = getattr(proto, "inner", proto)
+
+    def set_hook(rw: Rewriter) -> None:
+        inner.intercept = lambda m: rw(m.payload)
+
+    return proto, set_hook
+
+
+def _metered(proto: Any) -> tuple[Any, Hook]:
+    def set_hook(rw: Rewriter) -> None:
+        _HookedMeter.hook = rw
+
+    return proto, set_hook
+
+
+def _quiet(make: Callable[[], Any]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # paillier's "1024-bit key: tests only"
+        return make()
+
+
+#: mechanism -> (a fresh (protocol, hook setter), the aggregate's tolerance)
+MECHS: dict[str, tuple[Callable[[], tuple[Any, Hook]], float]] = {
+    "ckks": (lambda: _intercept(protocols.make("ckks", rule=robust.Mean())), 1e-3),
+    "paillier": (
+        lambda: _intercept(_quiet(lambda: protocols.make("paillier", rule=robust.Mean(), key_bits=1024))),
+        1e-4,
+    ),
+    "prio": (lambda: _metered(protocols.make("prio", rule=robust.Mean(), bound=1.0, wr_checks=20)), 2.0**-10),
+}
+X: dict[str, Callable[[int], np.ndarray]] = {
+    "ckks": lambda s: np.random.default_rng(s).uniform(-0.5, 0.5, size=(4, 12)),
+    "paillier": lambda s: np.random.default_rng(s).uniform(-0.5, 0.5, size=(4, 12)),
+    "prio": lambda s: np.random.default_rng(s).uniform(-0.2, 0.2, size=(3, 4)),
+}
+
+
+@functools.cache
+def message_counts(mech: str) -> tuple[int, int]:
+    """How many messages rounds 1 and 2 of a clean run carry (the index is taken modulo these)."""
+    make, _ = MECHS[mech]
+    proto, set_hook = make()
+    rw = Rewriter(3, 0, "flip", 0)  # target round 3: records, never rewrites
+    two_rounds(proto, X[mech](0), rw, set_hook, both=True)
+    return len(rw.sent[1]), len(rw.sent[2])
+
+
+@FUZZ
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    mech=st.sampled_from(sorted(MECHS)),
+    target=st.sampled_from([1, 2]),
+    index=st.integers(0, 10_000),
+    op=st.sampled_from(OPS),
+    pos=st.integers(0, 100_000),
+)
+def test_round_with_a_message_rewritten(
+    seed: int, mech: str, target: int, index: int, op: str, pos: int
+) -> None:
+    make, tol = MECHS[mech]
+    k = index % message_counts(mech)[target - 1]
+    proto, set_hook = make()
+    x = X[mech](seed)
+    rw = Rewriter(target, k, op, pos)
+    area = f"inflight/{mech}"
+    res, detail = outcome(
+        area, lambda: two_rounds(proto, x, rw, set_hook), (SecAggError,), check_mean(x, tol), 60.0
+    )
+    assert rw.hit is not None or res != "ok", "the rewrite never happened"
+    expect(area, res, detail, (mech, target, k, op, pos, rw.hit))
+
+
+@FUZZ
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    active=st.booleans(),
+    faults=st.lists(
+        st.tuples(
+            st.sampled_from([k for k in FAULT_KINDS if k != "bad_pubkey"]),
+            st.sampled_from(PHASES),
+            st.integers(0, 4),
+            st.integers(0, 10_000),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_secagg_handlers_under_faults(
+    seed: int, active: bool, faults: list[tuple[str, str, int, int]]
+) -> None:
+    n, bits = 5, 32
+    x = np.random.default_rng(seed).integers(0, 2**bits, size=(n, 6), dtype=np.uint64)
+    chosen = []
+    for kind, phase, client, other in faults:
+        if kind == "tamper_down" and phase == "advertise_keys":
+            continue
+        if phase == "consistency_check" and not active:
+            phase = "unmasking"
+        chosen.append(Fault(kind, phase, client, other))
+
+    def check(out: Any) -> bool:
+        want = x[sorted(out.survivors)].sum(axis=0, dtype=np.uint64) % np.uint64(2**bits)
+        return len(out.survivors) >= 3 and np.array_equal(np.asarray(out.sum, np.uint64), want)
+
+    res, detail = outcome(
+        "inflight/secagg",
+        lambda: run_round(x, t=3, bits=bits, active=active, faults=chosen),
+        (SecAggError,),
+        check,
+    )
+    expect("inflight/secagg", res, detail, (active, chosen))
