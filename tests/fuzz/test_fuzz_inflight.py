@@ -89,10 +89,8 @@ def mean_over(x: np.ndarray, accepted: list[int]) -> np.ndarray:
 def check_mean(x: np.ndarray, tol: float) -> Callable[[Any], bool]:
     def check(res: Any) -> bool:
         agg = np.asarray(res.aggregate, dtype=np.float64)
-        return (
-            bool(res.accepted)
-            and np.isfinite(agg).all()
-            and np.allclose(agg, mean_over(x, res.accepted), atol=tol)
+        return bool(
+            res.accepted and np.isfinite(agg).all() and np.allclose(agg, mean_over(x, res.accepted), atol=tol)
         )
 
     return check
