@@ -1,11 +1,10 @@
 """Fuzz: every message-passing mechanism with one Hypothesis-chosen message rewritten in flight.
 
-``ckks``, ``paillier`` (both through their transport hook ``intercept``, setup messages included) and
-``prio`` (through the round's meter, which carries every message between the parties): one message
-of a small round is bit-flipped, truncated, extended, swapped with the message before it, or replayed
-from the previous round. ``secagg``: the driver's fault injection (tampered up- and downlink bytes,
-replays, reorders, duplicate ids) on a Hypothesis-chosen client and phase, which exercises the client
-and server message handlers, not only the decoders.
+``ckks``, ``paillier`` and ``prio`` through their transport hook ``intercept`` (setup messages
+included): one message of a small round is bit-flipped, truncated, extended, swapped with the message
+before it, or replayed from the previous round. ``secagg``: the driver's fault injection (tampered
+up- and downlink bytes, replays, reorders, duplicate ids) on a Hypothesis-chosen client and phase,
+which exercises the client and server message handlers, not only the decoders.
 
 Contract: the round raises the package's typed error (:class:`secagg.errors.SecAggError`, whose
 family holds the CKKS/Paillier setup and upload errors and :class:`secagg.vdaf.errors.VdafError`), or
@@ -28,10 +27,9 @@ from hypothesis import strategies as st
 
 import protocols
 import robust
-from protocols import prio as prio_mod
-from protocols.base import Meter
+from protocols.ckks.driver import Message
 from secagg.driver import FAULT_KINDS, PHASES, Fault, run_round
-from secagg.errors import SecAggError
+from secagg.errors import AuthenticationError, SecAggError
 
 OPS = ("flip", "truncate", "extend", "swap", "replay")
 FUZZ = settings(
@@ -98,27 +96,12 @@ def check_mean(x: np.ndarray, tol: float) -> Callable[[Any], bool]:
 
 def two_rounds(proto: Any, x: np.ndarray, rw: Rewriter, set_hook: Hook, both: bool = False) -> Any:
     """Round 1, then round 2 on the same parties (setup happens in round 1 only)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(prio_mod, "Meter", _HookedMeter)
-        set_hook(rw)
-        try:
-            res = proto.run(x)
-            if rw.target == 1 and not both:
-                return res
-            rw.round = 2
-            return proto.run(x)
-        finally:
-            _HookedMeter.hook = None
-
-
-class _HookedMeter(Meter):
-    """A meter that also carries messages through a rewrite hook (prio's transport is its meter)."""
-
-    hook: Rewriter | None = None
-
-    def send(self, sender: str, receiver: str, phase: str, message: bytes) -> bytes:
-        out = super().send(sender, receiver, phase, message)
-        return self.hook(out) if self.hook is not None else out
+    set_hook(rw)
+    res = proto.run(x)
+    if rw.target == 1 and not both:
+        return res
+    rw.round = 2
+    return proto.run(x)
 
 
 Hook = Callable[[Rewriter], None]
@@ -129,13 +112,6 @@ def _intercept(proto: Any) -> tuple[Any, Hook]:
 
     def set_hook(rw: Rewriter) -> None:
         inner.intercept = lambda m: rw(m.payload)
-
-    return proto, set_hook
-
-
-def _metered(proto: Any) -> tuple[Any, Hook]:
-    def set_hook(rw: Rewriter) -> None:
-        _HookedMeter.hook = rw
 
     return proto, set_hook
 
@@ -153,7 +129,10 @@ MECHS: dict[str, tuple[Callable[[], tuple[Any, Hook]], float]] = {
         lambda: _intercept(_quiet(lambda: protocols.make("paillier", rule=robust.Mean(), key_bits=1024))),
         1e-4,
     ),
-    "prio": (lambda: _metered(protocols.make("prio", rule=robust.Mean(), bound=1.0, wr_checks=20)), 2.0**-10),
+    "prio": (
+        lambda: _intercept(protocols.make("prio", rule=robust.Mean(), bound=1.0, wr_checks=20)),
+        2.0**-10,
+    ),
 }
 X: dict[str, Callable[[int], np.ndarray]] = {
     "ckks": lambda s: np.random.default_rng(s).uniform(-0.5, 0.5, size=(4, 12)),
@@ -195,6 +174,42 @@ def test_round_with_a_message_rewritten(
     )
     assert rw.hit is not None or res != "ok", "the rewrite never happened"
     expect(area, res, detail, (mech, target, k, op, pos, rw.hit))
+
+
+def test_prio_tampered_aggregate_share_is_refused() -> None:
+    """Finding: one flipped bit of the helper's aggregate share made prio's released mean silently
+    wrong (every client accepted). The leader-helper link is now authenticated."""
+    x = X["prio"](0)
+
+    def flip_share(m: Message) -> bytes:
+        if m.phase == "aggregate":
+            return m.payload[:5] + bytes([m.payload[5] ^ 1]) + m.payload[6:]
+        return m.payload
+
+    proto = protocols.make("prio", rule=robust.Mean(), bound=1.0, wr_checks=20)
+    proto.inner.intercept = flip_share
+    with pytest.raises(AuthenticationError, match="aggregate message from helper to leader"):
+        proto.run(x)
+
+
+def test_prio_server_message_replayed_from_another_round_is_refused() -> None:
+    """A verdict recorded in one round and replayed in the next does not verify (the round's context
+    and the message's sequence number are under the tag)."""
+    x = X["prio"](1)
+    seen: list[bytes] = []
+
+    def record(m: Message) -> bytes:
+        if m.phase == "verify" and m.sender == "leader":
+            seen.append(m.payload)
+        return m.payload
+
+    proto = protocols.make("prio", rule=robust.Mean(), bound=1.0, wr_checks=20)
+    proto.inner.intercept = record
+    proto.run(x)
+    first = seen[0]
+    proto.inner.intercept = lambda m: first if m.phase == "verify" and m.sender == "leader" else m.payload
+    with pytest.raises(AuthenticationError, match="verify message from leader to helper"):
+        proto.run(x)
 
 
 @FUZZ
