@@ -25,10 +25,12 @@ import torch
 from fuzz_contract import EXAMPLES, expect, outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_fuzz_secagg import _mutate
 
 import protocols
 import robust
 from protocols.ckks.driver import Message
+from secagg import driver as secagg_driver
 from secagg.driver import FAULT_KINDS, PHASES, Fault, run_round
 from secagg.errors import AuthenticationError, SecAggError
 
@@ -227,52 +229,6 @@ def test_prio_server_message_replayed_from_another_round_is_refused() -> None:
         proto.run(x)
 
 
-@FUZZ
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    active=st.booleans(),
-    faults=st.lists(
-        st.tuples(
-            st.sampled_from([k for k in FAULT_KINDS if k != "bad_pubkey"]),
-            st.sampled_from(PHASES),
-            st.integers(0, 4),
-            st.integers(0, 10_000),
-        ),
-        min_size=1,
-        max_size=3,
-    ),
-)
-def test_secagg_handlers_under_faults(
-    seed: int, active: bool, faults: list[tuple[str, str, int, int]]
-) -> None:
-    n, bits = 5, 32
-    x = np.random.default_rng(seed).integers(0, 2**bits, size=(n, 6), dtype=np.uint64)
-    chosen = []
-    for kind, phase, client, other in faults:
-        if kind == "tamper_down" and phase == "advertise_keys":
-            continue
-        if phase == "consistency_check" and not active:
-            phase = "unmasking"
-        chosen.append(Fault(kind, phase, client, other))
-
-    def check(out: Any) -> bool:
-        want = x[sorted(out.survivors)].sum(axis=0, dtype=np.uint64) % np.uint64(2**bits)
-        return len(out.survivors) >= 3 and np.array_equal(np.asarray(out.sum, np.uint64), want)
-
-    res, detail = outcome(
-        "handlers/secagg",
-        lambda: run_round(x, t=3, bits=bits, active=active, faults=chosen),
-        (SecAggError,),
-        check,
-    )
-    expect("handlers/secagg", res, detail, (active, chosen))
-
-
-SECAGG_MECHS: dict[str, dict[str, Any]] = {
-    "secagg": {},
-    "secagg_plus": {},
-    "secagg_normbound": {"bound": 2.0},
-}
 FAULT_SPECS = st.lists(
     st.tuples(
         st.sampled_from([k for k in FAULT_KINDS if k != "bad_pubkey"]),
@@ -294,6 +250,45 @@ def _faults(specs: list[tuple[str, str, int, int]], active: bool) -> list[Fault]
             phase = "unmasking"
         out.append(Fault(kind, phase, client, other))
     return out
+
+
+@FUZZ
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    active=st.booleans(),
+    specs=FAULT_SPECS,
+    op=st.sampled_from(["flip", "truncate", "extend", "count", "random"]),
+    val=st.integers(0, 255),
+)
+def test_secagg_handlers_under_faults(
+    seed: int, active: bool, specs: list[tuple[str, str, int, int]], op: str, val: int
+) -> None:
+    """The driver's faults, with each tampered message mutated by ``op`` (not only one bit flipped):
+    the client and server handlers refuse it typed, and the sum is over the survivors."""
+    n, bits = 5, 32
+    x = np.random.default_rng(seed).integers(0, 2**bits, size=(n, 6), dtype=np.uint64)
+    faults = _faults(specs, active)
+
+    def check(out: Any) -> bool:
+        want = x[sorted(out.survivors)].sum(axis=0, dtype=np.uint64) % np.uint64(2**bits)
+        return len(out.survivors) >= 3 and np.array_equal(np.asarray(out.sum, np.uint64), want)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(secagg_driver, "_flip", lambda msg, pos: _mutate(msg, op, pos, val))
+        res, detail = outcome(
+            "handlers/secagg",
+            lambda: run_round(x, t=3, bits=bits, active=active, faults=faults),
+            (SecAggError,),
+            check,
+        )
+    expect("handlers/secagg", res, detail, (active, faults, op, val))
+
+
+SECAGG_MECHS: dict[str, dict[str, Any]] = {
+    "secagg": {},
+    "secagg_plus": {},
+    "secagg_normbound": {"bound": 2.0},
+}
 
 
 @FUZZ
