@@ -193,18 +193,25 @@ def test_round_with_a_message_rewritten(
     expect(area, res, detail, (mech, target, k, op, pos, rw.hit))
 
 
-def test_prio_tampered_aggregate_share_is_refused() -> None:
-    """Finding: one flipped bit of the helper's aggregate share made prio's released mean silently
-    wrong (every client accepted). The leader-helper link is now authenticated."""
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        lambda p: p[:5] + bytes([p[5] ^ 1]) + p[6:],  # was: a silently wrong mean
+        lambda p: p[:2],  # was: struct.error "unpack requires a buffer of 4 bytes"
+    ],
+    ids=["flip", "truncate"],
+)
+def test_prio_tampered_aggregate_share_is_refused(rewrite: Callable[[bytes], bytes]) -> None:
+    """Findings: one flipped bit of the helper's aggregate share made prio's released mean silently
+    wrong (every client accepted); a shortened one raised an untyped struct.error. The leader-helper
+    link is now authenticated."""
     x = X["prio"](0)
 
-    def flip_share(m: Message) -> bytes:
-        if m.phase == "aggregate":
-            return m.payload[:5] + bytes([m.payload[5] ^ 1]) + m.payload[6:]
-        return m.payload
+    def hook(m: Message) -> bytes:
+        return rewrite(m.payload) if m.phase == "aggregate" else m.payload
 
     proto = protocols.make("prio", rule=robust.Mean(), bound=1.0, wr_checks=20)
-    proto.inner.intercept = flip_share
+    proto.inner.intercept = hook
     with pytest.raises(AuthenticationError, match="aggregate message from helper to leader"):
         proto.run(x)
 
