@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -46,6 +47,8 @@ import robust
 from protocols import _secure_sum as ss
 from protocols import prio_rules
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
+from protocols.ckks.driver import Message
+from protocols.prio_wire import PrioWire
 from secagg.errors import ProtocolAbort, TooFewSurvivors
 from secagg.vdaf.errors import VdafError, VdafMeasurementError
 from secagg.vdaf.field import Vec
@@ -165,9 +168,14 @@ class PrioPine:
             ``"bulyan"`` (the mean of its selection) or ``"fltrust"`` (``run(..., root=g0)``).
         pre: ``"nnm"`` mixes the accepted shares before ``select`` (or before the mean).
         f: the Byzantine bound of the rule.
+
+    Attributes:
+        intercept: transport hook, as :attr:`protocols.ckks.CKKSRound.intercept`: may rewrite a message
+            in flight; leader-helper messages are authenticated (:mod:`protocols.prio_wire`).
     """
 
     name = "prio"
+    intercept: Callable[[Message], bytes] | None = None
 
     def __init__(
         self,
@@ -224,12 +232,13 @@ class PrioPine:
         w = ss.client_weights(weights, n)
         x = x * w[:, None]
         pine = _pine(PineParams(d, self.bound, self.frac_bits, self.wr_checks), self.proofs)
-        meter = Meter()
         ctx = b"fedsec/prio/" + nacl.utils.random(16)  # task and round binding
+        # the leader-helper link key: shared out of band, as the identity keys of the HE protocols
+        meter = PrioWire(link_key=nacl.utils.random(32), ctx=ctx, intercept=self.intercept)
         with meter.time("leader", "setup"):
             key = nacl.utils.random(32)
-        meter.send("leader", "helper", "setup", key)
-        leader, helper = PrioServer(0, pine, key, ctx), PrioServer(1, pine, key, ctx)
+        helper_key = meter.send("leader", "helper", "setup", key)
+        leader, helper = PrioServer(0, pine, key, ctx), PrioServer(1, pine, helper_key, ctx)
         vshares, absent = self._upload(x, pine, ctx, leader, helper, meter, rng)
         accepted = self._decide(pine, ctx, leader, helper, vshares, meter)
         if len(accepted) < self.min_count:

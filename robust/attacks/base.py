@@ -23,7 +23,7 @@ import torch
 
 from fedcore import validate
 from robust._registry import Registry
-from robust.errors import RobustError
+from robust.errors import ParameterError, RobustError, StackError
 
 Rule = Callable[[torch.Tensor], torch.Tensor]
 
@@ -32,8 +32,9 @@ class AttackError(RobustError, ValueError):
     """An attack was misused (e.g. asked for a strength it does not have)."""
 
 
-class AttackInputError(AttackError, TypeError):
-    """An attack got a stack of the wrong type, shape or dtype (both a ``ValueError`` and a ``TypeError``)."""
+class AttackInputError(AttackError, ParameterError, StackError):
+    """An attack got a stack of the wrong type, shape or dtype (a :class:`ParameterError` and a
+    :class:`StackError`, so both a ``ValueError`` and a ``TypeError``)."""
 
 
 class KnowledgeError(AttackError):
@@ -60,15 +61,16 @@ class AttackContext:
         for name in ("n", "f"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"AttackContext.{name} must be an int; got {type(v).__name__}")
+                raise ParameterError(f"AttackContext.{name} must be an int; got {type(v).__name__}")
         if self.n < 1:
-            raise ValueError(f"AttackContext.n must be >= 1; got n={self.n}")
+            raise ParameterError(f"AttackContext.n must be >= 1; got n={self.n}")
         if not 0 <= self.f < self.n:
-            raise ValueError(f"AttackContext.f must satisfy 0 <= f < n; got f={self.f}, n={self.n}")
+            raise ParameterError(f"AttackContext.f must satisfy 0 <= f < n; got f={self.f}, n={self.n}")
         if self.rule is not None and not callable(self.rule):
-            raise TypeError(f"AttackContext.rule must be callable or None; got {type(self.rule).__name__}")
+            got = type(self.rule).__name__
+            raise ParameterError(f"AttackContext.rule: got {got}; want a callable or None")
         if self.generator is not None and not isinstance(self.generator, torch.Generator):
-            raise TypeError(
+            raise ParameterError(
                 "AttackContext.generator must be a torch.Generator or None; "
                 f"got {type(self.generator).__name__}"
             )
@@ -103,17 +105,19 @@ class Attack:
 
     def __call__(self, own: Any, honest: Any = None, *, ctx: AttackContext) -> torch.Tensor:
         if not isinstance(ctx, AttackContext):
-            raise TypeError(f"ctx must be an AttackContext; got {type(ctx).__name__}")
+            raise ParameterError(f"ctx must be an AttackContext; got {type(ctx).__name__}")
         own = as_stack(own, "own")
         if own.shape[0] != ctx.f:
-            raise ValueError(f"own must have f={ctx.f} rows (f, d); got shape {tuple(own.shape)}")
+            raise StackError(f"own must have f={ctx.f} rows (f, d); got shape {tuple(own.shape)}")
+        if own.shape[1] < 1:
+            raise StackError(f"own must have d >= 1 columns; got shape {tuple(own.shape)}")
         if honest is not None:
             honest = as_stack(honest, "honest")
             want = (ctx.n - ctx.f, own.shape[1])
             if tuple(honest.shape) != want:
-                raise ValueError(f"honest must have shape (n - f, d) = {want}; got {tuple(honest.shape)}")
+                raise StackError(f"honest must have shape (n - f, d) = {want}; got {tuple(honest.shape)}")
             if honest.device != own.device:
-                raise ValueError(f"honest must be on own's device {own.device}; got {honest.device}")
+                raise StackError(f"honest must be on own's device {own.device}; got {honest.device}")
             honest = honest.to(own.dtype)
         if not self.omniscient:
             honest = None  # defensive: a non-omniscient attack must not use what it does not know
@@ -170,13 +174,13 @@ def check_strength(
     if value is None:
         if allow_none:
             return
-        raise TypeError(f"{name} must be a number; got None")
+        raise ParameterError(f"{name} must be a number; got None")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number; got {type(value).__name__}")
+        raise ParameterError(f"{name} must be a number; got {type(value).__name__}")
     v = float(value)
     if not np.isfinite(v) or v < 0 or (positive and v == 0):
         bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be finite and {bound}; got {name}={value}")
+        raise ParameterError(f"{name} must be finite and {bound}; got {name}={value}")
 
 
 ATTACKS: Registry[Attack] = Registry("attack")

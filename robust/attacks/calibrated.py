@@ -23,6 +23,7 @@ from typing import ClassVar
 import torch
 
 from robust.attacks.base import ATTACKS, Attack, AttackContext, AttackError, Rule
+from robust.errors import ParameterError
 
 
 def simulated_honest(own: torch.Tensor, m: int) -> torch.Tensor:
@@ -82,7 +83,7 @@ class Calibrated(Attack):
         if isinstance(self.attack, str):
             self.attack = ATTACKS.make(self.attack)
         if not isinstance(self.attack, Attack):
-            raise TypeError(
+            raise ParameterError(
                 f"attack must be an Attack or a registered name; got {type(self.attack).__name__}"
             )
         if isinstance(self.attack, Calibrated):
@@ -93,28 +94,28 @@ class Calibrated(Attack):
                 "attacks with one (alie, ipm, gaussian, scaling, large_norm)"
             )
         if not isinstance(self.omniscient, bool):
-            raise TypeError(f"omniscient must be a bool; got {type(self.omniscient).__name__}")
+            raise ParameterError(f"omniscient must be a bool; got {type(self.omniscient).__name__}")
         if self.attack.omniscient and not self.omniscient:
             raise AttackError(
                 f"got omniscient {type(self.attack).__name__} with omniscient=False; want omniscient=True "
                 "or a non-omniscient attack"
             )
         if self.rule is not None and not callable(self.rule):
-            raise TypeError(f"rule must be callable or None; got {type(self.rule).__name__}")
+            raise ParameterError(f"rule must be callable or None; got {type(self.rule).__name__}")
         grid = self.attack.default_grid if self.grid is None else self.grid
         values: list[float] = []
         for v in grid:
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-                raise ValueError(f"grid entries must be finite numbers; got {v!r}")
+                raise ParameterError(f"grid entries must be finite numbers; got {v!r}")
             self.attack.with_strength(float(v))  # validates the value for this attack
             values.append(float(v))
         if not values:
-            raise ValueError("grid must hold at least one strength; got an empty grid")
+            raise ParameterError("grid must hold at least one strength; got an empty grid")
         self.grid = tuple(sorted(set(values)))
         for name in ("refine", "points"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an int >= 0; got {name}={v!r}")
+                raise ParameterError(f"{name} must be an int >= 0; got {name}={v!r}")
 
     def _forward(self, own: torch.Tensor, honest: torch.Tensor | None, ctx: AttackContext) -> torch.Tensor:
         assert isinstance(self.attack, Attack) and self.grid is not None  # normalised in __post_init__
@@ -147,7 +148,7 @@ class Calibrated(Attack):
             out = copy.deepcopy(rule)(torch.cat([others, byz], dim=0))
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != (d,):
                 got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ValueError(f"rule must map (n, d) to (d,) = ({d},); got {got}")
+                raise ParameterError(f"rule must map (n, d) to (d,) = ({d},); got {got}")
             dev = float(torch.linalg.vector_norm(out - target, dtype=torch.float64))
             if not math.isfinite(dev):
                 dev = math.inf

@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 
 from robust.attacks.base import ATTACKS, Attack, AttackContext, check_strength
+from robust.errors import ParameterError
 
 
 @dataclass
@@ -62,9 +63,9 @@ class NonFinite(Attack):
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
-            raise ValueError(f"NonFinite kind must be one of {sorted(_KINDS)}; got kind={self.kind!r}")
+            raise ParameterError(f"NonFinite kind must be one of {sorted(_KINDS)}; got kind={self.kind!r}")
         if not isinstance(self.partial, bool):
-            raise TypeError(f"NonFinite partial must be a bool; got {type(self.partial).__name__}")
+            raise ParameterError(f"NonFinite partial must be a bool; got {type(self.partial).__name__}")
 
     def _forward(self, own: torch.Tensor, honest: torch.Tensor | None, ctx: AttackContext) -> torch.Tensor:
         value = _KINDS[self.kind]

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from robust.attacks.base import ATTACKS, Attack, AttackContext, coord_std, reference
+from robust.errors import ParameterError
 from robust.selection import pairwise_sq_distances
 
 PERTURBATIONS = ("unit", "std", "sign")
@@ -36,7 +37,7 @@ def perturbation(ref: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tens
     deviation, ``"sign"`` ``sign(mu)``. The malicious update is ``mu - lambda * p``.
     """
     if kind not in PERTURBATIONS:
-        raise ValueError(f"perturbation must be one of {PERTURBATIONS}; got {kind!r}")
+        raise ParameterError(f"perturbation must be one of {PERTURBATIONS}; got {kind!r}")
     mu = ref.mean(dim=0)
     if kind == "unit":
         norm = mu.norm()
@@ -87,7 +88,7 @@ def ndss_search(feasible: Callable[[float], bool], start: float = 10.0, tol: flo
     in lambda that hold at 0). Returns 0.0 if no tried lambda is feasible.
     """
     if not start > 0 or not tol > 0:
-        raise ValueError(f"start and tol must be > 0; got start={start}, tol={tol}")
+        raise ParameterError(f"start and tol must be > 0; got start={start}, tol={tol}")
     hi = float(start)
     for _ in range(2048):  # bounded: lambda overflows to inf, which is infeasible
         if not feasible(2.0 * hi):
@@ -114,9 +115,9 @@ class _NdssAttack(Attack):
 
     def __post_init__(self) -> None:
         if self.p not in PERTURBATIONS:
-            raise ValueError(f"{type(self).__name__} p must be one of {PERTURBATIONS}; got p={self.p!r}")
+            raise ParameterError(f"{type(self).__name__} p must be one of {PERTURBATIONS}; got p={self.p!r}")
         if not isinstance(self.omniscient, bool):
-            raise TypeError(f"omniscient must be a bool; got {type(self.omniscient).__name__}")
+            raise ParameterError(f"omniscient must be a bool; got {type(self.omniscient).__name__}")
 
     def _feasible(self, dist: np.ndarray, a: np.ndarray, b: np.ndarray, c: float) -> Callable[[float], bool]:
         raise NotImplementedError

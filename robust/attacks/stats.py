@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 
 from robust.attacks.base import ATTACKS, Attack, AttackContext, check_strength, coord_std, reference
+from robust.errors import ParameterError
 
 
 def _rows(vec: torch.Tensor, f: int) -> torch.Tensor:
@@ -47,13 +48,13 @@ def alie_z_max(n: int, f: int) -> float:
     """
     for name, v in (("n", n), ("f", f)):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{name} must be an int; got {type(v).__name__}")
+            raise ParameterError(f"{name} must be an int; got {type(v).__name__}")
     if f < 0 or n < 1 or f >= n:
-        raise ValueError(f"got n={n}, f={f}; want n >= 1 and 0 <= f < n")
+        raise ParameterError(f"got n={n}, f={f}; want n >= 1 and 0 <= f < n")
     s = math.floor(n / 2 + 1) - f
     p = (n - f - s) / (n - f)
     if not 0.0 < p < 1.0:
-        raise ValueError(
+        raise ParameterError(
             f"got n={n}, f={f} (quantile {p}); want n >= 3 and f <= floor(n/2) so that 0 < (n-f-s)/(n-f) < 1"
         )
     return NormalDist().inv_cdf(p)
@@ -86,7 +87,7 @@ class ALIE(Attack):
     def __post_init__(self) -> None:
         if self.z is not None:
             if isinstance(self.z, bool) or not isinstance(self.z, numbers.Real) or not math.isfinite(self.z):
-                raise ValueError(f"ALIE z must be a finite number or None; got z={self.z!r}")
+                raise ParameterError(f"ALIE z must be a finite number or None; got z={self.z!r}")
 
     def _forward(self, own: torch.Tensor, honest: torch.Tensor | None, ctx: AttackContext) -> torch.Tensor:
         ref = reference(own, honest)
@@ -201,14 +202,14 @@ class Mimic(Attack):
     def __post_init__(self) -> None:
         if self.target is not None:
             if isinstance(self.target, bool) or not isinstance(self.target, int) or self.target < 0:
-                raise ValueError(f"Mimic target must be an int >= 0 or None; got target={self.target!r}")
+                raise ParameterError(f"Mimic target must be an int >= 0 or None; got target={self.target!r}")
 
     def _forward(self, own: torch.Tensor, honest: torch.Tensor | None, ctx: AttackContext) -> torch.Tensor:
         assert honest is not None  # guaranteed by Attack.__call__ for omniscient attacks
         m = honest.shape[0]
         if self.target is not None:
             if self.target >= m:
-                raise ValueError(
+                raise ParameterError(
                     f"Mimic target must index the n - f = {m} honest rows; got target={self.target}"
                 )
             idx = self.target
