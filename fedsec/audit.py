@@ -12,6 +12,12 @@ Derived figures (pure functions below):
 - expansion = client bytes sent per round / ``4 d`` (a plain float32 upload). Bonawitz et al. (CCS
   2017, abstract) report 1.73x for 2^10 users and 2^20-entry vectors of 16-bit values against sending
   them in the clear; :func:`secagg.messages.client_round_bytes` gives this implementation's figure.
+  The analytic bytes per mechanism, which the tests hold the meter to: ``plain``
+  (:func:`protocols.plain.upload_bytes`), ``secagg`` (:func:`secagg.messages.client_round_bytes`),
+  ``secagg_plus`` (:func:`protocols.secagg_sum.plus_client_round_bytes`), ``secagg_ddp``
+  (:func:`protocols.secagg_ddp.ddp_client_round_bytes`), ``paillier``
+  (:func:`protocols.paillier_mean.upload_bytes`), ``prio`` (``PrioPine.describe``'s
+  ``upload_bytes``), ``ckks`` (bounds: :func:`protocols.ckks.mean.upload_bytes_bounds`).
 - communication rounds of a phase: 1 when any byte crosses the network in it, else 0; the mechanism's
   sequential rounds are their sum.
 - network model: per phase, ``max_role(seconds_role + 8 bytes_role / bandwidth_role) + rtt`` (rtt only

@@ -36,6 +36,7 @@ from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg import EncodingError, FixedPoint, SecAggError
 from secagg.driver import run_round
 from secagg.graph import DegreeChoice, choose_degree, default_threshold
+from secagg.messages import client_round_bytes
 
 
 class NonFiniteUpdate(EncodingError, robust.NonFiniteError):
@@ -133,6 +134,28 @@ class SecAggSum:
             }
         )
         return RoundResult(aggregate=agg, accepted=list(out.survivors), meter=meter, leakage=leak)
+
+
+def plus_client_round_bytes(n: int, k: int, d: int, word_bytes: int) -> tuple[int, int]:
+    """Bytes one SecAgg+ client sends and receives in a passive round, no dropouts, degree ``k``.
+
+    Keys, shares and unmasking shares are exchanged only within the client's neighbourhood of
+    ``m = k + 1`` clients (Bell et al., CCS 2020), so every term of
+    :func:`secagg.messages.client_round_bytes` in ``n`` becomes one in ``m``, except the server's
+    unmasking request, which lists all ``n`` survivors (``4 n`` bytes)::
+
+        sent     = client_round_bytes(m, d, w).sent
+        received = client_round_bytes(m, d, w).received + 4 (n - m)
+
+    Per client ``O(k + d)`` with ``k = O(log n)``, against ``O(n + d)`` for SecAgg; ``k = n - 1`` is
+    the complete graph and gives SecAgg's figure. ``k`` is :meth:`SecAggPlusSum.plan`'s degree.
+
+    >>> plus_client_round_bytes(n=12, k=4, d=16, word_bytes=4)
+    (1278, 1484)
+    """
+    m = k + 1
+    sent, received = client_round_bytes(m, d, word_bytes)
+    return sent, received + 4 * (n - m)
 
 
 @PROTOCOLS.register("secagg_plus")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,9 @@ from fedsec.cli import build_parser, main
 from protocols.ckks.mean import upload_bytes_bounds
 from protocols.ckks.params import CKKSParams
 from protocols.mechanisms import MECHANISMS
+from protocols.paillier_mean import PaillierParams, upload_bytes
+from protocols.secagg_ddp import ddp_client_round_bytes
+from protocols.secagg_sum import plus_client_round_bytes
 from secagg.messages import client_round_bytes
 
 
@@ -72,6 +76,46 @@ def test_secagg_bytes_match_the_formula(n: int, d: int, bits: int) -> None:
     want_sent, want_received = client_round_bytes(n, d, word_bytes=4 if bits <= 32 else 8)
     assert _client_bytes(meter, "bytes_sent") == pytest.approx(want_sent, abs=1e-9)
     assert _client_bytes(meter, "bytes_received") == pytest.approx(want_received, abs=1e-9)
+
+
+@pytest.mark.parametrize(("n", "k", "d"), [(12, 4, 16), (20, 4, 5), (14, None, 9), (5, None, 3)])
+def test_secagg_plus_bytes_match_the_neighbourhood_formula(n: int, k: int | None, d: int) -> None:
+    proto = protocols.make("secagg_plus", rule=robust.Mean(), **({} if k is None else {"k": k}))
+    degree = proto.inner.plan(n).k  # the protocol's own plan (complete graph: k = n - 1)
+    meter, _ = measure(proto, n, d)
+    sent, received = plus_client_round_bytes(n, degree, d, word_bytes=4)
+    assert (_client_bytes(meter, "bytes_sent"), _client_bytes(meter, "bytes_received")) == (sent, received)
+    if degree < n - 1:  # a sparse graph costs a client less than the complete one
+        assert sent < client_round_bytes(n, d, 4)[0]
+
+
+@pytest.mark.parametrize(("n", "d", "bits"), [(3, 8, 20), (6, 20, 20), (4, 33, 40)])
+def test_secagg_ddp_bytes_match_the_padded_formula(n: int, d: int, bits: int) -> None:
+    proto = protocols.make("secagg_ddp", rule=robust.Mean(), bits=bits)
+    meter, _ = measure(proto, n, d)
+    sent, received = ddp_client_round_bytes(n, d, bits)
+    assert (_client_bytes(meter, "bytes_sent"), _client_bytes(meter, "bytes_received")) == (sent, received)
+    assert meter["client/rotation_seed"]["bytes_received"] == 32
+
+
+@pytest.mark.parametrize(("n", "d", "key_bits"), [(3, 8, 1024), (4, 100, 1024), (3, 20, 2048)])
+def test_paillier_upload_is_whole_ciphertexts_in_a_signed_frame(n: int, d: int, key_bits: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 1024-bit test keys warn loudly
+        proto = protocols.make("paillier", rule=robust.Mean(), key_bits=key_bits)
+        meter, _ = measure(proto, n, d)
+        want = upload_bytes(PaillierParams(key_bits=key_bits), n, d)
+    assert meter["client/upload"]["bytes_sent"] == want
+    assert meter["server/upload"]["bytes_received"] == n * want
+
+
+@pytest.mark.parametrize(("n", "d"), [(3, 8), (4, 20)])
+def test_prio_upload_is_the_pine_report_length(n: int, d: int) -> None:
+    proto = protocols.make("prio", rule=robust.Mean())
+    meter, _ = measure(proto, n, d)
+    want = proto.inner.describe(d)["upload_bytes"]  # Pine.upload_bytes + nonces + public share
+    assert meter["client/upload"]["bytes_sent"] == want
+    assert meter["leader/upload"]["bytes_received"] + meter["helper/upload"]["bytes_received"] == n * want
 
 
 @pytest.mark.parametrize("d", [10, 5000])
