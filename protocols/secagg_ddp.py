@@ -77,6 +77,9 @@ class SecAggDDP:
     """
 
     name = "secagg_ddp"
+    #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
+    #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
+    drop_phase: str | None = None
 
     def __init__(
         self,
@@ -140,7 +143,7 @@ class SecAggDDP:
                 row = clip_l2(row, self.clip) * w[i]
                 enc[i] = DDGClient(cfg).encode(row, got)
         plan = ss.complete_plan(n, self.t, self.active, ss.DEFAULT_CORRUPT)
-        drops = ss.simulated_dropouts(n, self.dropout, self.active, rng)
+        drops = ss.simulated_dropouts(n, self.dropout, self.active, rng, self.drop_phase)
         out = run_round(
             enc,
             t=plan.t,

@@ -113,6 +113,9 @@ class SecAggNormBound:
     """
 
     name = "secagg_normbound"
+    #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
+    #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
+    drop_phase: str | None = None
 
     def __init__(
         self,
@@ -200,7 +203,7 @@ class SecAggNormBound:
         inputs = np.stack([clients[i].masked_input(fp, limb, (mask_instead or {}).get(i)) for i in accepted])
         m = len(accepted)
         plan = ss.complete_plan(m, None if cfg.t is None else min(cfg.t, m), cfg.active, ss.DEFAULT_CORRUPT)
-        drops = ss.simulated_dropouts(m, cfg.dropout, cfg.active, rng)
+        drops = ss.simulated_dropouts(m, cfg.dropout, cfg.active, rng, self.drop_phase)
         out = run_round(
             inputs,
             t=plan.t,

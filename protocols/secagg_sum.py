@@ -60,6 +60,9 @@ class SecAggSum:
     """
 
     name = "secagg"
+    #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
+    #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
+    drop_phase: str | None = None
 
     def __init__(
         self,
@@ -112,7 +115,7 @@ class SecAggSum:
         clipped = np.clip(x, -self.encoding.clip, self.encoding.clip)
         enc = np.stack([self.encoding.encode(w[i] * clipped[i], n_summands=n) for i in range(n)])
         plan = self.plan(n)
-        drops = ss.simulated_dropouts(n, self.dropout, self.active, rng)
+        drops = ss.simulated_dropouts(n, self.dropout, self.active, rng, self.drop_phase)
         meter = Meter()
         out = run_round(
             enc,

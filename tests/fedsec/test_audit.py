@@ -17,11 +17,13 @@ from hypothesis import strategies as st
 import protocols
 import robust
 from fedsec.audit import (
+    WORST_DROP_PHASE,
     AuditError,
     AuditSpec,
     Network,
     audit,
     audit_stack,
+    build,
     fit_exponent,
     measure,
     parse_bandwidth,
@@ -30,12 +32,15 @@ from fedsec.audit import (
     summarize,
 )
 from fedsec.cli import build_parser, main
+from protocols._secure_sum import simulated_dropouts
 from protocols.ckks.mean import upload_bytes_bounds
 from protocols.ckks.params import CKKSParams
 from protocols.mechanisms import MECHANISMS
 from protocols.paillier_mean import PaillierParams, upload_bytes
+from protocols.plain import client_frame_bytes
 from protocols.secagg_ddp import ddp_client_round_bytes
 from protocols.secagg_sum import plus_client_round_bytes
+from secagg import SecAggError
 from secagg.messages import client_round_bytes
 
 
@@ -53,10 +58,10 @@ def test_every_mechanism_is_audited_at_tiny_size(mechanism: str) -> None:
     s = summarize(rows, Network({"*": 1e8}, 0.05))
     assert s["client_bytes_sent"] >= 4 * 8  # no mechanism uploads less than the plain float32 update
     assert s["comm_rounds"] >= 1 and s["network_seconds"] >= 0.05
+    assert s["expansion"] > 1.0  # every upload carries at least a frame header
     if mechanism == "plain":
-        assert s["expansion"] == 1.0 and s["comm_rounds"] == 1
-    else:
-        assert s["expansion"] > 1.0
+        assert s["client_bytes_sent"] == np.mean([client_frame_bytes(i, 8) for i in range(3)])
+        assert s["comm_rounds"] == 1
     # The leakage record is reported as data: the party that computed the rule's statistic is named.
     assert any("statistic" in keys for keys in cases[0].leakage.values())
 
@@ -64,8 +69,9 @@ def test_every_mechanism_is_audited_at_tiny_size(mechanism: str) -> None:
 @pytest.mark.parametrize(("n", "d"), [(3, 1), (4, 37), (7, 200)])
 def test_plain_bytes_are_the_float32_upload(n: int, d: int) -> None:
     meter, leak = measure(protocols.make("plain", rule=robust.Mean()), n, d)
-    assert meter["client/upload"]["bytes_sent"] == 4 * d  # protocols.plain.upload_bytes
-    assert meter["server/upload"]["bytes_received"] == 4 * n * d
+    frames = [client_frame_bytes(i, d) for i in range(n)]  # 4 d bytes of float32 in a channel frame
+    assert meter["client/upload"]["bytes_sent"] == pytest.approx(sum(frames) / n)
+    assert meter["server/upload"]["bytes_received"] == sum(frames)
     assert leak["server"]["updates"] == "all" and leak["server"]["statistic"] == "the raw rows"
 
 
@@ -128,6 +134,33 @@ def test_ckks_upload_lies_within_the_ciphertext_size_bounds(d: int) -> None:
     assert 8 * d <= meter["key_holder/decrypt"]["bytes_sent"] < 8 * d + 256
 
 
+@pytest.mark.parametrize("mechanism", ["secagg", "secagg_plus", "secagg_ddp", "secagg_normbound"])
+def test_audited_dropouts_leave_after_sharing_keys_and_force_mask_recovery(mechanism: str) -> None:
+    n = 10
+    proto = build(mechanism, robust.Mean(), dropout=0.2)
+    assert proto.inner.drop_phase == WORST_DROP_PHASE[mechanism] == "masked_input"
+    res = proto.run(audit_stack(n, 8), rng=np.random.default_rng(3))
+    dropped = sorted(set(range(n)) - set(res.accepted))
+    assert len(dropped) == math.ceil(0.2 * n)  # exactly 20% of the clients, not a random count
+    costs = res.meter.costs
+    for i in dropped:  # each shared its keys (so its pairwise masks must be rebuilt) and sent no input
+        assert costs[(f"client[{i}]", "share_keys")].bytes_sent > 0
+        sent_input = costs.get((f"client[{i}]", "masked_input"))
+        assert sent_input is None or sent_input.bytes_sent == 0
+    # The server rebuilt their masks: the aggregate is the mean over the survivors only (DDP adds noise).
+    x = audit_stack(n, 8).numpy()
+    if mechanism != "secagg_ddp":
+        np.testing.assert_allclose(res.aggregate.numpy(), x[res.accepted].mean(axis=0), atol=0.05)
+
+
+def test_a_drop_phase_outside_the_protocol_is_refused() -> None:
+    with pytest.raises(SecAggError, match="drop_phase: got 'nowhere'"):
+        simulated_dropouts(5, 0.2, False, np.random.default_rng(0), "nowhere")
+    assert simulated_dropouts(5, 0.0, False, None, "masked_input") == {}
+    drops = simulated_dropouts(25, 0.1, False, np.random.default_rng(0), "masked_input")
+    assert len(drops) == 3 and set(drops.values()) == {"masked_input"}
+
+
 def test_units_parse_and_bad_units_are_refused() -> None:
     assert parse_bandwidth("100Mbit") == 1e8 and parse_bandwidth("1Gbit/s") == 1e9
     assert parse_rtt("50ms") == pytest.approx(0.05) and parse_rtt("0.2s") == pytest.approx(0.2)
@@ -178,7 +211,7 @@ def test_a_case_over_budget_is_extrapolated_and_marked() -> None:
         assert case.extrapolated_from == 4096 // 16
         assert all(r["extrapolated"] for r in case.rows())
     plain = summarize(cases[0].rows(), Network({"*": 1e8}, 0.0))
-    assert plain["client_bytes_sent"] == pytest.approx(4 * 4096)  # linear in d: exact
+    assert plain["client_bytes_sent"] == pytest.approx(client_frame_bytes(0, 4096))  # affine in d: exact
     secagg = summarize(cases[1].rows(), Network({"*": 1e8}, 0.0))
     want = client_round_bytes(3, 4096, 4)[0]  # affine in d: exact
     assert secagg["client_bytes_sent"] == pytest.approx(want)
@@ -235,6 +268,8 @@ def test_command_with_dropout_and_an_unknown_mechanism(
         ("mean @ plain", 0.0),
     }
     assert any(line.startswith("plain: takes no dropout") for line in obj["refused"])
+    assert {s["drop_phase"] for s in obj["summary"] if s["dropout"]} == {"masked_input"}
+    assert "| 0.2 at masked_input |" in (tmp_path / "audit.md").read_text()
     assert main(["audit", "--mechanisms", "nope", "--dim", "4", "--out", str(tmp_path), "--quiet"]) == 2
     assert "fedsec: error: mechanisms: got ['nope']; want some of" in capsys.readouterr().err
 
