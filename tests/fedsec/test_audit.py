@@ -282,3 +282,50 @@ def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     for opt in ("--mechanisms", "--rule", "--clients", "--dim", "--model", "--dropout", "--repeats",
                 "--bandwidth", "--rtt", "--no-extrapolate", "--out"):  # fmt: skip
         assert opt in out
+
+
+_CONFIG = """
+name = "audit-config"
+[data]
+dataset = "{dataset}"
+n_clients = 6
+[model]
+name = "mlp"
+[train]
+clients_per_round = 5
+[[defense]]
+rule = "mean"
+mechanism = "plain"
+[[defense]]
+rule = "mean"
+mechanism = "secagg"
+"""
+
+
+def test_command_takes_its_defaults_from_a_config_and_options_override_them(tmp_path: Path) -> None:
+    from fedsec.models import make_model, num_parameters
+
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(_CONFIG.format(dataset="digits"))
+    out = tmp_path / "a"
+    assert main(["audit", str(cfg), "--repeats", "1", "--out", str(out), "--quiet", "--no-plots"]) == 0
+    obj = json.loads((out / "audit.json").read_text())
+    d_mlp = num_parameters(make_model("mlp", (1, 8, 8), 10))  # the config's model on its dataset
+    assert {(s["label"], s["n"], s["d"]) for s in obj["summary"]} == {
+        ("mean @ plain", 5, d_mlp),  # n: the config's clients per round
+        ("mean @ secagg", 5, d_mlp),
+    }
+    out2 = tmp_path / "b"
+    argv = ["audit", str(cfg), "--mechanisms", "plain", "--rule", "median", "--clients", "3", "--dim", "8"]
+    assert main([*argv, "--repeats", "1", "--out", str(out2), "--quiet", "--no-plots"]) == 0
+    obj = json.loads((out2 / "audit.json").read_text())
+    assert {(s["label"], s["n"], s["d"]) for s in obj["summary"]} == {("median @ plain", 3, 8)}
+
+
+def test_a_config_without_a_known_input_shape_needs_a_dim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(_CONFIG.format(dataset="synthetic"))
+    assert main(["audit", str(cfg), "--out", str(tmp_path), "--quiet", "--no-plots"]) == 2
+    assert "config dataset: got 'synthetic'; want one of" in capsys.readouterr().err
