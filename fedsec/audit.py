@@ -17,7 +17,8 @@ Derived figures (pure functions below):
   ``secagg_plus`` (:func:`protocols.secagg_sum.plus_client_round_bytes`), ``secagg_ddp``
   (:func:`protocols.secagg_ddp.ddp_client_round_bytes`), ``paillier``
   (:func:`protocols.paillier_mean.upload_bytes`), ``prio`` (``PrioPine.describe``'s
-  ``upload_bytes``), ``ckks`` (bounds: :func:`protocols.ckks.mean.upload_bytes_bounds`).
+  ``upload_bytes``), ``secagg_normbound`` (:func:`protocols.secagg_normbound.normbound_client_round_bytes`),
+  ``ckks`` (bounds: :func:`protocols.ckks.mean.upload_bytes_bounds`).
 - communication rounds of a phase: 1 when any byte crosses the network in it, else 0; the mechanism's
   sequential rounds are their sum.
 - network model: per phase, ``max_role(seconds_role + 8 bytes_role / bandwidth_role) + rtt`` (rtt only

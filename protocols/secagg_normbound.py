@@ -85,6 +85,7 @@ from protocols.normbound_parties import (  # re-exported: the parties and helper
 )
 from secagg.driver import run_round
 from secagg.errors import TooFewSurvivors
+from secagg.messages import client_round_bytes
 from secagg.normbound import (
     LinkCheckFailed,
     ProofContext,
@@ -103,6 +104,24 @@ __all__ = [
     "encode_within_bound",
     "make_commit_message",
 ]
+
+
+def normbound_client_round_bytes(config: NormBoundConfig, n: int, d: int) -> tuple[int, int]:
+    """Bytes one client sends and receives in a round where every proof passes, no dropouts, no blame.
+
+    The commitment (one 32-byte point) and the norm proof (:attr:`NormBoundParams.proof_size`:
+    ``4 + 2 ceil(log2 n')`` points, 5 scalars and a version byte, ``n'`` the range-proven values), then
+    the masked secure sum of ``d + L`` words, ``L = ceil(253 / w)`` limbs of the blinding factor with
+    ``w`` = :meth:`NormBoundConfig.limb_bits`, of ``wb = 4`` bytes (``bits <= 32``, else 8)::
+
+        sent     = 32 + proof_size + client_round_bytes(n, d + L, wb).sent
+        received = client_round_bytes(n, d + L, wb).received
+
+    (:func:`secagg.messages.client_round_bytes`.) The proof is ``O(log d)``; the ``L`` limbs are fixed.
+    """
+    limbs = math.ceil(253 / config.limb_bits(n))
+    sent, received = client_round_bytes(n, d + limbs, 4 if config.bits <= 32 else 8)
+    return 32 + config.params(d).proof_size + sent, received
 
 
 @PROTOCOLS.register("secagg_normbound")

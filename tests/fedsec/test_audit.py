@@ -39,6 +39,7 @@ from protocols.mechanisms import MECHANISMS
 from protocols.paillier_mean import PaillierParams, upload_bytes
 from protocols.plain import client_frame_bytes
 from protocols.secagg_ddp import ddp_client_round_bytes
+from protocols.secagg_normbound import normbound_client_round_bytes
 from protocols.secagg_sum import plus_client_round_bytes
 from secagg import SecAggError
 from secagg.messages import client_round_bytes
@@ -113,6 +114,15 @@ def test_paillier_upload_is_whole_ciphertexts_in_a_signed_frame(n: int, d: int, 
         want = upload_bytes(PaillierParams(key_bits=key_bits), n, d)
     assert meter["client/upload"]["bytes_sent"] == want
     assert meter["server/upload"]["bytes_received"] == n * want
+
+
+@pytest.mark.parametrize(("n", "d"), [(3, 8), (6, 20), (4, 100)])
+def test_secagg_normbound_bytes_are_commitment_proof_and_masked_limbs(n: int, d: int) -> None:
+    proto = protocols.make("secagg_normbound", rule=robust.Mean(), bound=1.0)
+    meter, _ = measure(proto, n, d)
+    sent, received = normbound_client_round_bytes(proto.inner.config, n, d)
+    assert (_client_bytes(meter, "bytes_sent"), _client_bytes(meter, "bytes_received")) == (sent, received)
+    assert meter["client/commit_prove"]["bytes_sent"] == 32 + proto.inner.config.params(d).proof_size
 
 
 @pytest.mark.parametrize(("n", "d"), [(3, 8), (4, 20)])
