@@ -12,6 +12,13 @@ Derived figures (pure functions below):
 - expansion = client bytes sent per round / ``4 d`` (a plain float32 upload). Bonawitz et al. (CCS
   2017, abstract) report 1.73x for 2^10 users and 2^20-entry vectors of 16-bit values against sending
   them in the clear; :func:`secagg.messages.client_round_bytes` gives this implementation's figure.
+  The analytic bytes per mechanism, which the tests hold the meter to: ``plain``
+  (:func:`protocols.plain.client_frame_bytes`), ``secagg`` (:func:`secagg.messages.client_round_bytes`),
+  ``secagg_plus`` (:func:`protocols.secagg_sum.plus_client_round_bytes`), ``secagg_ddp``
+  (:func:`protocols.secagg_ddp.ddp_client_round_bytes`), ``paillier``
+  (:func:`protocols.paillier_mean.upload_bytes`), ``prio`` (``PrioPine.describe``'s
+  ``upload_bytes``), ``secagg_normbound`` (:func:`protocols.secagg_normbound.normbound_client_round_bytes`),
+  ``ckks`` (bounds: :func:`protocols.ckks.mean.upload_bytes_bounds`).
 - communication rounds of a phase: 1 when any byte crosses the network in it, else 0; the mechanism's
   sequential rounds are their sum.
 - network model: per phase, ``max_role(seconds_role + 8 bytes_role / bandwidth_role) + rtt`` (rtt only
@@ -43,6 +50,17 @@ from fedsec.round import role
 #: Parameters a mechanism needs that no rule fixes (the audit's stacks have L2 norm 1/2).
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"secagg_normbound": {"bound": 1.0}}
 FIELDS = ("seconds", "bytes_sent", "bytes_received")
+#: Where a dropout costs the most. In the masked secure sums a client that shared its keys but sends no
+#: masked input makes the server rebuild its pairwise masks with every survivor from their shares (the
+#: unmasking recovery, O(n d) per dropped client); there exactly ``ceil(dropout n)`` clients drop. A
+#: ``prio`` dropout is an absent report (each client with probability ``dropout``): no recovery.
+WORST_DROP_PHASE = {
+    "secagg": "masked_input",
+    "secagg_plus": "masked_input",
+    "secagg_ddp": "masked_input",
+    "secagg_normbound": "masked_input",
+    "prio": "upload",
+}
 ROW_NORM = 0.5
 
 
@@ -114,7 +132,8 @@ def audit_stack(n: int, d: int, seed: int = 0) -> torch.Tensor:
 
 def build(mechanism: str, rule: Any, dropout: float = 0.0) -> Any:
     """``protocols.make(mechanism, rule=rule)`` with :data:`DEFAULT_PARAMS`, and with ``dropout`` where
-    the mechanism's protocol takes a dropout rate; ``None`` when ``dropout > 0`` and it takes none."""
+    the mechanism's protocol takes a dropout rate, set to drop at :data:`WORST_DROP_PHASE`; ``None``
+    when ``dropout > 0`` and it takes none."""
     import protocols
 
     params = dict(DEFAULT_PARAMS.get(mechanism, {}))
@@ -123,7 +142,10 @@ def build(mechanism: str, rule: Any, dropout: float = 0.0) -> Any:
         return proto
     if "dropout" not in inspect.signature(type(proto.inner).__init__).parameters:
         return None
-    return protocols.make(mechanism, rule=rule, **params, dropout=dropout)
+    proto = protocols.make(mechanism, rule=rule, **params, dropout=dropout)
+    if hasattr(proto.inner, "drop_phase"):
+        proto.inner.drop_phase = WORST_DROP_PHASE[mechanism]
+    return proto
 
 
 def measure(proto: Any, n: int, d: int, seed: int = 0) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
@@ -176,6 +198,7 @@ class Case:
     leakage: dict[str, dict[str, str]] = field(default_factory=dict)
     extrapolated_from: int | None = None
     exponents: dict[str, float] = field(default_factory=dict)
+    drop_phase: str | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per role/phase: median and IQR of seconds, median bytes, communication rounds."""
@@ -193,7 +216,7 @@ class Case:
             sent, recv = float(np.median(vals["bytes_sent"])), float(np.median(vals["bytes_received"]))
             out.append({
                 "mechanism": self.mechanism, "label": self.label, "n": self.n, "d": self.d,
-                "dropout": self.dropout, "role": r, "phase": phase,
+                "dropout": self.dropout, "drop_phase": self.drop_phase, "role": r, "phase": phase,
                 "seconds": float(np.median(vals["seconds"])), "seconds_iqr": float(q3 - q1),
                 "bytes_sent": sent, "bytes_received": recv, "comm_rounds": int(sent + recv > 0),
                 "repeats": len(present), "one_time": len(present) < len(self.runs) or phase == "setup",
@@ -227,7 +250,8 @@ def summarize(rows: Iterable[dict[str, Any]], network: Network) -> dict[str, Any
     server = {f: sum(t[f] for k, t in by_role.items() if k != "client") for f in FIELDS}
     return {
         "mechanism": first["mechanism"], "label": first["label"], "n": first["n"], "d": first["d"],
-        "dropout": first["dropout"], "client_seconds": client["seconds"],
+        "dropout": first["dropout"], "drop_phase": first.get("drop_phase"),
+        "client_seconds": client["seconds"],
         "client_bytes_sent": client["bytes_sent"], "client_bytes_received": client["bytes_received"],
         "server_seconds": server["seconds"], "server_bytes_received": server["bytes_received"],
         "expansion": expansion(client["bytes_sent"], first["d"]),
@@ -330,6 +354,7 @@ def audit(spec: AuditSpec, tick: Progress | None = None) -> tuple[list[Case], li
             for n in spec.clients:
                 for d in spec.dims:
                     case = Case(mech, proto.name, n, d, dropout)
+                    case.drop_phase = WORST_DROP_PHASE.get(mech) if dropout else None
                     if not (spec.extrapolate and d >= 256 and _extrapolate(spec, proto, case, tick)):
                         _run_case(spec, proto, case, tick)
                     cases.append(case)

@@ -12,6 +12,14 @@ from fedsec.audit import AuditError, AuditSpec, parse_network, total_steps
 
 #: (input shape, classes) of the datasets a ``--model`` is sized for (MNIST-like 28x28 grey images).
 MODEL_INPUT = ((1, 28, 28), 10)
+#: (input shape, classes) of the fixed-shape datasets a CONFIG's model is sized on.
+DATASET_INPUT = {
+    "digits": ((1, 8, 8), 10),
+    "fmnist": ((1, 28, 28), 10),
+    "svhn": ((3, 32, 32), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
+DEFAULT_MECHANISMS = "plain,secagg,secagg_plus,secagg_ddp,ckks,paillier,prio"
 
 
 def _ints(text: str) -> list[int]:
@@ -29,14 +37,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description="Run each mechanism composed with --rule on the same stacks for every n in --clients "
         "and d in --dim (or --model); write audit.md, audit.csv, audit.json and figures: per-role and "
         "per-phase seconds, bytes and communication rounds, expansion against a plain float32 upload, "
-        "the leakage record, growth exponents and a network-model wall clock.",
+        "the leakage record, growth exponents and a network-model wall clock. With CONFIG, its "
+        "defenses' mechanisms, first defense's rule, clients per round and model size are the defaults.",
     )
+    p.add_argument("config", nargs="?", type=Path, default=None, help="optional experiment TOML")
     p.add_argument(
         "--mechanisms",
-        default="plain,secagg,secagg_plus,secagg_ddp,ckks,paillier,prio",
-        help="comma-separated mechanisms (default: %(default)s)",
+        default=None,
+        help=f"comma-separated mechanisms (default: CONFIG's, else {DEFAULT_MECHANISMS})",
     )
-    p.add_argument("--rule", default="mean", help="robust rule by registered name (default: mean)")
+    p.add_argument("--rule", default=None, help="robust rule by name (default: CONFIG's, else mean)")
     p.add_argument(
         "--rule-arg",
         action="append",
@@ -44,7 +54,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a rule parameter, VALUE parsed as TOML (repeatable), e.g. --rule-arg f=5",
     )
-    p.add_argument("--clients", default="25", help="comma-separated n (default: 25)")
+    p.add_argument("--clients", default=None, help="comma-separated n (default: CONFIG's cohort, else 25)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--dim", default=None, help="comma-separated d (default: the LeNet-5 size)")
     size.add_argument("--model", default=None, help="d = the parameter count of this model on 28x28 images")
@@ -85,20 +95,61 @@ def model_dim(name: str) -> int:
         raise AuditError(f"model: got {name!r}; want a registered model ({e})") from e
 
 
+def config_defaults(path: Path) -> dict[str, Any]:
+    """What CONFIG fixes: the mechanisms of its defenses (``[[defense]] mechanism``, else ``[protocol]``),
+    its first defense built as in a run (rule, pre-aggregators, assumed ``f``), the clients per round
+    and its model's parameter count on its dataset's input shape."""
+    from dataclasses import replace
+
+    from fedsec.build import build_defense
+    from fedsec.config import Config
+    from fedsec.models import make_model, num_parameters
+    from protocols.mechanisms import MECHANISMS
+
+    cfg = Config.from_toml(path)
+    mechs = list(dict.fromkeys(cfg.mechanism(d) for d in cfg.defenses))
+    unknown = [m for m in mechs if m not in MECHANISMS]
+    if unknown:
+        raise AuditError(f"config mechanisms: got {unknown}; want mechanisms of {MECHANISMS.names()}")
+    shape = DATASET_INPUT.get(cfg.data.dataset)
+    dim = None
+    if shape is not None:
+        dim = num_parameters(make_model(cfg.model.name, *shape, **cfg.model.kwargs))
+    return {
+        "mechanisms": mechs,
+        "rule": build_defense(replace(cfg, defenses=cfg.defenses[:1])),
+        "clients": [cfg.train.clients_per_round or cfg.data.n_clients],
+        "dims": [dim] if dim is not None else None,
+        "dataset": cfg.data.dataset,
+    }
+
+
 def spec_from_args(args: argparse.Namespace) -> AuditSpec:
     import robust
 
+    base = config_defaults(args.config) if args.config is not None else {}
     kw = {}
     for item in args.rule_arg:
         key, eq, value = item.partition("=")
         if not eq:
             raise AuditError(f"rule-arg: got {item!r}; want KEY=VALUE")
         kw[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-    dims = _ints(args.dim) if args.dim else [model_dim(args.model or "lenet5")]
+    if args.dim:
+        dims = _ints(args.dim)
+    elif args.model or not base:
+        dims = [model_dim(args.model or "lenet5")]
+    elif base["dims"] is None:
+        raise AuditError(
+            f"config dataset: got {base['dataset']!r}; want one of {sorted(DATASET_INPUT)} or --dim/--model"
+        )
+    else:
+        dims = base["dims"]
+    mechs = args.mechanisms or (None if base else DEFAULT_MECHANISMS)
+    rule = robust.make(args.rule or "mean", **kw) if args.rule or kw or not base else base["rule"]
     return AuditSpec(
-        mechanisms=[m.strip() for m in args.mechanisms.split(",") if m.strip()],
-        rule=robust.make(args.rule, **kw),
-        clients=_ints(args.clients),
+        mechanisms=[m.strip() for m in mechs.split(",") if m.strip()] if mechs else base["mechanisms"],
+        rule=rule,
+        clients=_ints(args.clients) if args.clients else base.get("clients", [25]),
         dims=dims,
         dropout=args.dropout,
         repeats=args.repeats,

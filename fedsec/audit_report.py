@@ -76,7 +76,8 @@ def markdown(
         "# Protocol overhead audit",
         "",
         f"Rule `{spec.rule}`; clients {spec.clients}; d {spec.dims}; {spec.repeats} repeat(s) (median; "
-        f"spread = interquartile range); dropout {spec.dropout:g}; network {bw}, rtt "
+        f"spread = interquartile range); dropout {spec.dropout:g} (at the phase where it costs the "
+        f"most, named in the table); network {bw}, rtt "
         f"{network.rtt_s * 1e3:g} ms. Client figures are per client, others per party role in total. "
         "Expansion = client bytes sent / (4 d), a plain float32 upload. Rows marked * are extrapolated "
         "on the line through two smaller-d pilot runs (not measured; the pilots' log-log slope is in "
@@ -91,7 +92,7 @@ def markdown(
             s["label"] + (" *" if s["extrapolated"] else ""),
             str(s["n"]),
             str(s["d"]),
-            f"{s['dropout']:g}",
+            f"{s['dropout']:g}" + (f" at {s['drop_phase']}" if s.get("drop_phase") else ""),
             _fmt_bytes(s["client_bytes_sent"]),
             _fmt_bytes(s["client_bytes_received"]),
             f"{s['expansion']:.3g}x",

@@ -77,13 +77,21 @@ def client_weights(weights: torch.Tensor | None, n: int) -> np.ndarray:
 
 
 def simulated_dropouts(
-    n: int, dropout: float, active: bool, rng: np.random.Generator | None
+    n: int, dropout: float, active: bool, rng: np.random.Generator | None, phase: str | None = None
 ) -> dict[int, str]:
     """Each of n clients drops with probability ``dropout`` at a uniformly chosen phase (``rng`` only
-    simulates the failures; the consistency check is a phase only in the active variant)."""
+    simulates the failures; the consistency check is a phase only in the active variant).
+
+    With ``phase`` (a protocol's ``drop_phase``, set by ``fedsec audit`` for its worst case), exactly
+    ``ceil(dropout n)`` clients chosen with ``rng`` drop at that phase."""
     if dropout == 0.0:
         return {}
     g = rng if rng is not None else np.random.default_rng()
+    if phase is not None:
+        if phase not in PHASES:
+            raise SecAggError(f"drop_phase: got {phase!r}; want one of {PHASES}")
+        hit = g.choice(n, size=math.ceil(dropout * n), replace=False)
+        return {int(i): phase for i in hit}
     phases = [p for p in PHASES if active or p != "consistency_check"]
     hit = np.flatnonzero(g.random(n) < dropout)
     return {int(i): phases[int(g.integers(len(phases)))] for i in hit}

@@ -142,6 +142,25 @@ def _ct_bytes(pub: paillier.PaillierPublicKey) -> int:
     return (pub.nsquare.bit_length() + 7) // 8
 
 
+def upload_bytes(params: PaillierParams, n_clients: int, d: int) -> int:
+    """Bytes of one client's upload: ``ceil(d / s)`` ciphertexts in a signed frame.
+
+    With ``s`` = :meth:`PaillierParams.per_plaintext` slots per plaintext, ``|n|`` = ``key_bits``, a
+    ciphertext in ``Z_(n^2)`` of ``C = ceil(2 |n| / 8)`` bytes, a 14-byte frame header, a 4-byte
+    length per part and a 64-byte Ed25519 signature (:mod:`protocols.ckks.messages`)::
+
+        upload = 64 + 14 + ceil(d / s) (4 + C)
+
+    e.g. 594 bytes for ``d <= 56`` at 2048 bits and 10 clients (``w = 36``, ``s = 56``); the expansion
+    over a float32 upload (``4 d`` bytes) tends to ``C / (4 s) ~ w / 16``, about 2.25x there.
+
+    >>> upload_bytes(PaillierParams(), n_clients=10, d=8)
+    594
+    """
+    chunks = -(-d // params.per_plaintext(n_clients))
+    return 64 + 14 + chunks * (4 + (2 * params.key_bits + 7) // 8)
+
+
 # ----------------------------------------------------------------------------------------------- checks
 def check_packed_sums(ints: list[int], p: PaillierParams, n_clients: int, d: int) -> None:
     """Key holder: every decrypted packed sum must be one that honest clients can produce.

@@ -54,6 +54,19 @@ def upload_bytes(d: int) -> int:
     return 4 * d
 
 
+def client_frame_bytes(i: int, d: int, signed: bool = False) -> int:
+    """Bytes client ``i`` sends per round: its float32 update in one :class:`protocols.channel.Frame`::
+
+        18 (header) + len("client[i]") + len("server") + len("update") + 1 (dtype code) + 4 d [+ 64]
+
+    (the 64-byte Ed25519 signature where the channel signs); e.g. 60 bytes for ``i < 10``, ``d = 5``.
+
+    >>> client_frame_bytes(0, 5), client_frame_bytes(12, 5, signed=True)
+    (60, 125)
+    """
+    return 18 + len(f"client[{i}]") + len("server") + len("update") + 1 + upload_bytes(d) + 64 * signed
+
+
 @PROTOCOLS.register("plain")
 class PlainAggregation:
     """No confidentiality: clients send their updates; the server runs ``rule`` on the rows that arrived.

@@ -34,10 +34,31 @@ import numpy as np
 import torch
 
 from dp.accounting import check_delta, statement
-from dp.distributed import RDP_ORDERS, DDGClient, DDGConfig, DDGServer, clip_l2, rdp_epsilon
+from dp.distributed import RDP_ORDERS, DDGClient, DDGConfig, DDGServer, clip_l2, padded_dim, rdp_epsilon
 from protocols import _secure_sum as ss
 from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg.driver import run_round
+from secagg.messages import client_round_bytes
+
+
+def ddp_client_round_bytes(n: int, d: int, bits: int) -> tuple[int, int]:
+    """Bytes one client sends and receives in a round, no dropouts.
+
+    The masked secure sum runs on the rotated vector of ``D = 2^ceil(log2 d)`` ring words
+    (:func:`dp.distributed.padded_dim`) of ``w = 4`` bytes (``bits <= 32``, else 8), and the client
+    also receives the 32-byte rotation seed::
+
+        sent     = client_round_bytes(n, D, w).sent
+        received = client_round_bytes(n, D, w).received + 32
+
+    (:func:`secagg.messages.client_round_bytes`.) The padding costs at most a factor 2 in the masked
+    input; the DP noise costs no bytes (it lives in the same ring words).
+
+    >>> ddp_client_round_bytes(n=6, d=20, bits=20)
+    (1498, 1742)
+    """
+    sent, received = client_round_bytes(n, padded_dim(d), 4 if bits <= 32 else 8)
+    return sent, received + 32
 
 
 @PROTOCOLS.register("secagg_ddp")
@@ -56,6 +77,9 @@ class SecAggDDP:
     """
 
     name = "secagg_ddp"
+    #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
+    #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
+    drop_phase: str | None = None
 
     def __init__(
         self,
@@ -119,7 +143,7 @@ class SecAggDDP:
                 row = clip_l2(row, self.clip) * w[i]
                 enc[i] = DDGClient(cfg).encode(row, got)
         plan = ss.complete_plan(n, self.t, self.active, ss.DEFAULT_CORRUPT)
-        drops = ss.simulated_dropouts(n, self.dropout, self.active, rng)
+        drops = ss.simulated_dropouts(n, self.dropout, self.active, rng, self.drop_phase)
         out = run_round(
             enc,
             t=plan.t,

@@ -85,6 +85,7 @@ from protocols.normbound_parties import (  # re-exported: the parties and helper
 )
 from secagg.driver import run_round
 from secagg.errors import TooFewSurvivors
+from secagg.messages import client_round_bytes
 from secagg.normbound import (
     LinkCheckFailed,
     ProofContext,
@@ -105,6 +106,24 @@ __all__ = [
 ]
 
 
+def normbound_client_round_bytes(config: NormBoundConfig, n: int, d: int) -> tuple[int, int]:
+    """Bytes one client sends and receives in a round where every proof passes, no dropouts, no blame.
+
+    The commitment (one 32-byte point) and the norm proof (:attr:`NormBoundParams.proof_size`:
+    ``4 + 2 ceil(log2 n')`` points, 5 scalars and a version byte, ``n'`` the range-proven values), then
+    the masked secure sum of ``d + L`` words, ``L = ceil(253 / w)`` limbs of the blinding factor with
+    ``w`` = :meth:`NormBoundConfig.limb_bits`, of ``wb = 4`` bytes (``bits <= 32``, else 8)::
+
+        sent     = 32 + proof_size + client_round_bytes(n, d + L, wb).sent
+        received = client_round_bytes(n, d + L, wb).received
+
+    (:func:`secagg.messages.client_round_bytes`.) The proof is ``O(log d)``; the ``L`` limbs are fixed.
+    """
+    limbs = math.ceil(253 / config.limb_bits(n))
+    sent, received = client_round_bytes(n, d + limbs, 4 if config.bits <= 32 else 8)
+    return 32 + config.params(d).proof_size + sent, received
+
+
 @PROTOCOLS.register("secagg_normbound")
 class SecAggNormBound:
     """Secure aggregation where every client proves ``||update||_2 <= bound`` (module docstring).
@@ -113,6 +132,9 @@ class SecAggNormBound:
     """
 
     name = "secagg_normbound"
+    #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
+    #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
+    drop_phase: str | None = None
 
     def __init__(
         self,
@@ -200,7 +222,7 @@ class SecAggNormBound:
         inputs = np.stack([clients[i].masked_input(fp, limb, (mask_instead or {}).get(i)) for i in accepted])
         m = len(accepted)
         plan = ss.complete_plan(m, None if cfg.t is None else min(cfg.t, m), cfg.active, ss.DEFAULT_CORRUPT)
-        drops = ss.simulated_dropouts(m, cfg.dropout, cfg.active, rng)
+        drops = ss.simulated_dropouts(m, cfg.dropout, cfg.active, rng, self.drop_phase)
         out = run_round(
             inputs,
             t=plan.t,

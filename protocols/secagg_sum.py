@@ -36,6 +36,7 @@ from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
 from secagg import EncodingError, FixedPoint, SecAggError
 from secagg.driver import run_round
 from secagg.graph import DegreeChoice, choose_degree, default_threshold
+from secagg.messages import client_round_bytes
 
 
 class NonFiniteUpdate(EncodingError, robust.NonFiniteError):
@@ -59,6 +60,9 @@ class SecAggSum:
     """
 
     name = "secagg"
+    #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
+    #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
+    drop_phase: str | None = None
 
     def __init__(
         self,
@@ -111,7 +115,7 @@ class SecAggSum:
         clipped = np.clip(x, -self.encoding.clip, self.encoding.clip)
         enc = np.stack([self.encoding.encode(w[i] * clipped[i], n_summands=n) for i in range(n)])
         plan = self.plan(n)
-        drops = ss.simulated_dropouts(n, self.dropout, self.active, rng)
+        drops = ss.simulated_dropouts(n, self.dropout, self.active, rng, self.drop_phase)
         meter = Meter()
         out = run_round(
             enc,
@@ -133,6 +137,28 @@ class SecAggSum:
             }
         )
         return RoundResult(aggregate=agg, accepted=list(out.survivors), meter=meter, leakage=leak)
+
+
+def plus_client_round_bytes(n: int, k: int, d: int, word_bytes: int) -> tuple[int, int]:
+    """Bytes one SecAgg+ client sends and receives in a passive round, no dropouts, degree ``k``.
+
+    Keys, shares and unmasking shares are exchanged only within the client's neighbourhood of
+    ``m = k + 1`` clients (Bell et al., CCS 2020), so every term of
+    :func:`secagg.messages.client_round_bytes` in ``n`` becomes one in ``m``, except the server's
+    unmasking request, which lists all ``n`` survivors (``4 n`` bytes)::
+
+        sent     = client_round_bytes(m, d, w).sent
+        received = client_round_bytes(m, d, w).received + 4 (n - m)
+
+    Per client ``O(k + d)`` with ``k = O(log n)``, against ``O(n + d)`` for SecAgg; ``k = n - 1`` is
+    the complete graph and gives SecAgg's figure. ``k`` is :meth:`SecAggPlusSum.plan`'s degree.
+
+    >>> plus_client_round_bytes(n=12, k=4, d=16, word_bytes=4)
+    (1278, 1484)
+    """
+    m = k + 1
+    sent, received = client_round_bytes(m, d, word_bytes)
+    return sent, received + 4 * (n - m)
 
 
 @PROTOCOLS.register("secagg_plus")
