@@ -293,3 +293,37 @@ class Flp:
             if f.to_ints(g.eval(f, wire_checks)) != f.to_ints(gadget_check):
                 return False
         return True
+
+    def prove_many(self, meas: Vec, prove_rands: Vec, joint_rands: Vec, count: int) -> Vec:
+        """``count`` proofs of ``meas`` (the draft's multiproof), the k-th from the k-th slices of the
+        prove and joint randomness, concatenated."""
+        pl, jl = self.PROVE_RAND_LEN, self.JOINT_RAND_LEN
+        return np.concatenate(
+            [
+                self.prove(meas, prove_rands[k * pl : (k + 1) * pl], joint_rands[k * jl : (k + 1) * jl])
+                for k in range(count)
+            ]
+        )
+
+    def query_many(
+        self, meas: Vec, proofs: Vec, query_rands: Vec, joint_rands: Vec, num_shares: int, count: int
+    ) -> Vec:
+        """The verifier shares of the first ``count`` proofs in ``proofs``, concatenated."""
+        pl, ql, jl = self.PROOF_LEN, self.QUERY_RAND_LEN, self.JOINT_RAND_LEN
+        return np.concatenate(
+            [
+                self.query(
+                    meas,
+                    proofs[k * pl : (k + 1) * pl],
+                    query_rands[k * ql : (k + 1) * ql],
+                    joint_rands[k * jl : (k + 1) * jl],
+                    num_shares,
+                )
+                for k in range(count)
+            ]
+        )
+
+    def first_rejected(self, verifiers: Vec, count: int) -> int | None:
+        """The index of the first of ``count`` combined verifiers that :meth:`decide` rejects, or ``None``."""
+        vl = self.VERIFIER_LEN
+        return next((k for k in range(count) if not self.decide(verifiers[k * vl : (k + 1) * vl])), None)

@@ -120,34 +120,21 @@ class Pine:
         return self._expand(ctx, USAGE_PROOF_SHARE, seed, bytes([self.PROOFS, 1]), self.PROOF_LEN)
 
     def _proofs(self, ctx: bytes, meas: Vec, prove_seed: bytes, jr_seed: bytes) -> Vec:
-        pl, jl, pn = self.flp.PROVE_RAND_LEN, self.flp.JOINT_RAND_LEN, self.flp_norm.PROVE_RAND_LEN
+        pl, pn = self.flp.PROVE_RAND_LEN, self.flp_norm.PROVE_RAND_LEN
         n = pl * self.PROOFS + pn
         prove = self._expand(ctx, USAGE_PROVE_RANDOMNESS, prove_seed, bytes([self.PROOFS]), n)
         joint = self.prio3.joint_rands(ctx, jr_seed)
-        proofs = [
-            self.flp.prove(meas, prove[k * pl : (k + 1) * pl], joint[k * jl : (k + 1) * jl])
-            for k in range(self.PROOFS)
-        ]
-        proofs.append(self.flp_norm.prove(meas, prove[n - pn :], self.field.zeros(0)))
-        return np.concatenate(proofs)
+        main = self.flp.prove_many(meas, prove[: pl * self.PROOFS], joint, self.PROOFS)
+        return np.concatenate([main, self.flp_norm.prove(meas, prove[n - pn :], self.field.zeros(0))])
 
     def _query(
         self, verify_key: bytes, ctx: bytes, nonce: bytes, meas: Vec, proofs: Vec, jr_seed: bytes
     ) -> Vec:
-        pl, ql, jl = self.flp.PROOF_LEN, self.flp.QUERY_RAND_LEN, self.flp.JOINT_RAND_LEN
+        pl, ql = self.flp.PROOF_LEN, self.flp.QUERY_RAND_LEN
         n = ql * self.PROOFS + self.flp_norm.QUERY_RAND_LEN
         query = self._expand(ctx, USAGE_QUERY_RANDOMNESS, verify_key, bytes([self.PROOFS]) + nonce, n)
         joint = self.prio3.joint_rands(ctx, jr_seed)
-        out = [
-            self.flp.query(
-                meas,
-                proofs[k * pl : (k + 1) * pl],
-                query[k * ql : (k + 1) * ql],
-                joint[k * jl : (k + 1) * jl],
-                self.SHARES,
-            )
-            for k in range(self.PROOFS)
-        ]
+        out = [self.flp.query_many(meas, proofs, query, joint, self.SHARES, self.PROOFS)]
         off = pl * self.PROOFS
         out.append(self.flp_norm.query(meas, proofs[off:], query[ql * self.PROOFS :], self.field.zeros(0), 2))
         return np.concatenate(out)
@@ -241,11 +228,11 @@ class Pine:
         if len(shares) != 2:
             raise VdafVerifyError("verifier_shares_to_message", f"got {len(shares)} shares; want 2")
         total = f.add(shares[0].verifiers, shares[1].verifiers)
-        for k in range(self.PROOFS):
-            if not self.flp.decide(total[k * vl : (k + 1) * vl]):
-                raise VdafVerifyError(
-                    "verifier_shares_to_message", f"proof {k} rejected; want every proof valid"
-                )
+        bad = self.flp.first_rejected(total, self.PROOFS)
+        if bad is not None:
+            raise VdafVerifyError(
+                "verifier_shares_to_message", f"proof {bad} rejected; want every proof valid"
+            )
         if not self.flp_norm.decide(total[vl * self.PROOFS :]):
             raise VdafVerifyError("verifier_shares_to_message", "norm proof rejected; want v = sum x_i^2")
         wr_seed = self.wr_seed(ctx, [s.wr_part for s in shares])

@@ -148,13 +148,7 @@ class Prio3:
             parts.insert(0, self.joint_rand_part(ctx, 0, leader_blind or b"", leader_meas, nonce))
             joint = self.joint_rands(ctx, self.joint_rand_seed(ctx, parts))
         prove_rands = self.prove_rands(ctx, prove_seed)
-        proofs = []
-        pl, jl = self.flp.PROVE_RAND_LEN, self.flp.JOINT_RAND_LEN
-        for k in range(self.PROOFS):
-            proofs.append(
-                self.flp.prove(meas, prove_rands[k * pl : (k + 1) * pl], joint[k * jl : (k + 1) * jl])
-            )
-        leader_proofs = np.concatenate(proofs)
+        leader_proofs = self.flp.prove_many(meas, prove_rands, joint, self.PROOFS)
         for j, seed in enumerate(helper_seeds):
             leader_proofs = f.sub(leader_proofs, self.helper_proofs_share(ctx, j + 1, seed))
         shares: list[InputShare] = [LeaderShare(leader_meas, leader_proofs, leader_blind)]
@@ -199,22 +193,12 @@ class Prio3:
             corrected = self.joint_rand_seed(ctx, parts)
             joint = self.joint_rands(ctx, corrected)
         qrands = self.query_rands(verify_key, ctx, nonce)
-        pl, ql, jl = self.flp.PROOF_LEN, self.flp.QUERY_RAND_LEN, self.flp.JOINT_RAND_LEN
-        verifiers = [
-            self.flp.query(
-                meas,
-                proofs[k * pl : (k + 1) * pl],
-                qrands[k * ql : (k + 1) * ql],
-                joint[k * jl : (k + 1) * jl],
-                self.SHARES,
-            )
-            for k in range(self.PROOFS)
-        ]
-        return VerifyState(out_share, corrected), VerifierShare(np.concatenate(verifiers), part)
+        verifiers = self.flp.query_many(meas, proofs, qrands, joint, self.SHARES, self.PROOFS)
+        return VerifyState(out_share, corrected), VerifierShare(verifiers, part)
 
     def verifier_shares_to_message(self, ctx: bytes, shares: Sequence[VerifierShare]) -> bytes | None:
         """Sum the verifier shares and decide every proof; the message is the joint-rand seed (or None)."""
-        f, vl = self.field, self.flp.VERIFIER_LEN
+        f = self.field
         if len(shares) != self.SHARES:
             raise VdafVerifyError(
                 "verifier_shares_to_message", f"got {len(shares)} shares; want {self.SHARES}"
@@ -222,11 +206,11 @@ class Prio3:
         total = shares[0].verifiers
         for sh in shares[1:]:
             total = f.add(total, sh.verifiers)
-        for k in range(self.PROOFS):
-            if not self.flp.decide(total[k * vl : (k + 1) * vl]):
-                raise VdafVerifyError(
-                    "verifier_shares_to_message", f"proof {k} rejected; want every proof valid"
-                )
+        bad = self.flp.first_rejected(total, self.PROOFS)
+        if bad is not None:
+            raise VdafVerifyError(
+                "verifier_shares_to_message", f"proof {bad} rejected; want every proof valid"
+            )
         if not self.uses_jr:
             return None
         return self.joint_rand_seed(ctx, [sh.joint_rand_part or b"" for sh in shares])
