@@ -33,6 +33,7 @@ from fedsec.config import Config
 from fedsec.errors import ConfigError, DataError
 from fedsec.observers import Checkpoints, Evaluator, Metrics, PrivacyBudget
 from fedsec.outputs import RunWriter, csv_text
+from fedsec.overhead import OverheadLog
 from fedsec.privacy import PrivacyWiring
 from fedsec.training import ClientComputer, ClientData, FlatModel, poison, resolve_device
 from fedsec.validate import check_data, check_device
@@ -252,18 +253,12 @@ def _simulate(
     }
     metrics = Metrics(p.evaluator, base, cfg.eval.every, tr.rounds, p.privacy, writer, t_start)
     totals, budget = fround.MeterTotals(), PrivacyBudget(p.privacy)
-    checkpoints = Checkpoints(writer, cfg.output.checkpoint_every, cfg.hash()) if writer is not None else None
-    observing: list[fround.Observer] = [
-        totals,
-        metrics,
-        budget,
-        *([checkpoints] if checkpoints else []),
-        *(observers or []),
-    ]
+    checkpoints: Checkpoints | None = None
+    writing: list[fround.Observer] = []
     if writer is not None:
-        from fedsec.overhead import OverheadLog
-
-        observing.append(OverheadLog(writer.path("overhead.jsonl")))
+        checkpoints = Checkpoints(writer, cfg.output.checkpoint_every, cfg.hash())
+        writing = [checkpoints, OverheadLog(writer.path("overhead.jsonl"))]
+    observing: list[fround.Observer] = [totals, metrics, budget, *writing, *(observers or [])]
     client_times: list[float] = []
     stopped, diverged, rounds_done = "completed", False, 0
     try:
