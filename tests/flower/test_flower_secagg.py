@@ -1,0 +1,205 @@
+"""fedsec's secure aggregation over Flower messages (fedsec.flower.secagg), on an in-process Grid that
+serializes every message to Flower's wire format: the released mean, dropouts at each phase against
+fedsec's own driver, what a curious server sees, and refused messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedsec.flower.secagg import PHASES, RECORD, flatten, secure_mean, unflatten
+from fedsec.flower.secagg_loopback import LoopbackGrid
+from fedsec.flower.secagg_mod import STATE, secagg_mod
+from protocols.secagg_sum import SecAggPlusSum, SecAggSum
+from secagg import TooFewSurvivors
+from secagg.driver import run_round
+
+pytestmark = pytest.mark.flower
+
+D = 40
+
+
+def _nodes(n: int) -> list[int]:
+    return [1000 + 17 * i for i in range(n)]  # node ids unrelated to client ids
+
+
+def _app(updates: np.ndarray) -> ClientApp:
+    app = ClientApp(mods=[secagg_mod])
+
+    @app.train()
+    def train(msg: Message, ctx: Context) -> Message:
+        i = int(ctx.node_config["partition-id"])
+        content = RecordDict({"arrays": ArrayRecord([updates[i]]), "m": MetricRecord({"examples": 10 + i})})
+        return Message(content, reply_to=msg)
+
+    return app
+
+
+def _grid(updates: np.ndarray, lose: Callable[[Message], bool] | None = None) -> LoopbackGrid:
+    nodes = _nodes(len(updates))
+    app = _app(updates)
+    return LoopbackGrid(
+        {v: app for v in nodes}, node_config={v: {"partition-id": i} for i, v in enumerate(nodes)}, lose=lose
+    )
+
+
+def _phase(msg: Message) -> str:
+    return str(msg.content.config_records[RECORD]["phase"])
+
+
+def _updates(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-0.9, 0.9, (n, D)).astype(np.float32)
+
+
+CONTENT = RecordDict({"arrays": ArrayRecord([np.zeros(D, np.float32)])})
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    [SecAggSum(), SecAggSum(active=True), SecAggPlusSum(k=4), SecAggPlusSum(k=4, active=True)],
+    ids=["secagg", "secagg-active", "secagg_plus", "secagg_plus-active"],
+)
+def test_the_released_mean_is_the_mean_of_the_updates(protocol: SecAggSum) -> None:
+    x = _updates(8)
+    grid = _grid(x)
+    res = secure_mean(grid, _nodes(8), CONTENT, protocol)
+    assert res.survivors == _nodes(8) and res.dropped == [] and res.rejected == []
+    step = 2.0 ** -protocol.encoding.scale_bits(8)
+    np.testing.assert_allclose(res.mean, x.astype(np.float64).mean(0), atol=step)
+    assert {v: int(r["examples"]) for v, r in res.metrics.items()} == {
+        v: 10 + i for i, v in enumerate(_nodes(8))
+    }
+    # the round is over: no node keeps its secrets
+    assert all(STATE not in c.state.config_records for c in grid.contexts.values())
+
+
+@pytest.mark.parametrize(
+    ("phase", "active"),
+    [(p, a) for p in PHASES[1:] for a in (False, True) if a or p != "consistency_check"],
+)
+def test_a_dropout_between_phases_is_handled_as_fedsec_handles_it(phase: str, active: bool) -> None:
+    n, gone = 6, 2
+    x = _updates(n, seed=1)
+    nodes = _nodes(n)
+    order = list(PHASES)
+
+    def lose(msg: Message) -> bool:
+        return msg.metadata.dst_node_id == nodes[gone] and order.index(_phase(msg)) >= order.index(phase)
+
+    res = secure_mean(_grid(x, lose), nodes, CONTENT, SecAggSum(active=active))
+    protocol = SecAggSum(active=active)
+    plan = protocol.plan(n)
+    enc = np.stack([protocol.encoding.encode(v, n_summands=n) for v in x])
+    ref = run_round(enc, t=plan.t, active=active, dropouts={gone: phase}, corrupt=plan.corrupt)
+    assert res.survivors == [nodes[i] for i in ref.survivors]
+    assert res.dropped == [nodes[i] for i in ref.dropped]
+    assert (phase, str(nodes[gone]), "no reply (dropped)") in res.rejected
+    step = 2.0 ** -protocol.encoding.scale_bits(n)
+    np.testing.assert_allclose(res.mean, x[ref.survivors].astype(np.float64).mean(0), atol=step)
+
+
+def test_too_many_dropouts_abort_instead_of_releasing_a_small_sum() -> None:
+    n = 5
+    nodes = _nodes(n)
+
+    def lose(msg: Message) -> bool:
+        return msg.metadata.dst_node_id in nodes[:3] and _phase(msg) == "masked_input"
+
+    with pytest.raises(TooFewSurvivors):
+        secure_mean(_grid(_updates(n), lose), nodes, CONTENT, SecAggSum())
+
+
+class _CuriousGrid(LoopbackGrid):
+    """Records everything the server receives."""
+
+    seen: list[Message]
+
+    def pull_messages(self, message_ids):  # type: ignore[no-untyped-def]
+        got = list(super().pull_messages(message_ids))
+        self.__dict__.setdefault("seen", []).extend(got)
+        return got
+
+
+def test_a_curious_server_sees_masked_inputs_only() -> None:
+    n = 6
+    x = _updates(n, seed=2)
+    nodes = _nodes(n)
+    app = _app(x)
+    grid = _CuriousGrid(
+        {v: app for v in nodes}, node_config={v: {"partition-id": i} for i, v in enumerate(nodes)}
+    )
+    protocol = SecAggSum()
+    res = secure_mean(grid, nodes, CONTENT, protocol)
+    assert res.survivors == nodes
+    seen = grid.__dict__["seen"]
+    assert seen and all(not m.content.array_records for m in seen)  # no update's arrays reach the server
+    masked = {m.metadata.src_node_id: m for m in seen if _phase(m) == "masked_input"}
+    assert sorted(masked) == nodes
+    for i, v in enumerate(nodes):
+        rec = masked[v].content.config_records[RECORD]
+        words = np.frombuffer(rec["payload"], np.uint8)  # type: ignore[arg-type]
+        assert x[i].tobytes() not in words.tobytes()
+        # the attacker decodes the masked words as if they were the encoding: nothing near the update
+        body = np.frombuffer(bytes(rec["payload"])[-(4 * D + 64) : -64], "<u4").astype(np.uint64)  # type: ignore[arg-type]
+        guess = protocol.encoding.decode_sum(body, n)
+        assert np.mean(np.abs(guess - x[i]) < 0.05) < 0.25
+
+
+class _ReplayGrid(LoopbackGrid):
+    """Delivers to one node, before each message of ``phase``, the server's previous message again."""
+
+    def _deliver(self, msg: Message) -> None:
+        prev = self.__dict__.setdefault("prev", {})
+        nid = int(msg.metadata.dst_node_id)
+        if nid == _nodes(5)[1] and _phase(msg) == "masked_input" and nid in prev:
+            stale = prev[nid]
+            stale.metadata.__dict__["_message_id"] = "stale"
+            super()._deliver(stale)
+            self.__dict__["stale_reply"] = self._replies.pop("stale")
+        prev[nid] = msg
+        super()._deliver(msg)
+
+
+def test_a_replayed_server_message_is_refused_and_the_round_goes_on() -> None:
+    x = _updates(5, seed=3)
+    nodes = _nodes(5)
+    app = _app(x)
+    grid = _ReplayGrid(
+        {v: app for v in nodes}, node_config={v: {"partition-id": i} for i, v in enumerate(nodes)}
+    )
+    res = secure_mean(grid, nodes, CONTENT, SecAggSum())
+    reply = grid.__dict__["stale_reply"]
+    assert reply.has_error() and "StageError" in reply.error.reason and "'share_keys'" in reply.error.reason
+    assert res.survivors == nodes and res.rejected == []
+    np.testing.assert_allclose(
+        res.mean, x.astype(np.float64).mean(0), atol=2.0 ** -SecAggSum().encoding.scale_bits(5)
+    )
+
+
+def test_an_update_of_the_wrong_length_is_refused_at_setup() -> None:
+    with pytest.raises(TooFewSurvivors):
+        secure_mean(_grid(_updates(4)), _nodes(4), CONTENT, SecAggSum(), d=D + 1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(1, 4), min_size=0, max_size=3), min_size=1, max_size=4),
+    st.integers(0, 2**16),
+)
+def test_flatten_and_unflatten_round_trip(shapes: list[list[int]], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    like = ArrayRecord([rng.normal(size=tuple(s)).astype(np.float32) for s in shapes])
+    back = unflatten(flatten([like]), like)
+    assert list(back.keys()) == list(like.keys())
+    for a, b in zip(like.to_numpy_ndarrays(), back.to_numpy_ndarrays()):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
