@@ -1,0 +1,168 @@
+"""A real Flower deployment on loopback: one SuperLink and three SuperNodes as subprocesses (insecure
+mode: no TLS, no node authentication; see docs/flower.md for real use), the app in ``deploy_app/``
+submitted with ``flwr run``: two rounds of fedsec's trimmed mean with one Byzantine node, then one round
+of fedsec's secure aggregation over the same nodes. Every process is stopped at the end, on failure too,
+and the test checks that none is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+pytestmark = [pytest.mark.flower, pytest.mark.slow]
+
+APP = Path(__file__).parent / "deploy_app"
+BIN = Path(sys.executable).parent
+NODES = 3
+DEADLINE_S = 420.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, procs: list[subprocess.Popen[bytes]], logs: list[Path]) -> None:
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        assert all(p.poll() is None for p in procs), _tails(logs)
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise AssertionError("the SuperLink did not listen within 120 s\n" + _tails(logs))
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _strays(home: Path) -> list[int]:
+    """Processes of this test still running: those whose environment names its ``FLWR_HOME``."""
+    tag = f"FLWR_HOME={home}".encode()
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and tag in (d / "environ").read_bytes().split(b"\0"):
+                out.append(int(d.name))
+        except OSError:
+            continue
+    return out
+
+
+@contextmanager
+def _group(home: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes started in their own sessions; on exit each whole process group (a SuperNode with its
+    SuperExec and ClientApp children, the SuperLink with its ServerApp) gets SIGTERM, then SIGKILL, and
+    so does any other process started with this test's ``FLWR_HOME``."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if _alive(p.pid):
+                os.killpg(p.pid, signal.SIGTERM)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and any(_alive(p.pid) for p in procs):
+            time.sleep(0.2)
+        for p in procs:
+            if _alive(p.pid):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+        for pid in _strays(home):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _start(procs: list[subprocess.Popen[bytes]], log: Path, *cmd: str, env: dict[str, str]) -> None:
+    with log.open("wb") as fh:
+        procs.append(
+            subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        )
+
+
+def _tails(logs: list[Path]) -> str:
+    return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-1500:] for p in logs if p.exists())
+
+
+def test_superlink_and_three_supernodes_run_trimmed_mean_and_secure_aggregation(tmp_path: Path) -> None:
+    home, app, out = tmp_path / "flwr-home", tmp_path / "app", tmp_path / "out.json"
+    shutil.copytree(APP, app)
+    home.mkdir()
+    link = _free_port()
+    (home / "config.toml").write_text(
+        '[superlink]\ndefault = "loopback"\n\n'
+        f'[superlink.loopback]\naddress = "127.0.0.1:{link}"\ninsecure = true\n'
+    )
+    env = {**os.environ, "FLWR_HOME": str(home)}
+    logs = [tmp_path / "superlink.log", *(tmp_path / f"supernode{i}.log" for i in range(NODES))]
+    with _group(home) as procs:
+        _start(
+            procs,
+            logs[0],
+            str(BIN / "flower-superlink"),
+            "--insecure",
+            "--port",
+            str(link),
+            "--disable-runtime-dependency-installation",
+            env=env,
+        )
+        _wait_for_port(link, procs, logs)
+        for i in range(NODES):
+            _start(
+                procs,
+                logs[1 + i],
+                str(BIN / "flower-supernode"),
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{link}",
+                "--port",
+                str(_free_port()),
+                "--node-config",
+                f"partition-id={i} num-partitions={NODES}",
+                env=env,
+            )
+        run = subprocess.run(
+            [str(BIN / "flwr"), "run", str(app), "loopback", "--run-config", f'out="{out}"'],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stdout.decode() + run.stderr.decode()
+        end = time.monotonic() + DEADLINE_S
+        while not out.exists() and time.monotonic() < end:
+            assert all(p.poll() is None for p in procs), _tails(logs)
+            time.sleep(1)
+        assert out.exists(), "no result within the deadline\n" + _tails(logs)
+        res = json.loads(out.read_text())
+    time.sleep(0.5)
+    assert not any(_alive(p.pid) for p in procs) and not _strays(home), "processes left running"
+    assert len(res["nodes"]) == NODES
+    # trimmed mean with f = 1 over three deltas (0.1, 0.2, Byzantine 1000) keeps the middle one, 0.2
+    for rnd, h in enumerate(res["history"], start=1):
+        assert h["replies"] == NODES
+        np.testing.assert_allclose(h["model"], [0.2 * rnd] * 4, rtol=1e-5)
+    # the secure round: the mean of the honest deltas 0.1, 0.2, 0.3, from masked inputs only
+    assert res["survivors"] == res["nodes"] and res["rejected"] == []
+    np.testing.assert_allclose(res["secure_delta"], [0.2] * 4, atol=1e-5)
