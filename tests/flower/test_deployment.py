@@ -166,3 +166,24 @@ def test_superlink_and_three_supernodes_run_trimmed_mean_and_secure_aggregation(
     # the secure round: the mean of the honest deltas 0.1, 0.2, 0.3, from masked inputs only
     assert res["survivors"] == res["nodes"] and res["rejected"] == []
     np.testing.assert_allclose(res["secure_delta"], [0.2] * 4, atol=1e-5)
+
+
+def test_a_failing_deployment_leaves_no_process_behind(tmp_path: Path) -> None:
+    """The teardown on failure: a process group whose leader has a child (as a SuperNode has its
+    ClientApp), and a process that left the group (its own session), are all gone after an error."""
+    home = tmp_path / "flwr-home"
+    env = {**os.environ, "FLWR_HOME": str(home)}
+    escape = (
+        "import subprocess, time; subprocess.Popen(['sleep', '300'], start_new_session=True); time.sleep(300)"
+    )
+    logs = [tmp_path / "leader.log", tmp_path / "escapee.log"]
+    with pytest.raises(RuntimeError, match="deployment failed"), _group(home) as procs:
+        _start(procs, logs[0], "bash", "-c", "sleep 300 & sleep 300", env=env)
+        _start(procs, logs[1], sys.executable, "-c", escape, env=env)
+        end = time.monotonic() + 30
+        while len(_strays(home)) < 4 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert len(_strays(home)) >= 4, _strays(home)
+        raise RuntimeError("deployment failed")
+    time.sleep(0.5)
+    assert _strays(home) == []

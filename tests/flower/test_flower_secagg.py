@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("flwr")
 
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -154,35 +154,43 @@ def test_a_curious_server_sees_masked_inputs_only() -> None:
         assert np.mean(np.abs(guess - x[i]) < 0.05) < 0.25
 
 
-class _ReplayGrid(LoopbackGrid):
-    """Delivers to one node, before each message of ``phase``, the server's previous message again."""
+class _InjectGrid(LoopbackGrid):
+    """Before each message of a round to node ``victim``, delivers copies of it relabelled with every
+    other phase (``setup`` excepted: it always starts a new round), and keeps their replies."""
 
     def _deliver(self, msg: Message) -> None:
-        prev = self.__dict__.setdefault("prev", {})
+        got = self.__dict__.setdefault("injected", [])
         nid = int(msg.metadata.dst_node_id)
-        if nid == _nodes(5)[1] and _phase(msg) == "masked_input" and nid in prev:
-            stale = prev[nid]
-            stale.metadata.__dict__["_message_id"] = "stale"
-            super()._deliver(stale)
-            self.__dict__["stale_reply"] = self._replies.pop("stale")
-        prev[nid] = msg
+        if nid == self.__dict__["victim"] and _phase(msg) != "setup":
+            rec = msg.content.config_records[RECORD]
+            for wrong in [p for p in PHASES[1:] if p != _phase(msg)]:
+                rd = RecordDict({RECORD: ConfigRecord({**dict(rec), "phase": wrong})})
+                fake = Message(rd, nid, MessageType.TRAIN, group_id="x")
+                fake.metadata.__dict__["_message_id"] = f"fake-{wrong}"
+                super()._deliver(fake)
+                got.append((_phase(msg), wrong, self._replies.pop(f"fake-{wrong}")))
         super()._deliver(msg)
 
 
-def test_a_replayed_server_message_is_refused_and_the_round_goes_on() -> None:
-    x = _updates(5, seed=3)
-    nodes = _nodes(5)
+def test_every_out_of_order_phase_is_refused_and_the_round_goes_on() -> None:
+    n = 5
+    x = _updates(n, seed=3)
+    nodes = _nodes(n)
     app = _app(x)
-    grid = _ReplayGrid(
-        {v: app for v in nodes}, node_config={v: {"partition-id": i} for i, v in enumerate(nodes)}
-    )
-    res = secure_mean(grid, nodes, CONTENT, SecAggSum())
-    reply = grid.__dict__["stale_reply"]
-    assert reply.has_error() and "StageError" in reply.error.reason and "'share_keys'" in reply.error.reason
+    config = {v: {"partition-id": i} for i, v in enumerate(nodes)}
+    grid = _InjectGrid({v: app for v in nodes}, node_config=config)
+    grid.__dict__["victim"] = nodes[1]
+    res = secure_mean(grid, nodes, CONTENT, SecAggSum(active=True))
+    injected = grid.__dict__["injected"]
+    assert {(due, wrong) for due, wrong, _ in injected} == {
+        (due, wrong) for due in PHASES[1:] for wrong in PHASES[1:] if wrong != due
+    }
+    for due, wrong, reply in injected:
+        assert reply.has_error(), (due, wrong)
+        assert "StageError" in reply.error.reason and repr(wrong) in reply.error.reason, (due, wrong)
     assert res.survivors == nodes and res.rejected == []
-    np.testing.assert_allclose(
-        res.mean, x.astype(np.float64).mean(0), atol=2.0 ** -SecAggSum().encoding.scale_bits(5)
-    )
+    step = 2.0 ** -SecAggSum().encoding.scale_bits(n)
+    np.testing.assert_allclose(res.mean, x.astype(np.float64).mean(0), atol=step)
 
 
 def test_an_update_of_the_wrong_length_is_refused_at_setup() -> None:
