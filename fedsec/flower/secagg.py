@@ -63,6 +63,7 @@ from secagg.errors import ProtocolAbort
 from secagg.server import SecAggServer
 
 T = TypeVar("T")
+Metrics = MetricRecord
 
 #: name of the ConfigRecord that carries the protocol in every message
 RECORD = "fedsec.secagg"
@@ -83,7 +84,7 @@ class SecureMean:
         survivors: node ids whose updates are in ``mean``.
         dropped: the other node ids.
         rejected: ``(phase, node id or "server", reason)`` for every message a party refused or lost.
-        metrics: each node's training metrics, as its ``train`` function returned them.
+        metrics: each node's training metrics (the last MetricRecord its ``train`` function returned).
         seconds: the server's own seconds per phase (excluding the time spent waiting for nodes).
     """
 
@@ -201,6 +202,27 @@ class _Round:
                 self.rejected.append((phase, str(self.nodes[i]), "no reply (dropped)"))
         return got
 
+    def collect_keys(
+        self, replies: Mapping[int, Message]
+    ) -> tuple[dict[int, bytes], dict[int, MetricRecord]]:
+        """The nodes' verify keys (the PKI) and training metrics from their setup replies."""
+        pki: dict[int, bytes] = {}
+        metrics: dict[int, Metrics] = {}
+        for i, reply in sorted(replies.items()):
+            try:
+                vk = payload(reply, "setup")
+                if len(vk) != keys.KEY_BYTES:
+                    raise FlowerSecAggError(
+                        f"setup: got a verify key of {len(vk)} bytes; want {keys.KEY_BYTES}"
+                    )
+            except FlowerSecAggError as e:
+                self.rejected.append(("setup", str(self.nodes[i]), str(e)))
+                continue
+            pki[i] = vk
+            for rec in reply.content.metric_records.values():
+                metrics[self.nodes[i]] = rec
+        return pki, metrics
+
     def feed(self, server: SecAggServer, phase: str, replies: Mapping[int, Message]) -> dict[int, bytes]:
         """Hand the replies' bytes to the server, close the phase and return its next messages."""
         t0 = time.perf_counter()
@@ -248,6 +270,8 @@ def secure_mean(
     """
     nodes = sorted(int(v) for v in node_ids)
     n = len(nodes)
+    if len(set(nodes)) != n:
+        raise FlowerSecAggError(f"node_ids: got {n} ids with repeats; want distinct nodes")
     d = int(d) if d is not None else flatten(content.array_records.values()).size
     plan = protocol.plan(n)
     cfg = RoundConfig(
@@ -265,24 +289,9 @@ def secure_mean(
     signer = keys.Signer()
     setup: dict[int, RecordDict] = {}
     for i in range(n):
-        rd = RecordDict(dict(content.items()))
-        rd[RECORD] = _setup_record(cfg, protocol.encoding, i, signer.verify_key)
-        setup[i] = rd
-    replies = rnd.exchange("setup", setup)
-    pki: dict[int, bytes] = {}
-    metrics: dict[int, MetricRecord] = {}
-    for i, reply in replies.items():
-        try:
-            vk = payload(reply, "setup")
-        except FlowerSecAggError as e:
-            rnd.rejected.append(("setup", str(nodes[i]), str(e)))
-            continue
-        if len(vk) != keys.KEY_BYTES:
-            rnd.rejected.append(("setup", str(nodes[i]), f"verify key of {len(vk)} bytes"))
-            continue
-        pki[i] = vk
-        for rec in reply.content.metric_records.values():
-            metrics[nodes[i]] = rec
+        setup[i] = RecordDict(dict(content.items()))
+        setup[i][RECORD] = _setup_record(cfg, protocol.encoding, i, signer.verify_key)
+    pki, metrics = rnd.collect_keys(rnd.exchange("setup", setup))
     server = SecAggServer(cfg, signer, pki)
     ids, vks = sorted(pki), [pki[i] for i in sorted(pki)]
     down = {i: _record("advertise_keys", cfg.session, pki_ids=ids, pki_keys=vks) for i in pki}
