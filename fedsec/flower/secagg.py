@@ -63,7 +63,6 @@ from secagg.errors import ProtocolAbort
 from secagg.server import SecAggServer
 
 T = TypeVar("T")
-Metrics = MetricRecord
 
 #: name of the ConfigRecord that carries the protocol in every message
 RECORD = "fedsec.secagg"
@@ -207,7 +206,7 @@ class _Round:
     ) -> tuple[dict[int, bytes], dict[int, MetricRecord]]:
         """The nodes' verify keys (the PKI) and training metrics from their setup replies."""
         pki: dict[int, bytes] = {}
-        metrics: dict[int, Metrics] = {}
+        metrics: dict[int, MetricRecord] = {}
         for i, reply in sorted(replies.items()):
             try:
                 vk = payload(reply, "setup")
