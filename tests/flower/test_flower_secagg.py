@@ -4,6 +4,7 @@ fedsec's own driver, what a curious server sees, and refused messages."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -211,3 +212,31 @@ def test_flatten_and_unflatten_round_trip(shapes: list[list[int]], seed: int) ->
     for a, b in zip(like.to_numpy_ndarrays(), back.to_numpy_ndarrays()):
         assert a.shape == b.shape and a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_the_round_runs_on_flowers_simulation_engine() -> None:
+    """The same round on Flower's simulation runtime (Ray): each node's state lives in the runtime's
+    node context between messages."""
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    n = 4
+    x = _updates(n, seed=5)
+    server, out = ServerApp(), {}
+
+    @server.main()
+    def main(grid: Grid, ctx: Context) -> None:
+        end = time.monotonic() + 120
+        while len(nodes := sorted(grid.get_node_ids())) < n and time.monotonic() < end:
+            time.sleep(0.2)
+        out["res"] = secure_mean(grid, nodes, CONTENT, SecAggSum(active=True))
+
+    backend = {"client_resources": {"num_cpus": 1}, "init_args": {"num_cpus": 2}}
+    run_simulation(server, _app(x), num_supernodes=n, backend_config=backend)
+    res = out["res"]
+    assert len(res.survivors) == n and res.rejected == []
+    # simulation partition ids follow the node order the runtime chose; the mean does not depend on it
+    np.testing.assert_allclose(
+        res.mean, x.astype(np.float64).mean(0), atol=2.0 ** -SecAggSum().encoding.scale_bits(n)
+    )
