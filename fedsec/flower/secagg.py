@@ -26,7 +26,8 @@ The released value is
 
     mean = decode(sum_{u in U3} enc(x_u)) / |U3|
 
-over the survivors U3, exactly as :class:`protocols.secagg_sum.SecAggSum` releases it in-process.
+over the survivors U3 (with public weights: ``sum_{u in U3} w_u x_u / sum_{u in U3} w_u``), exactly as
+:class:`protocols.secagg_sum.SecAggSum` releases it in-process.
 
 Dropouts are handled as fedsec does: a node that does not answer a phase (no reply within ``timeout``,
 or an error reply) sends nothing more; the server's stage machine drops it, and at unmasking the
@@ -46,6 +47,7 @@ Leakage (server): the survivors' mean, the survivor set, the dropped set, and th
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -222,6 +224,25 @@ class _Round:
                 metrics[self.nodes[i]] = rec
         return pki, metrics
 
+    def factors(
+        self, pki: dict[int, bytes], metrics: Mapping[int, MetricRecord], key: str | None
+    ) -> dict[int, float]:
+        """Each node's ``w_u / max w`` from its metric ``key`` (all 1 without a key). A node without a
+        finite positive weight is removed from ``pki`` (dropped at setup)."""
+        if key is None:
+            return dict.fromkeys(pki, 1.0)
+        w: dict[int, float] = {}
+        for i in sorted(pki):
+            rec = metrics.get(self.nodes[i])
+            v = None if rec is None else rec.get(key)
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
+                w[i] = float(v)
+            else:
+                self.rejected.append(("setup", str(self.nodes[i]), f"weight {key!r}: got {v!r}; want > 0"))
+                del pki[i]
+        top = max(w.values(), default=1.0)
+        return {i: v / top for i, v in w.items()}
+
     def feed(self, server: SecAggServer, phase: str, replies: Mapping[int, Message]) -> dict[int, bytes]:
         """Hand the replies' bytes to the server, close the phase and return its next messages."""
         t0 = time.perf_counter()
@@ -248,6 +269,7 @@ def secure_mean(
     d: int | None = None,
     timeout: float | None = None,
     group_id: str = "secagg",
+    weight_key: str | None = None,
 ) -> SecureMean:
     """Run one secure-aggregation round over ``grid`` and return the survivors' mean update.
 
@@ -262,6 +284,11 @@ def secure_mean(
         d: length of the flattened update; default: the number of values in ``content``'s arrays.
         timeout: seconds to wait for replies in each phase (``None``: wait for all).
         group_id: the Flower group id of the round's messages (e.g. the FL round).
+        weight_key: ``None`` for the plain mean; else the metric (e.g. ``"num-examples"``) of each node's
+            ``train`` reply that gives its public weight w_u > 0, and the release is the weighted mean
+            ``sum_{u in U3} w_u x_u / sum_{u in U3} w_u`` (node u encodes ``(w_u / max w) x_u``, as
+            :class:`protocols.secagg_sum.SecAggSum` does with ``weights``). A node without a valid
+            weight is dropped at setup.
 
     Raises:
         secagg.ProtocolAbort: (a subclass) when the server cannot produce a correct sum, e.g.
@@ -293,7 +320,10 @@ def secure_mean(
     pki, metrics = rnd.collect_keys(rnd.exchange("setup", setup))
     server = SecAggServer(cfg, signer, pki)
     ids, vks = sorted(pki), [pki[i] for i in sorted(pki)]
-    down = {i: _record("advertise_keys", cfg.session, pki_ids=ids, pki_keys=vks) for i in pki}
+    factor = rnd.factors(pki, metrics, weight_key)
+    down = {
+        i: _record("advertise_keys", cfg.session, pki_ids=ids, pki_keys=vks, factor=factor[i]) for i in pki
+    }
     msgs = rnd.feed(server, "advertise_keys", rnd.exchange("advertise_keys", down))
     for phase in PHASES[2:]:
         if phase == "consistency_check" and not cfg.active:
@@ -304,7 +334,7 @@ def secure_mean(
     total = protocol.encoding.decode_sum(server.result, n)
     survivors = [nodes[i] for i in server.survivors]
     return SecureMean(
-        mean=total / len(survivors),
+        mean=total / sum(factor[i] for i in server.survivors),
         survivors=survivors,
         dropped=[nodes[i] for i in server.dropped],
         rejected=rnd.rejected,

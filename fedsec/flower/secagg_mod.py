@@ -2,11 +2,12 @@
 
 Add it to the ClientApp (``ClientApp(mods=[secagg_mod])`` or ``@app.train(mods=[secagg_mod])``). A
 ``train`` message without the :data:`~fedsec.flower.secagg.RECORD` record passes through untouched. At
-``setup`` the mod calls the app's ``train`` function on the message's other records, keeps the encoded
-update and returns only the node's verify key and training metrics; the update's arrays never leave the
-node. In the later phases it hands the server's bytes to its :class:`secagg.client.SecAggClient` and
-returns the reply bytes. Its phase moves only along :data:`NODE_TRANSITIONS`; a message out of order, of
-another session, or one the client refuses is answered with an error reply naming the typed error.
+``setup`` the mod calls the app's ``train`` function on the message's other records, keeps the update
+(encoded at ``advertise_keys``, scaled by its public weight factor) and returns only the node's verify
+key and training metrics; the update's arrays never leave the node. In the later phases it hands the
+server's bytes to its :class:`secagg.client.SecAggClient` and returns the reply bytes. Its phase moves
+only along :data:`NODE_TRANSITIONS`; a message out of order, of another session, or one the client
+refuses is answered with an error reply naming the typed error.
 
 Between messages the node's state (its SecAggClient, holding its secret keys and shares) is kept, pickled,
 in ``Context.state`` under :data:`STATE`, on the SuperNode only; it is deleted when the round ends or
@@ -50,7 +51,8 @@ class NodeState:
 
     cid: int
     cfg: RoundConfig
-    x: np.ndarray
+    update: np.ndarray  # the float update until advertise_keys, then emptied
+    enc: FixedPoint
     signer: keys.Signer
     server_key: bytes
     phase: str = "setup"
@@ -81,7 +83,9 @@ def _train(
     x = flatten(out.content.array_records.values())
     if x.size != cfg.d:
         raise FlowerSecAggError(f"setup: got an update of {x.size} values; want d={cfg.d}")
-    state = NodeState(cid, cfg, enc.encode(x, n_summands=cfg.n), keys.Signer(), server_key)
+    if not np.all(np.isfinite(x)):
+        raise FlowerSecAggError("setup: got NaN or infinite values in the update; want finite floats")
+    state = NodeState(cid, cfg, x, enc, keys.Signer(), server_key)
     return out.content, state
 
 
@@ -104,7 +108,12 @@ def _advertise(st: NodeState, rec: ConfigRecord) -> bytes:
     pki = {int(i): bytes(k) for i, k in zip(ids, vks)}
     if pki.get(st.cid) != st.signer.verify_key:
         raise AuthenticationError(f"advertise_keys: node {st.cid}'s own verify key missing or substituted")
-    st.client = SecAggClient(st.cid, st.x, st.cfg, st.signer, pki, st.server_key)
+    factor = get(rec, "factor", float)
+    if not 0.0 < factor <= 1.0:
+        raise FlowerSecAggError(f"advertise_keys: got weight factor {factor}; want one in (0, 1]")
+    x = st.enc.encode(factor * st.update, n_summands=st.cfg.n)
+    st.update = np.zeros(0)
+    st.client = SecAggClient(st.cid, x, st.cfg, st.signer, pki, st.server_key)
     return st.client.start()
 
 

@@ -33,21 +33,24 @@ def _nodes(n: int) -> list[int]:
     return [1000 + 17 * i for i in range(n)]  # node ids unrelated to client ids
 
 
-def _app(updates: np.ndarray) -> ClientApp:
+def _app(updates: np.ndarray, examples: Callable[[int], int] = lambda i: 10 + i) -> ClientApp:
     app = ClientApp(mods=[secagg_mod])
 
     @app.train()
     def train(msg: Message, ctx: Context) -> Message:
         i = int(ctx.node_config["partition-id"])
-        content = RecordDict({"arrays": ArrayRecord([updates[i]]), "m": MetricRecord({"examples": 10 + i})})
+        metrics = MetricRecord({"examples": examples(i)})
+        content = RecordDict({"arrays": ArrayRecord([updates[i]]), "m": metrics})
         return Message(content, reply_to=msg)
 
     return app
 
 
-def _grid(updates: np.ndarray, lose: Callable[[Message], bool] | None = None) -> LoopbackGrid:
+def _grid(
+    updates: np.ndarray, lose: Callable[[Message], bool] | None = None, app: ClientApp | None = None
+) -> LoopbackGrid:
     nodes = _nodes(len(updates))
-    app = _app(updates)
+    app = app or _app(updates)
     return LoopbackGrid(
         {v: app for v in nodes}, node_config={v: {"partition-id": i} for i, v in enumerate(nodes)}, lose=lose
     )
@@ -106,6 +109,39 @@ def test_a_dropout_between_phases_is_handled_as_fedsec_handles_it(phase: str, ac
     assert (phase, str(nodes[gone]), "no reply (dropped)") in res.rejected
     step = 2.0 ** -protocol.encoding.scale_bits(n)
     np.testing.assert_allclose(res.mean, x[ref.survivors].astype(np.float64).mean(0), atol=step)
+
+
+@pytest.mark.parametrize("gone_at", [None, "masked_input", "unmasking"])
+def test_public_weights_give_the_weighted_mean_of_the_survivors(gone_at: str | None) -> None:
+    n, gone = 6, 4
+    x = _updates(n, seed=4)
+    nodes = _nodes(n)
+    order = list(PHASES)
+
+    def lose(msg: Message) -> bool:
+        due = order.index(_phase(msg))
+        return gone_at is not None and msg.metadata.dst_node_id == nodes[gone] and due >= order.index(gone_at)
+
+    res = secure_mean(_grid(x, lose), nodes, CONTENT, SecAggSum(), weight_key="examples")
+    keep = [i for i, v in enumerate(nodes) if v in res.survivors]
+    assert keep == ([i for i in range(n) if i != gone] if gone_at == "masked_input" else list(range(n)))
+    w = np.array([10.0 + i for i in keep])  # the app reports examples = 10 + partition id
+    want = (w[:, None] * x[keep].astype(np.float64)).sum(0) / w.sum()
+    np.testing.assert_allclose(res.mean, want, atol=2.0 ** -SecAggSum().encoding.scale_bits(n))
+
+
+def test_a_node_without_a_valid_weight_is_dropped_at_setup() -> None:
+    x, nodes = _updates(5), _nodes(5)
+    app = _app(x, examples=lambda i: 0 if i == 2 else 3)
+    grid = LoopbackGrid(
+        {v: app for v in nodes}, node_config={v: {"partition-id": i} for i, v in enumerate(nodes)}
+    )
+    res = secure_mean(grid, nodes, CONTENT, SecAggSum(), weight_key="examples")
+    assert res.dropped == [nodes[2]]
+    assert res.rejected == [("setup", str(nodes[2]), "weight 'examples': got 0; want > 0")]
+    np.testing.assert_allclose(res.mean, np.delete(x, 2, 0).astype(np.float64).mean(0), atol=1e-8)
+    with pytest.raises(TooFewSurvivors):  # no node reports the weight: nothing to release
+        secure_mean(_grid(x), nodes, CONTENT, SecAggSum(), weight_key="samples")
 
 
 def test_too_many_dropouts_abort_instead_of_releasing_a_small_sum() -> None:
