@@ -256,6 +256,23 @@ class _Round:
         return out
 
 
+def plan_round(protocol: SecAggSum, n: int, d: int) -> RoundConfig:
+    """The round's public parameters for n nodes: t, k and the colluders tolerated from ``protocol.plan``,
+    the ring from its encoding, a fresh random session id."""
+    plan = protocol.plan(n)
+    return RoundConfig(
+        n=n,
+        t=plan.t,
+        d=d,
+        bits=protocol.encoding.bits,
+        session=secrets.token_bytes(16),
+        k=None if plan.complete else plan.k,
+        active=protocol.active,
+        corrupt=plan.corrupt,
+        min_survivors=protocol.min_survivors,
+    )
+
+
 def _record(phase: str, session: bytes, **values: Any) -> RecordDict:
     return RecordDict({RECORD: ConfigRecord({"phase": phase, "session": session, **values})})
 
@@ -299,18 +316,7 @@ def secure_mean(
     if len(set(nodes)) != n:
         raise FlowerSecAggError(f"node_ids: got {n} ids with repeats; want distinct nodes")
     d = int(d) if d is not None else flatten(content.array_records.values()).size
-    plan = protocol.plan(n)
-    cfg = RoundConfig(
-        n=n,
-        t=plan.t,
-        d=d,
-        bits=protocol.encoding.bits,
-        session=secrets.token_bytes(16),
-        k=None if plan.complete else plan.k,
-        active=protocol.active,
-        corrupt=plan.corrupt,
-        min_survivors=protocol.min_survivors,
-    )
+    cfg = plan_round(protocol, n, d)
     rnd = _Round(grid, nodes, timeout, group_id)
     signer = keys.Signer()
     setup: dict[int, RecordDict] = {}
