@@ -21,7 +21,7 @@ from fedsec.flower.secagg import PHASES, RECORD, flatten, secure_mean, unflatten
 from fedsec.flower.secagg_loopback import LoopbackGrid
 from fedsec.flower.secagg_mod import STATE, secagg_mod
 from protocols.secagg_sum import SecAggPlusSum, SecAggSum
-from secagg import TooFewSurvivors
+from secagg import TooFewSurvivors, keys
 from secagg.driver import run_round
 
 pytestmark = pytest.mark.flower
@@ -31,6 +31,10 @@ D = 40
 
 def _nodes(n: int) -> list[int]:
     return [1000 + 17 * i for i in range(n)]  # node ids unrelated to client ids
+
+
+def _config(nodes: list[int]) -> dict[int, dict[str, int | float | str]]:
+    return {v: {"partition-id": i} for i, v in enumerate(nodes)}
 
 
 def _app(updates: np.ndarray, examples: Callable[[int], int] = lambda i: 10 + i) -> ClientApp:
@@ -51,9 +55,7 @@ def _grid(
 ) -> LoopbackGrid:
     nodes = _nodes(len(updates))
     app = app or _app(updates)
-    return LoopbackGrid(
-        {v: app for v in nodes}, node_config={v: {"partition-id": i} for i, v in enumerate(nodes)}, lose=lose
-    )
+    return LoopbackGrid({v: app for v in nodes}, node_config=_config(nodes), lose=lose)
 
 
 def _phase(msg: Message) -> str:
@@ -133,9 +135,7 @@ def test_public_weights_give_the_weighted_mean_of_the_survivors(gone_at: str | N
 def test_a_node_without_a_valid_weight_is_dropped_at_setup() -> None:
     x, nodes = _updates(5), _nodes(5)
     app = _app(x, examples=lambda i: 0 if i == 2 else 3)
-    grid = LoopbackGrid(
-        {v: app for v in nodes}, node_config={v: {"partition-id": i} for i, v in enumerate(nodes)}
-    )
+    grid = LoopbackGrid({v: app for v in nodes}, node_config=_config(nodes))
     res = secure_mean(grid, nodes, CONTENT, SecAggSum(), weight_key="examples")
     assert res.dropped == [nodes[2]]
     assert res.rejected == [("setup", str(nodes[2]), "weight 'examples': got 0; want > 0")]
@@ -171,9 +171,7 @@ def test_a_curious_server_sees_masked_inputs_only() -> None:
     x = _updates(n, seed=2)
     nodes = _nodes(n)
     app = _app(x)
-    grid = _CuriousGrid(
-        {v: app for v in nodes}, node_config={v: {"partition-id": i} for i, v in enumerate(nodes)}
-    )
+    grid = _CuriousGrid({v: app for v in nodes}, node_config=_config(nodes))
     protocol = SecAggSum()
     res = secure_mean(grid, nodes, CONTENT, protocol)
     assert res.survivors == nodes
@@ -214,8 +212,7 @@ def test_every_out_of_order_phase_is_refused_and_the_round_goes_on() -> None:
     x = _updates(n, seed=3)
     nodes = _nodes(n)
     app = _app(x)
-    config = {v: {"partition-id": i} for i, v in enumerate(nodes)}
-    grid = _InjectGrid({v: app for v in nodes}, node_config=config)
+    grid = _InjectGrid({v: app for v in nodes}, node_config=_config(nodes))
     grid.__dict__["victim"] = nodes[1]
     res = secure_mean(grid, nodes, CONTENT, SecAggSum(active=True))
     injected = grid.__dict__["injected"]
@@ -276,3 +273,71 @@ def test_the_round_runs_on_flowers_simulation_engine() -> None:
     np.testing.assert_allclose(
         res.mean, x.astype(np.float64).mean(0), atol=2.0 ** -SecAggSum().encoding.scale_bits(n)
     )
+
+
+class _RewriteGrid(LoopbackGrid):
+    """Applies ``rewrite(message) -> message`` to every message on its way to a node, and
+    ``rewrite_up(reply) -> reply`` to every reply on its way back (a network or server attacker)."""
+
+    def _deliver(self, msg: Message) -> None:
+        down = self.__dict__.get("rewrite")
+        super()._deliver(down(msg) if down else msg)
+        up = self.__dict__.get("rewrite_up")
+        mid = msg.metadata.message_id
+        if up and mid in self._replies:
+            self._replies[mid] = up(self._replies[mid])
+
+
+def _set(msg: Message, **values: object) -> Message:
+    rec = msg.content.config_records[RECORD]
+    msg.content.config_records[RECORD] = ConfigRecord({**dict(rec), **values})  # type: ignore[dict-item]
+    return msg
+
+
+def test_a_server_substituting_a_nodes_own_verify_key_is_refused_by_that_node() -> None:
+    """Attack: the server hands node 1 a PKI in which node 1's own verify key is the attacker's (to
+    impersonate it to the others). Node 1 refuses; the round goes on without it."""
+    n = 5
+    x, nodes = _updates(n, seed=6), _nodes(n)
+    app = _app(x)
+    grid = _RewriteGrid({v: app for v in nodes}, node_config=_config(nodes))
+
+    evil = keys.Signer().verify_key
+
+    def rewrite(msg: Message) -> Message:
+        if msg.metadata.dst_node_id == nodes[1] and _phase(msg) == "advertise_keys":
+            rec = msg.content.config_records[RECORD]
+            vks = list(rec["pki_keys"])  # type: ignore[arg-type]
+            vks[list(rec["pki_ids"]).index(1)] = evil  # type: ignore[arg-type]
+            return _set(msg, pki_keys=vks)
+        return msg
+
+    grid.__dict__["rewrite"] = rewrite
+    res = secure_mean(grid, nodes, CONTENT, SecAggSum())
+    assert res.dropped == [nodes[1]]
+    assert [r[:2] for r in res.rejected] == [("advertise_keys", str(nodes[1]))]
+    assert "AuthenticationError" in res.rejected[0][2] and "substituted" in res.rejected[0][2]
+    np.testing.assert_allclose(res.mean, np.delete(x, 1, 0).astype(np.float64).mean(0), atol=1e-8)
+
+
+def test_a_masked_input_tampered_in_flight_is_rejected_and_its_node_dropped() -> None:
+    """Attack: one byte of node 3's masked input flipped on the way to the server. The server refuses
+    it (the signature fails), treats node 3 as dropped and removes its masks: the mean is still exact."""
+    n = 5
+    x, nodes = _updates(n, seed=7), _nodes(n)
+    app = _app(x)
+    grid = _RewriteGrid({v: app for v in nodes}, node_config=_config(nodes))
+
+    def rewrite_up(reply: Message) -> Message:
+        if reply.metadata.src_node_id == nodes[3] and _phase(reply) == "masked_input":
+            data = bytearray(reply.content.config_records[RECORD]["payload"])  # type: ignore[arg-type]
+            data[100] ^= 0x01
+            return _set(reply, payload=bytes(data))
+        return reply
+
+    grid.__dict__["rewrite_up"] = rewrite_up
+    res = secure_mean(grid, nodes, CONTENT, SecAggSum())
+    assert res.dropped == [nodes[3]]
+    assert [r[:2] for r in res.rejected] == [("masked_input", str(nodes[3]))]
+    assert "AuthenticationError" in res.rejected[0][2]
+    np.testing.assert_allclose(res.mean, np.delete(x, 3, 0).astype(np.float64).mean(0), atol=1e-8)
