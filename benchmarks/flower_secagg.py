@@ -2,7 +2,9 @@
 
 Both run on the same transport, :class:`fedsec.flower.secagg_loopback.LoopbackGrid`: every message is
 serialized to Flower's protobuf wire format and back and handed to the node's ClientApp in this process,
-one node after another. Per configuration (n clients, d float32 values each, no dropouts):
+one node after another. Per configuration (n clients, d float32 values each, a fraction ``--dropout`` of
+them lost after ShareKeys: they receive nothing from the masked-input stage on, the costly case where
+the server reconstructs their mask keys):
 
 - fedsec ``secagg`` (complete graph, threshold t of :meth:`SecAggSum.plan`) against Flower's
   ``SecAggPlusWorkflow`` with ``num_shares = n`` (its complete graph) and the same t;
@@ -12,12 +14,14 @@ one node after another. Per configuration (n clients, d float32 values each, no 
 Columns (medians over ``--repeats`` rounds, and over clients for client columns): client s = the seconds
 one node's ClientApp ran over the whole round; server s = the round's wall time minus the nodes'
 seconds; B up / B down = the serialized bytes one node sent / received; server B in = what the server
-received in all. Flower's clients send ``[w, w x]`` quantized to ``2^22`` levels masked mod ``2^32``;
+received in all; max err = the largest deviation from the survivors' exact float64 mean. Flower's
+clients send ``[w, w x]`` quantized to ``2^22`` levels masked mod ``2^32``;
 fedsec's send x encoded in ``Z_{2^32}``; both clip to [-1, 1]. Flower's workflow is the message-API one
 of flwr 1.42 (``flwr.server.workflow.SecAggPlusWorkflow`` with ``flwr.client.mod.secaggplus_mod``);
 its round is driven directly (no initial-parameters or evaluation round).
 
-Usage: ``python benchmarks/flower_secagg.py [--n 10 25] [--d 10000 61706] [--repeats 3] [--k 8]``.
+Usage: ``python benchmarks/flower_secagg.py [--n 10 25] [--d 10000 61706] [--repeats 3] [--k 8]
+[--dropout 0 0.1]``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import math  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -42,20 +47,39 @@ from flwr.client import NumPyClient  # noqa: E402
 from flwr.client.mod import secaggplus_mod  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.common import ndarrays_to_parameters  # noqa: E402
+from flwr.common.secure_aggregation.secaggplus_constants import (  # noqa: E402
+    RECORD_KEY_CONFIGS,
+    Key,
+    Stage,
+)
 from flwr.compat.common import recorddict_compat as compat  # noqa: E402
 from flwr.server import ServerConfig  # noqa: E402
 from flwr.server.compat.grid_client_proxy import GridClientProxy  # noqa: E402
 from flwr.server.compat.legacy_context import LegacyContext  # noqa: E402
 from flwr.server.strategy import FedAvg  # noqa: E402
 from flwr.server.workflow import SecAggPlusWorkflow  # noqa: E402
-from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key  # noqa: E402
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD  # noqa: E402
+from flwr.server.workflow.constant import Key as WorkflowKey  # noqa: E402
 
-from fedsec.flower.secagg import flatten, secure_mean  # noqa: E402
+from fedsec.flower.secagg import RECORD, flatten, secure_mean  # noqa: E402
 from fedsec.flower.secagg_loopback import LoopbackGrid  # noqa: E402
 from fedsec.flower.secagg_mod import secagg_mod  # noqa: E402
 from protocols.secagg_sum import SecAggPlusSum, SecAggSum  # noqa: E402
 
-COLUMNS = ("protocol", "n", "d", "k", "t", "client s", "server s", "B up", "B down", "server B in", "max err")
+COLUMNS = (
+    "protocol",
+    "n",
+    "d",
+    "k",
+    "t",
+    "drop",
+    "client s",
+    "server s",
+    "B up",
+    "B down",
+    "server B in",
+    "max err",
+)
 
 
 def _fedsec_app(x: np.ndarray) -> ClientApp:
@@ -84,17 +108,33 @@ def _flower_app(x: np.ndarray) -> ClientApp:
     return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
 
 
-def _grid(app: ClientApp, n: int) -> tuple[LoopbackGrid, list[int]]:
-    nodes = [10_000 + 7 * i for i in range(n)]
-    grid = LoopbackGrid(
-        {v: app for v in nodes}, node_config={v: {"partition-id": i} for i, v in enumerate(nodes)}
-    )
-    return grid, nodes
+def _node(i: int) -> int:
+    return 10_000 + 7 * i
 
 
-def _run_fedsec(protocol: SecAggSum) -> Callable[[np.ndarray], tuple[LoopbackGrid, float, np.ndarray]]:
-    def run(x: np.ndarray) -> tuple[LoopbackGrid, float, np.ndarray]:
-        grid, nodes = _grid(_fedsec_app(x), len(x))
+def _grid(app: ClientApp, n: int, lose: Callable[[Message], bool]) -> tuple[LoopbackGrid, list[int]]:
+    nodes = [_node(i) for i in range(n)]
+    config = {v: {"partition-id": i} for i, v in enumerate(nodes)}
+    return LoopbackGrid({v: app for v in nodes}, node_config=config, lose=lose), nodes
+
+
+def _loses(record: str, key: str, stages: tuple[str, ...], gone: set[int]) -> Callable[[Message], bool]:
+    """The dropped nodes ``gone`` receive nothing from the first of ``stages`` on."""
+
+    def lose(msg: Message) -> bool:
+        rec = msg.content.config_records.get(record)
+        return msg.metadata.dst_node_id in gone and rec is not None and rec.get(key) in stages
+
+    return lose
+
+
+Run = Callable[[np.ndarray, set[int]], tuple[LoopbackGrid, float, np.ndarray]]
+
+
+def _run_fedsec(protocol: SecAggSum) -> Run:
+    def run(x: np.ndarray, gone: set[int]) -> tuple[LoopbackGrid, float, np.ndarray]:
+        lose = _loses(RECORD, "phase", ("masked_input", "consistency_check", "unmasking"), gone)
+        grid, nodes = _grid(_fedsec_app(x), len(x), lose)
         content = RecordDict({"arrays": ArrayRecord([np.zeros(x.shape[1], np.float32)])})
         t0 = time.perf_counter()
         res = secure_mean(grid, nodes, content, protocol)
@@ -103,10 +143,11 @@ def _run_fedsec(protocol: SecAggSum) -> Callable[[np.ndarray], tuple[LoopbackGri
     return run
 
 
-def _run_flower(shares: int, t: int) -> Callable[[np.ndarray], tuple[LoopbackGrid, float, np.ndarray]]:
-    def run(x: np.ndarray) -> tuple[LoopbackGrid, float, np.ndarray]:
+def _run_flower(shares: int, t: int) -> Run:
+    def run(x: np.ndarray, gone: set[int]) -> tuple[LoopbackGrid, float, np.ndarray]:
         n, d = x.shape
-        grid, nodes = _grid(_flower_app(x), n)
+        lose = _loses(RECORD_KEY_CONFIGS, Key.STAGE, (Stage.COLLECT_MASKED_VECTORS, Stage.UNMASK), gone)
+        grid, nodes = _grid(_flower_app(x), n, lose)
         strategy = FedAvg(
             fraction_fit=1.0,
             min_fit_clients=n,
@@ -124,7 +165,7 @@ def _run_flower(shares: int, t: int) -> Callable[[np.ndarray], tuple[LoopbackGri
         params = ndarrays_to_parameters([np.zeros(d, np.float32)])
         ctx.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(params, True)
         ctx.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord(
-            {Key.CURRENT_ROUND: 1, Key.START_TIME: time.time()}
+            {WorkflowKey.CURRENT_ROUND: 1, WorkflowKey.START_TIME: time.time()}
         )
         workflow = SecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=t, clipping_range=1.0)
         t0 = time.perf_counter()
@@ -161,10 +202,12 @@ def _row(name: str, n: int, d: int, k: int, t: int, runs: list[tuple[LoopbackGri
     }
 
 
-def bench(n: int, d: int, k: int, repeats: int) -> list[dict]:
+def bench(n: int, d: int, k: int, repeats: int, dropout: float) -> list[dict]:
     rng = np.random.default_rng(n * 1_000_003 + d)
     x = rng.uniform(-0.9, 0.9, (n, d)).astype(np.float32)
-    truth = x.astype(np.float64).mean(0)
+    n_gone = math.ceil(dropout * n)
+    gone = {_node(i) for i in range(n_gone)}
+    truth = x[n_gone:].astype(np.float64).mean(0)
     full, plus = SecAggSum(), SecAggPlusSum(k=k)
     p_full, p_plus = full.plan(n), plus.plan(n)
     cases = [
@@ -180,9 +223,9 @@ def bench(n: int, d: int, k: int, repeats: int) -> list[dict]:
     for name, kk, t, run in cases:
         runs = []
         for _ in range(repeats):
-            grid, wall, mean = run(x)
+            grid, wall, mean = run(x, gone)
             runs.append((grid, wall, float(np.abs(mean - truth).max())))
-        rows.append(_row(name, n, d, kk, t, runs))
+        rows.append(_row(name, n, d, kk, t, runs) | {"drop": n_gone})
         print(" | ".join(str(rows[-1][c]) for c in COLUMNS), flush=True)
     return rows
 
@@ -193,10 +236,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--d", type=int, nargs="+", default=[10_000, 61_706])
     ap.add_argument("--k", type=int, default=8, help="SecAgg+ degree (even); Flower gets num_shares = k + 1")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--dropout", type=float, nargs="+", default=[0.0], help="fractions of clients lost after ShareKeys"
+    )
     args = ap.parse_args(argv)
     logging.getLogger("flwr").setLevel(logging.WARNING)
     print(" | ".join(COLUMNS))
-    rows = [r for n in args.n for d in args.d for r in bench(n, d, args.k, args.repeats)]
+    rows = [
+        r for n in args.n for d in args.d for p in args.dropout for r in bench(n, d, args.k, args.repeats, p)
+    ]
     print("\nmedians over", args.repeats, "repeats; bytes are serialized Flower messages")
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
