@@ -15,10 +15,10 @@ Columns (medians over ``--repeats`` rounds, and over clients for client columns)
 one node's ClientApp ran over the whole round; server s = the round's wall time minus the nodes'
 seconds; B up / B down = the serialized bytes one node sent / received; server B in = what the server
 received in all; max err = the largest deviation from the survivors' exact float64 mean. Flower's
-clients send ``[w, w x]`` quantized to ``2^22`` levels masked mod ``2^32``;
-fedsec's send x encoded in ``Z_{2^32}``; both clip to [-1, 1]. Flower's workflow is the message-API one
-of flwr 1.42 (``flwr.server.workflow.SecAggPlusWorkflow`` with ``flwr.client.mod.secaggplus_mod``);
-its round is driven directly (no initial-parameters or evaluation round).
+clients send ``[w, w x]`` quantized to ``2^22`` levels masked mod ``2^32``; fedsec's send x encoded in
+``Z_{2^32}``; both clip to [-1, 1]. Flower's side is flwr 1.42's ``flwr.server.workflow.SecAggPlusWorkflow``
+with ``flwr.client.mod.secaggplus_mod`` (it drives a legacy ``FedAvg`` through a ``LegacyContext``); its
+round is driven directly (no initial-parameters or evaluation round).
 
 Usage: ``python benchmarks/flower_secagg.py [--n 10 25] [--d 10000 61706] [--repeats 3] [--k 8]
 [--dropout 0 0.1]``.
