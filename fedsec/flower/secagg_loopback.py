@@ -93,11 +93,11 @@ class LoopbackGrid(Grid):
     def _deliver(self, msg: Message) -> None:
         nid = int(msg.metadata.dst_node_id)
         wire = message_to_proto(msg).SerializeToString()
+        if self.lose is not None and self.lose(msg):
+            return
         cost = self.costs[nid]
         cost.bytes_down += len(wire)
         cost.messages += 1
-        if self.lose is not None and self.lose(msg):
-            return
         t0 = time.perf_counter()
         inbound = message_from_proto(ProtoMessage.FromString(wire))
         reply = self.apps[nid](inbound, self.contexts[nid])

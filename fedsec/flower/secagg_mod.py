@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, MessageType, RecordDict
@@ -170,11 +169,3 @@ def secagg_mod(msg: Message, ctx: Context, call_next: ClientAppCallable) -> Mess
             _save(ctx, None)
         reason = f"{type(e).__name__}: {e}"
         return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
-
-
-def node_phase(ctx: Context) -> Any:
-    """The phase this node last answered, or ``None`` outside a round (for tests and logs)."""
-    try:
-        return _load(ctx).phase
-    except StageError:
-        return None
