@@ -17,6 +17,7 @@ import numpy as np
 
 from fedsec.audit import AuditSpec, Case, Network, growth, summarize
 from fedsec.outputs import atomic_write_text, csv_text, dumps
+from fedsec.report import md_lines
 
 
 def tables(cases: list[Case], network: Network) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -53,14 +54,6 @@ def _fmt_bytes(b: float) -> str:
     return f"{b:.0f} B"
 
 
-def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-        *("| " + " | ".join(r) + " |" for r in body),
-    ]
-
-
 def markdown(
     spec: AuditSpec,
     network: Network,
@@ -77,7 +70,7 @@ def markdown(
     lines += ["", "## Per role and phase", ""]
     lines += _phase_table(rows)
     lines += ["", "## What each party learns (leakage record)", ""]
-    lines += _md_table(
+    lines += md_lines(
         ["defense", "party", "learns", "value"],
         [[r["label"], r["party"], r["learns"], r["value"]] for r in leaks],
     )
@@ -123,7 +116,7 @@ def _cost_table(summary: list[dict[str, Any]]) -> list[str]:
         ]
         for s in summary
     ]
-    return _md_table(head, body)
+    return md_lines(head, body)
 
 
 def _growth_table(summary: list[dict[str, Any]]) -> list[str]:
@@ -132,7 +125,7 @@ def _growth_table(summary: list[dict[str, Any]]) -> list[str]:
     bn = growth(summary, "n", "client_bytes_sent")
     if not any(math.isfinite(v) for v in (*gn.values(), *gd.values())):
         return []
-    table = _md_table(
+    table = md_lines(
         ["defense", "dropout", "server s vs n", "server s vs d", "client bytes vs n"],
         [[k[0], f"{k[1]:g}", f"{gn[k]:.2f}", f"{gd[k]:.2f}", f"{bn[k]:.2f}"] for k in sorted(gn)],
     )
@@ -141,7 +134,7 @@ def _growth_table(summary: list[dict[str, Any]]) -> list[str]:
 
 def _phase_table(rows: list[dict[str, Any]]) -> list[str]:
     """One row per (case, role, phase): seconds with their spread, bytes, communication rounds."""
-    return _md_table(
+    return md_lines(
         ["defense", "n", "d", "dropout", "role", "phase", "seconds", "IQR", "sent", "received", "rounds"],
         [
             [

@@ -39,14 +39,25 @@ def fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def md_lines(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a GitHub-markdown table: the header, the separator, one line per row of cells.
+
+    >>> md_lines(["a", "b"], [["1", "2"]])
+    ['| a | b |', '|---|---|', '| 1 | 2 |']
+    """
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(row) + " |" for row in body),
+    ]
+
+
 def md_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A GitHub-markdown table of ``rows`` (floats with 3 decimals)."""
     if not rows:
         return "(no rows)\n"
     cols = list(columns) if columns is not None else list(rows[0])
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(out) + "\n"
+    return "\n".join(md_lines(cols, ([fmt(r.get(c)) for c in cols] for r in rows))) + "\n"
 
 
 def attack_name(s: dict[str, Any]) -> str:
@@ -197,7 +208,7 @@ def table1_paper(
     if not rows:
         return "(no rows)\n"
     cols = list(defenses) if defenses is not None else sorted({d for r in rows for d in r["cells"]})
-    lines = ["| setting | attack | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    body = []
     last = None
     for r in rows:
         out = []
@@ -212,7 +223,7 @@ def table1_paper(
             out.append(f"**{txt}***" if c["worst"] else txt)
         block = r["block_label"] if r["block"] != last else ""
         last = r["block"]
-        lines.append(f"| {block} | {r['title']} | " + " | ".join(out) + " |")
+        body.append([block, r["title"], *out])
     seeds = sorted({c["seeds"] for r in rows for c in r["cells"].values()})
     note = (
         "\nMax top-1 test accuracy (%), mean ± std over "
@@ -220,7 +231,7 @@ def table1_paper(
         + " seed(s); worst rows: the strength of the grid that hurts each defense most; **bold\\*** ="
         " the most damaging attack per block and defense.\n"
     )
-    return "\n".join(lines) + "\n" + note
+    return "\n".join(md_lines(["setting", "attack", *cols], body)) + "\n" + note
 
 
 def heatmap_cells(
@@ -250,12 +261,12 @@ def runtime_rows(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def threat_model_md(tm: dict[str, Any]) -> str:
-    lines = ["| item | value |", "|---|---|"]
+    body = []
     for k, v in tm.items():
         if isinstance(v, dict):
             v = ", ".join(f"{kk}={fmt(vv, 4)}" for kk, vv in v.items())
-        lines.append(f"| {k if '.' in k else k.replace('_', ' ')} | {v} |")  # dotted: a config key
-    return "\n".join(lines) + "\n"
+        body.append([k if "." in k else k.replace("_", " "), str(v)])  # dotted: a config key
+    return "\n".join(md_lines(["item", "value"], body)) + "\n"
 
 
 def unit_report(cfg: Config, summary: dict[str, Any], metrics: Sequence[dict[str, Any]]) -> str:
