@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from fuzz_contract import EXAMPLES, expect, outcome
-from hypothesis import HealthCheck, given, settings
+from fuzz_contract import FUZZ, expect, outcome
+from hypothesis import given
 from hypothesis import strategies as st
-from test_fuzz_secagg import _mutate
+from test_fuzz_secagg import MUTATIONS, _mutate
 
 import protocols
 import robust
@@ -40,9 +40,6 @@ from secagg.driver import FAULT_KINDS, PHASES, Fault, RoundOutput, run_round
 from secagg.errors import AuthenticationError, SecAggError
 
 OPS = ("flip", "truncate", "extend", "swap", "replay")
-FUZZ = settings(
-    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
-)
 
 
 def rewrite(payload: bytes, op: str, pos: int, earlier: bytes | None, before: bytes | None) -> bytes:
@@ -306,7 +303,7 @@ def _faults(specs: list[tuple[str, str, int, int]], active: bool) -> list[Fault]
     seed=st.integers(0, 2**32 - 1),
     active=st.booleans(),
     specs=FAULT_SPECS,
-    op=st.sampled_from(["flip", "truncate", "extend", "count", "random"]),
+    op=MUTATIONS,
     val=st.integers(0, 255),
 )
 def test_secagg_handlers_under_faults(
@@ -380,7 +377,7 @@ REWRITES = st.lists(
     seed=st.integers(0, 2**32 - 1),
     active=st.booleans(),
     specs=REWRITES,
-    op=st.sampled_from(["flip", "truncate", "extend", "count", "random"]),
+    op=MUTATIONS,
     val=st.integers(0, 255),
 )
 def test_secagg_ddp_with_messages_rewritten(
