@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from fedsec.audit import AuditError, AuditSpec, parse_network, total_steps
 
 #: (input shape, classes) of the datasets a ``--model`` is sized for (MNIST-like 28x28 grey images).
@@ -126,6 +124,7 @@ def config_defaults(path: Path) -> dict[str, Any]:
 
 def spec_from_args(args: argparse.Namespace) -> AuditSpec:
     import robust
+    from fedsec.config import parse_value
 
     base = config_defaults(args.config) if args.config is not None else {}
     kw = {}
@@ -133,7 +132,7 @@ def spec_from_args(args: argparse.Namespace) -> AuditSpec:
         key, eq, value = item.partition("=")
         if not eq:
             raise AuditError(f"rule-arg: got {item!r}; want KEY=VALUE")
-        kw[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        kw[key.strip()] = parse_value(value.strip())
     if args.dim:
         dims = _ints(args.dim)
     elif args.model or not base:

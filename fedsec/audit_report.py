@@ -17,6 +17,7 @@ import numpy as np
 
 from fedsec.audit import AuditSpec, Case, Network, growth, summarize
 from fedsec.outputs import atomic_write_text, csv_text, dumps
+from fedsec.report import md_lines
 
 
 def tables(cases: list[Case], network: Network) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -53,14 +54,6 @@ def _fmt_bytes(b: float) -> str:
     return f"{b:.0f} B"
 
 
-def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-        *("| " + " | ".join(r) + " |" for r in body),
-    ]
-
-
 def markdown(
     spec: AuditSpec,
     network: Network,
@@ -71,10 +64,27 @@ def markdown(
     figures: list[str],
 ) -> str:
     """The audit report: summary per case, growth exponents, per-phase rows, leakage, refusals."""
+    lines = ["# Protocol overhead audit", "", _preamble(spec, network), "", "## Cost per round", ""]
+    lines += _cost_table(summary)
+    lines += _growth_table(summary)
+    lines += ["", "## Per role and phase", ""]
+    lines += _phase_table(rows)
+    lines += ["", "## What each party learns (leakage record)", ""]
+    lines += md_lines(
+        ["defense", "party", "learns", "value"],
+        [[r["label"], r["party"], r["learns"], r["value"]] for r in leaks],
+    )
+    if refused:
+        lines += ["", "## Not audited", "", *(f"- {line}" for line in refused)]
+    if figures:
+        lines += ["", "## Figures", "", *(f"![{Path(f).stem}]({Path(f).name})" for f in figures)]
+    return "\n".join(lines) + "\n"
+
+
+def _preamble(spec: AuditSpec, network: Network) -> str:
+    """The paragraph that states the audit's settings and how to read its tables."""
     bw = ", ".join(f"{k}: {v / 1e6:g} Mbit/s" for k, v in sorted(network.bandwidth.items()))
-    lines = [
-        "# Protocol overhead audit",
-        "",
+    return (
         f"Rule `{spec.rule}`; clients {spec.clients}; d {spec.dims}; {spec.repeats} repeat(s) (median; "
         f"spread = interquartile range); dropout {spec.dropout:g} (at the phase where it costs the "
         f"most, named in the table); network {bw}, rtt "
@@ -82,11 +92,14 @@ def markdown(
         "Expansion = client bytes sent / (4 d), a plain float32 upload. Rows marked * are extrapolated "
         "on the line through two smaller-d pilot runs (not measured; the pilots' log-log slope is in "
         "audit.json). A phase marked (once) runs once per "
-        "protocol instance (key setup) and is left out of the per-round totals.",
-        "",
-        "## Cost per round",
-        "",
-    ]
+        "protocol instance (key setup) and is left out of the per-round totals."
+    )
+
+
+def _cost_table(summary: list[dict[str, Any]]) -> list[str]:
+    """One row per case: sizes, dropout, client bytes and expansion, seconds, rounds, wall estimate."""
+    head = ["defense", "n", "d", "dropout", "client sent", "client received", "expansion", "client s",
+            "server s (all other roles)", "comm rounds", "est. wall s"]  # fmt: skip
     body = [
         [
             s["label"] + (" *" if s["extrapolated"] else ""),
@@ -103,32 +116,25 @@ def markdown(
         ]
         for s in summary
     ]
-    lines += _md_table(
-        [
-            "defense",
-            "n",
-            "d",
-            "dropout",
-            "client sent",
-            "client received",
-            "expansion",
-            "client s",
-            "server s (all other roles)",
-            "comm rounds",
-            "est. wall s",
-        ],
-        body,
-    )
+    return md_lines(head, body)
+
+
+def _growth_table(summary: list[dict[str, Any]]) -> list[str]:
+    """The growth-exponent section (log-log slopes against n and d); empty with one size only."""
     gn, gd = growth(summary, "n", "server_seconds"), growth(summary, "d", "server_seconds")
     bn = growth(summary, "n", "client_bytes_sent")
-    if any(math.isfinite(v) for v in (*gn.values(), *gd.values())):
-        lines += ["", "## Growth exponents (log-log slope)", ""]
-        lines += _md_table(
-            ["defense", "dropout", "server s vs n", "server s vs d", "client bytes vs n"],
-            [[k[0], f"{k[1]:g}", f"{gn[k]:.2f}", f"{gd[k]:.2f}", f"{bn[k]:.2f}"] for k in sorted(gn)],
-        )
-    lines += ["", "## Per role and phase", ""]
-    lines += _md_table(
+    if not any(math.isfinite(v) for v in (*gn.values(), *gd.values())):
+        return []
+    table = md_lines(
+        ["defense", "dropout", "server s vs n", "server s vs d", "client bytes vs n"],
+        [[k[0], f"{k[1]:g}", f"{gn[k]:.2f}", f"{gd[k]:.2f}", f"{bn[k]:.2f}"] for k in sorted(gn)],
+    )
+    return ["", "## Growth exponents (log-log slope)", "", *table]
+
+
+def _phase_table(rows: list[dict[str, Any]]) -> list[str]:
+    """One row per (case, role, phase): seconds with their spread, bytes, communication rounds."""
+    return md_lines(
         ["defense", "n", "d", "dropout", "role", "phase", "seconds", "IQR", "sent", "received", "rounds"],
         [
             [
@@ -147,16 +153,6 @@ def markdown(
             for r in rows
         ],
     )
-    lines += ["", "## What each party learns (leakage record)", ""]
-    lines += _md_table(
-        ["defense", "party", "learns", "value"],
-        [[r["label"], r["party"], r["learns"], r["value"]] for r in leaks],
-    )
-    if refused:
-        lines += ["", "## Not audited", "", *(f"- {line}" for line in refused)]
-    if figures:
-        lines += ["", "## Figures", "", *(f"![{Path(f).stem}]({Path(f).name})" for f in figures)]
-    return "\n".join(lines) + "\n"
 
 
 def write(

@@ -165,7 +165,7 @@ def _build(cls: type[Any], section: str, table: Any) -> Any:
     return cls(**kwargs)
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
     """Parse an override value as TOML; a bare word that is not TOML is taken as a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -428,7 +428,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
         if "=" not in item:
             raise ConfigError(f"--set {item}: got no '='; want section.key=value")
         key, text = item.split("=", 1)
-        out = _set(out, key.strip(), _parse_value(text.strip()))
+        out = _set(out, key.strip(), parse_value(text.strip()))
     return out
 
 

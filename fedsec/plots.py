@@ -27,6 +27,24 @@ def _save(fig: Any, path: Path) -> str:
     return str(path)
 
 
+def _panel_grid(n: int, panel: tuple[float, float], sharey: bool = False) -> tuple[Any, Any]:
+    """A figure for ``n`` panels, at most 3 a row, each ``panel = (width, height)`` inches; returns
+    ``(fig, axes)`` with ``axes`` 2-D and the axes past the n-th turned off."""
+    cols = min(3, max(1, n))
+    rows = max(1, (n + cols - 1) // cols)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(panel[0] * cols, panel[1] * rows),
+        squeeze=False,
+        sharey=sharey,
+        layout="constrained",
+    )
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
 def accuracy_curves(runs: Sequence[dict[str, Any]], path: Path, max_panels: int = 12) -> str:
     """Test accuracy vs round: a panel per setting (attack, beta), a line per defense (mean over seeds)."""
     panels: dict[str, dict[str, list[list[tuple[int, float]]]]] = defaultdict(lambda: defaultdict(list))
@@ -36,11 +54,7 @@ def accuracy_curves(runs: Sequence[dict[str, Any]], path: Path, max_panels: int 
             [(m["round"], m["accuracy"]) for m in r["metrics"] if m["accuracy"] is not None]
         )
     keys = sorted(panels)[:max_panels]
-    cols = min(3, len(keys))
-    rows = (len(keys) + cols - 1) // cols
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True, layout="constrained"
-    )
+    fig, axes = _panel_grid(len(keys), (4.2, 3.2), sharey=True)
     for ax, key in zip(axes.flat, keys):
         for label, curves in sorted(panels[key].items()):
             rounds = [t for t, _ in curves[0]]
@@ -50,8 +64,6 @@ def accuracy_curves(runs: Sequence[dict[str, Any]], path: Path, max_panels: int 
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(keys) :]:
-        ax.axis("off")
     axes[0, 0].set_ylabel("test accuracy")
     axes[0, 0].legend(fontsize=7)
     return _save(fig, path)
@@ -60,11 +72,7 @@ def accuracy_curves(runs: Sequence[dict[str, Any]], path: Path, max_panels: int 
 def heatmaps(cells: dict[str, tuple[list[float], list[float], np.ndarray]], attack: str, path: Path) -> str:
     """Figure-1 style: max accuracy over (beta x attack strength), one panel per defense."""
     names = sorted(cells)
-    cols = min(3, len(names))
-    rows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False, layout="constrained"
-    )
+    fig, axes = _panel_grid(len(names), (3.8, 3.0))
     im = None
     for ax, d in zip(axes.flat, names):
         strengths, betas, m = cells[d]
@@ -78,8 +86,6 @@ def heatmaps(cells: dict[str, tuple[list[float], list[float], np.ndarray]], atta
         ax.set_title(d, fontsize=9)
         ax.set_xlabel(f"{attack} strength")
         ax.set_ylabel("beta")
-    for ax in axes.flat[len(names) :]:
-        ax.axis("off")
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.8, label="max test accuracy")
     return _save(fig, path)
@@ -128,11 +134,7 @@ def tradeoff(rows: Sequence[dict[str, Any]], path: Path) -> str:
     keys = sorted(panels)
     lines = sorted({r["line"] for r in rows})
     colour = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(lines)}
-    cols = min(3, max(1, len(keys)))
-    nrows = max(1, (len(keys) + cols - 1) // cols)
-    fig, axes = plt.subplots(
-        nrows, cols, figsize=(4.4 * cols, 3.4 * nrows), squeeze=False, sharey=True, layout="constrained"
-    )
+    fig, axes = _panel_grid(len(keys), (4.4, 3.4), sharey=True)
     for ax, key in zip(axes.flat, keys):
         for name, pts in sorted(panels[key].items()):
             pts = sorted(pts, key=lambda r: r["epsilon"])
@@ -153,8 +155,6 @@ def tradeoff(rows: Sequence[dict[str, Any]], path: Path) -> str:
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("epsilon (log)")
         ax.grid(alpha=0.3, which="both")
-    for ax in axes.flat[len(keys) :]:
-        ax.axis("off")
     axes[0, 0].set_ylabel("test accuracy (solid: max, dotted: final)")
     axes[0, 0].legend(fontsize=7, title="hollow: heuristic ε; ring: Pareto", title_fontsize=7)
     return _save(fig, path)

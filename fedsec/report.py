@@ -39,14 +39,25 @@ def fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def md_lines(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a GitHub-markdown table: the header, the separator, one line per row of cells.
+
+    >>> md_lines(["a", "b"], [["1", "2"]])
+    ['| a | b |', '|---|---|', '| 1 | 2 |']
+    """
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(row) + " |" for row in body),
+    ]
+
+
 def md_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A GitHub-markdown table of ``rows`` (floats with 3 decimals)."""
     if not rows:
         return "(no rows)\n"
     cols = list(columns) if columns is not None else list(rows[0])
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(out) + "\n"
+    return "\n".join(md_lines(cols, ([fmt(r.get(c)) for c in cols] for r in rows))) + "\n"
 
 
 def attack_name(s: dict[str, Any]) -> str:
@@ -197,7 +208,7 @@ def table1_paper(
     if not rows:
         return "(no rows)\n"
     cols = list(defenses) if defenses is not None else sorted({d for r in rows for d in r["cells"]})
-    lines = ["| setting | attack | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    body = []
     last = None
     for r in rows:
         out = []
@@ -212,7 +223,7 @@ def table1_paper(
             out.append(f"**{txt}***" if c["worst"] else txt)
         block = r["block_label"] if r["block"] != last else ""
         last = r["block"]
-        lines.append(f"| {block} | {r['title']} | " + " | ".join(out) + " |")
+        body.append([block, r["title"], *out])
     seeds = sorted({c["seeds"] for r in rows for c in r["cells"].values()})
     note = (
         "\nMax top-1 test accuracy (%), mean ± std over "
@@ -220,7 +231,7 @@ def table1_paper(
         + " seed(s); worst rows: the strength of the grid that hurts each defense most; **bold\\*** ="
         " the most damaging attack per block and defense.\n"
     )
-    return "\n".join(lines) + "\n" + note
+    return "\n".join(md_lines(["setting", "attack", *cols], body)) + "\n" + note
 
 
 def heatmap_cells(
@@ -250,12 +261,12 @@ def runtime_rows(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def threat_model_md(tm: dict[str, Any]) -> str:
-    lines = ["| item | value |", "|---|---|"]
+    body = []
     for k, v in tm.items():
         if isinstance(v, dict):
             v = ", ".join(f"{kk}={fmt(vv, 4)}" for kk, vv in v.items())
-        lines.append(f"| {k if '.' in k else k.replace('_', ' ')} | {v} |")  # dotted: a config key
-    return "\n".join(lines) + "\n"
+        body.append([k if "." in k else k.replace("_", " "), str(v)])  # dotted: a config key
+    return "\n".join(md_lines(["item", "value"], body)) + "\n"
 
 
 def unit_report(cfg: Config, summary: dict[str, Any], metrics: Sequence[dict[str, Any]]) -> str:
@@ -299,6 +310,7 @@ def unit_report(cfg: Config, summary: dict[str, Any], metrics: Sequence[dict[str
 
 def write_report(root: Path, *, plots: bool = True) -> Path:
     """Write ``report.md``, ``summary.csv``, ``groups.csv`` and the plots for the runs under ``root``."""
+    from fedsec import tradeoff as T
     from fedsec.errors import FedsecError
 
     root = Path(root)
@@ -307,72 +319,113 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
         raise FedsecError(
             f"report: got {str(root)!r} with no finished run (no summary.json); want a run or sweep directory"
         )
-    from fedsec import tradeoff as T
-
     groups, swept = T.group_by_setting(runs)  # every swept key kept apart; each row its own epsilon
     trade = T.tradeoff_rows(groups, swept)
+    flat = _write_csvs(root, runs, groups, trade)
+    figs = _figures(root, runs, groups, swept, trade) if plots else []
+    atomic_write_text(root / "report.md", _report_md(root.name, runs, flat, groups, swept, trade, figs))
+    return root / "report.md"
+
+
+def _write_csvs(
+    root: Path, runs: list[dict[str, Any]], groups: list[dict[str, Any]], trade: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``summary.csv`` (one flat row per run, returned), ``groups.csv``, ``tradeoff.csv`` if any."""
     flat = [{k: v for k, v in r.items() if not isinstance(v, dict | list)} for r in runs]
     atomic_write_text(root / "summary.csv", csv_text(flat))
     atomic_write_text(root / "groups.csv", csv_text(groups))
     if trade:
         atomic_write_text(root / "tradeoff.csv", csv_text(trade))
-    figs: list[str] = []
-    if plots:
-        from fedsec import plots as P
+    return flat
 
-        figs.append(P.accuracy_curves(runs, root / "accuracy.png"))
-        hist = Path(runs[0]["run_dir"]) / "label_histogram.csv"
-        if hist.is_file():
-            figs.append(P.label_histogram(hist, root / "label_histogram.png"))
-        for i, (_, block) in enumerate(T.blocks(groups, swept)):
-            for a in sorted({g["attack"] for g in block if g["strength"] is not None}):
-                cells = heatmap_cells(block, a)
-                if any(len(s) * len(b) > 1 for s, b, _ in cells.values()):
-                    name = f"heatmap_{a}" + (f"_{i}" if i else "")
-                    figs.append(P.heatmaps(cells, a, root / f"{name}.png"))
-        figs.append(P.runtime_bars(runtime_rows(groups), root / "runtime.png"))
-        if trade:
-            figs.append(P.tradeoff(trade, root / "tradeoff.png"))
-        from fedsec.overhead import accuracy_vs_overhead
 
-        figs += [f for f in [accuracy_vs_overhead(runs, root / "accuracy_overhead.png")] if f]
-    single = len(groups) == len({g["defense"] for g in groups})
-    head = runs[0]
-    parts = [
-        f"# fedsec report: {root.name}\n",
-        f"{len(runs)} run(s), {len(groups)} setting(s); fedsec {head['version']}\n",
-    ]
-    parts += ["## Threat model\n"]
+def _figures(
+    root: Path,
+    runs: list[dict[str, Any]],
+    groups: list[dict[str, Any]],
+    swept: Sequence[str],
+    trade: list[dict[str, Any]],
+) -> list[str]:
+    """Draw the report's figures under ``root``; returns their paths in the order ``report.md`` lists them."""
+    from fedsec import plots as P
+    from fedsec import tradeoff as T
+    from fedsec.overhead import accuracy_vs_overhead
+
+    figs = [P.accuracy_curves(runs, root / "accuracy.png")]
+    hist = Path(runs[0]["run_dir"]) / "label_histogram.csv"
+    if hist.is_file():
+        figs.append(P.label_histogram(hist, root / "label_histogram.png"))
+    for i, (_, block) in enumerate(T.blocks(groups, swept)):
+        for a in sorted({g["attack"] for g in block if g["strength"] is not None}):
+            cells = heatmap_cells(block, a)
+            if any(len(s) * len(b) > 1 for s, b, _ in cells.values()):
+                name = f"heatmap_{a}" + (f"_{i}" if i else "")
+                figs.append(P.heatmaps(cells, a, root / f"{name}.png"))
+    figs.append(P.runtime_bars(runtime_rows(groups), root / "runtime.png"))
+    if trade:
+        figs.append(P.tradeoff(trade, root / "tradeoff.png"))
+    figs += [f for f in [accuracy_vs_overhead(runs, root / "accuracy_overhead.png")] if f]
+    return figs
+
+
+def _threat_model_section(
+    head: dict[str, Any], groups: list[dict[str, Any]], swept: Sequence[str], single: bool
+) -> str:
+    """The threat-model table: the first run's, with the defenses (``single``: one setting per
+    defense) or the swept values (a sweep) in place of the single-run entries."""
+    from fedsec import tradeoff as T
+
     if single:
         tm = dict(head["threat_model"])
         tm["defense"] = ", ".join(sorted({g["defense"] for g in groups}))
-        parts.append(threat_model_md(tm))
-    else:
-        tm = {**head["threat_model"], "defense": "see tables", **T.swept_summary(groups, swept)}
-        parts.append(threat_model_md(T.swept_threat_model(tm, swept)))
-    parts += [
+        return threat_model_md(tm)
+    tm = {**head["threat_model"], "defense": "see tables", **T.swept_summary(groups, swept)}
+    return threat_model_md(T.swept_threat_model(tm, swept))
+
+
+def _results_columns(swept: Sequence[str]) -> list[str]:
+    """The columns of the results table: the setting, every swept key but beta, the statistics."""
+    return [
+        "defense",
+        "attack_label",
+        "beta",
+        *[k for k in swept if k not in ("data.beta",)],
+        "seeds",
+        "max_acc_mean",
+        "max_acc_std",
+        "final_acc_mean",
+        "final_acc_std",
+        "byz_tpr",
+        "byz_fpr",
+        "backdoor",
+        "epsilon",
+        "delta",
+        "accountant",
+        "guarantee",
+    ]
+
+
+def _report_md(
+    name: str,
+    runs: list[dict[str, Any]],
+    flat: list[dict[str, Any]],
+    groups: list[dict[str, Any]],
+    swept: Sequence[str],
+    trade: list[dict[str, Any]],
+    figs: list[str],
+) -> str:
+    """``report.md``: threat model, results, trade-off, Table-1 layouts, runtime, overhead, figures, runs."""
+    from fedsec import tradeoff as T
+    from fedsec.overhead import overhead_md
+
+    single = len(groups) == len({g["defense"] for g in groups})
+    parts = [
+        f"# fedsec report: {name}\n",
+        f"{len(runs)} run(s), {len(groups)} setting(s); fedsec {runs[0]['version']}\n",
+        "## Threat model\n",
+        _threat_model_section(runs[0], groups, swept, single),
         "## Results (max top-1 accuracy over training; mean ± std over seeds)\n",
-        md_table(
-            groups,
-            [
-                "defense",
-                "attack_label",
-                "beta",
-                *[k for k in swept if k not in ("data.beta",)],
-                "seeds",
-                "max_acc_mean",
-                "max_acc_std",
-                "final_acc_mean",
-                "final_acc_std",
-                "byz_tpr",
-                "byz_fpr",
-                "backdoor",
-                "epsilon",
-                "delta",
-                "accountant",
-                "guarantee",
-            ],
-        ),
+        md_table(groups, _results_columns(swept)),
     ]
     if trade:
         parts += T.tradeoff_md(trade)
@@ -380,8 +433,6 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
         for title, block in T.blocks(groups, swept):
             parts += [f"## Table 1 layout{' (' + title + ')' if title else ''}\n", table1_paper(block)]
     parts += ["## Aggregation runtime\n", md_table(runtime_rows(groups))]
-    from fedsec.overhead import overhead_md
-
     parts += overhead_md(runs)
     if figs:
         parts += ["## Figures\n"] + [f"![{Path(f).stem}]({Path(f).name})\n" for f in figs]
@@ -391,5 +442,4 @@ def write_report(root: Path, *, plots: bool = True) -> Path:
             flat, ["label", "config_hash", "seed", "attack", "strength", "beta", "max_accuracy", "run_dir"]
         ),
     ]
-    atomic_write_text(root / "report.md", "\n".join(parts))
-    return root / "report.md"
+    return "\n".join(parts)

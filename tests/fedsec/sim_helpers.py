@@ -1,5 +1,5 @@
 """Tiny experiment configs shared by the simulation, CLI and sweep tests (fast: a few rounds on a
-small synthetic task)."""
+small synthetic task), and the run summaries the report-table tests feed in."""
 
 from __future__ import annotations
 
@@ -40,3 +40,27 @@ def tiny(**sections: dict[str, Any]) -> Config:
 
 def tiny_toml(**sections: dict[str, Any]) -> str:
     return tiny(**sections).to_toml()
+
+
+def run_summary(
+    label: str, attack: str, strength: float | None, beta: float, seed: int, acc: float, **fields: Any
+) -> dict[str, Any]:
+    """A finished run's summary as the report tables read it: a digits FedSGD run in the clear with
+    f = 5 and no data attack, max and final accuracy ``acc``; ``fields`` override any entry."""
+    return {
+        "label": label,
+        "dataset": "digits",
+        "partition": "dirichlet",
+        "beta": beta,
+        "attack": attack,
+        "attack_data": "none",
+        "strength": strength,
+        "f": 5,
+        "protocol": "plain",
+        "mode": "fedsgd",
+        "seed": seed,
+        "max_accuracy": acc,
+        "final_accuracy": acc,
+        "agg_seconds_mean": 0.01,
+        **fields,
+    }

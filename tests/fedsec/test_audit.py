@@ -284,6 +284,21 @@ def test_command_with_dropout_and_an_unknown_mechanism(
     assert "fedsec: error: mechanisms: got ['nope']; want some of" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("rule_arg", "message"),
+    [("f=one", "f must be an int; got 'one'"), ("f=[1,", "f must be an int; got '[1,'")],
+)
+def test_a_rule_arg_that_is_not_toml_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rule_arg: str, message: str
+) -> None:
+    """--rule-arg values are parsed as --set values are (a bare word is a string), so the rule refuses
+    them typed; they used to end in a tomllib traceback."""
+    argv = ["audit", "--mechanisms", "plain", "--rule", "trimmed_mean", "--rule-arg", rule_arg]
+    assert main([*argv, "--clients", "3", "--dim", "4", "--out", str(tmp_path), "--quiet", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fedsec: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
 def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["audit", "--help"])

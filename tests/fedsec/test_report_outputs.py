@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sim_helpers import run_summary
 
 from fedsec.errors import ConfigError
 from fedsec.outputs import RunWriter, clean_partials, ensure_writable_dir, is_finished, jsonable, slug
@@ -15,22 +16,10 @@ from fedsec.stress import _midpoints, worst_cases
 
 
 def _summary(label: str, attack: str, strength: float | None, beta: float, seed: int, acc: float) -> dict:
-    return {
-        "label": label,
-        "dataset": "digits",
-        "partition": "dirichlet",
-        "beta": beta,
-        "attack": attack,
-        "attack_data": "none",
-        "strength": strength,
-        "f": 5,
-        "protocol": "plain",
-        "mode": "fedsgd",
-        "seed": seed,
-        "max_accuracy": acc,
-        "final_accuracy": acc - 0.01,
-        "agg_seconds_mean": 0.001 if label == "mean" else 0.01,
-    }
+    return run_summary(
+        label, attack, strength, beta, seed, acc,
+        final_accuracy=acc - 0.01, agg_seconds_mean=0.001 if label == "mean" else 0.01,
+    )  # fmt: skip
 
 
 RUNS = [

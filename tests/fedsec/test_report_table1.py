@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sim_helpers import run_summary
 
 from fedsec.report import group_runs, table1_paper, table1_rows
 
@@ -13,22 +14,7 @@ from fedsec.report import group_runs, table1_paper, table1_rows
 def _run(
     label: str, attack: str, strength: float | None, beta: float, seed: int, acc: float
 ) -> dict[str, Any]:
-    return {
-        "label": label,
-        "dataset": "mnist1d",
-        "partition": "dirichlet",
-        "beta": beta,
-        "attack": attack,
-        "attack_data": "none",
-        "strength": strength,
-        "f": 5,
-        "protocol": "plain",
-        "mode": "fedsgd",
-        "seed": seed,
-        "max_accuracy": acc,
-        "final_accuracy": acc,
-        "agg_seconds_mean": 0.01,
-    }
+    return run_summary(label, attack, strength, beta, seed, acc, dataset="mnist1d")
 
 
 # accuracy of (defense, attack, strength) at beta 0.5; beta 0.1 is 0.1 lower everywhere

@@ -23,7 +23,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from hypothesis import HealthCheck, settings
+
 EXAMPLES = int(os.environ.get("FEDSEC_FUZZ_EXAMPLES", "5"))
+#: The suite's Hypothesis settings: the budget, no deadline (rounds vary in time), reproducible.
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
 TALLY_MODE = os.environ.get("FEDSEC_FUZZ_TALLY", "") == "1"
 OUTCOMES = ("typed", "untyped", "wrong", "hung")
 TALLY: dict[str, Counter[str]] = defaultdict(Counter)

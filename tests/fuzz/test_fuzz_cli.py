@@ -12,8 +12,8 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from fuzz_contract import EXAMPLES, expect, outcome
-from hypothesis import HealthCheck, given, settings
+from fuzz_contract import FUZZ, expect, outcome
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fedsec.cli import main
@@ -78,7 +78,7 @@ def _accepted_bad(key: str, value: str) -> bool:
     return not math.isfinite(v) or (key.endswith("seed") and v > 2**31 - 1)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@FUZZ
 @given(key=st.sampled_from(KEYS), value=st.sampled_from(VALUES), rule=st.sampled_from(RULES),
        extra=st.sampled_from(["", 'attack.data="backdoor"', 'dp.mode="user"']))  # fmt: skip
 def test_config_mutations(key: str, value: str, rule: str, extra: str) -> None:

@@ -22,10 +22,10 @@ from typing import Any
 import nacl.utils
 import numpy as np
 import tenseal as ts
-from fuzz_contract import EXAMPLES, expect, outcome
-from hypothesis import HealthCheck, given, settings
+from fuzz_contract import FUZZ, expect, outcome
+from hypothesis import given
 from hypothesis import strategies as st
-from test_fuzz_secagg import _mutate
+from test_fuzz_secagg import MUTATIONS, _mutate
 
 from protocols.ckks.messages import Identity, Kind, decode_frame, encode_frame, open_message
 from protocols.ckks.params import CKKSParams
@@ -37,10 +37,6 @@ from secagg.vdaf.pine import PineParams
 from secagg.vdaf.pine_vdaf import Pine
 from secagg.vdaf.prio3 import NONCE_SIZE, prio3_sum_vec
 
-FUZZ = settings(
-    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
-)
-MUTATIONS = st.sampled_from(["flip", "truncate", "extend", "count", "random"])
 Codec = tuple[bytes, Callable[[bytes], Any], Callable[[Any], bytes]]
 
 

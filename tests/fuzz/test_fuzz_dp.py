@@ -9,8 +9,8 @@ import warnings
 from typing import Any
 
 import pytest
-from fuzz_contract import EXAMPLES, expect, outcome
-from hypothesis import HealthCheck, given, settings
+from fuzz_contract import FUZZ, expect, outcome
+from hypothesis import given
 from hypothesis import strategies as st
 
 from dp import Accountant, DPError, noise_for_epsilon
@@ -46,7 +46,7 @@ def _valid(pair: tuple[float, float]) -> bool:
     return all(ok) and full >= half * (1 - 1e-9) - 1e-9
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@FUZZ
 @given(kind=st.sampled_from(["rdp", "prv"]), z=Z, q=Q, steps=STEPS, delta=DELTA)
 def test_accountant_parameters(kind: str, z: float, q: float, steps: int, delta: float) -> None:
     def call() -> Any:
@@ -56,7 +56,7 @@ def test_accountant_parameters(kind: str, z: float, q: float, steps: int, delta:
     expect("dp", res, detail, (kind, z, q, steps, delta))
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@FUZZ
 @given(
     eps=st.one_of(st.sampled_from([math.inf, math.nan, -1.0, 0.0, 1e-9, 1e9]), st.floats(0.01, 50)),
     q=Q,

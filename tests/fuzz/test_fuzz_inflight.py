@@ -4,7 +4,10 @@
 included): one message of a small round is bit-flipped, truncated, extended, swapped with the message
 before it, or replayed from the previous round. ``secagg``: the driver's fault injection (tampered
 up- and downlink bytes, replays, reorders, duplicate ids) on a Hypothesis-chosen client and phase,
-which exercises the client and server message handlers, not only the decoders.
+which exercises the client and server message handlers, not only the decoders. ``secagg_ddp``: one or
+two client messages (up or down, Hypothesis-chosen client, phase and bytes) rewritten in flight, with the
+ring sum checked exactly against the survivors' own encodings. The fault injection into the
+mechanisms' rounds is :func:`faults_injected`, the byte mutation :func:`mutating` (one harness).
 
 Contract: the round raises the package's typed error (:class:`secagg.errors.SecAggError`, whose
 family holds the CKKS/Paillier setup and upload errors and :class:`secagg.vdaf.errors.VdafError`), or
@@ -14,30 +17,29 @@ silently wrong aggregate, never past the time budget.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from fuzz_contract import EXAMPLES, expect, outcome
-from hypothesis import HealthCheck, given, settings
+from fuzz_contract import FUZZ, expect, outcome
+from hypothesis import given
 from hypothesis import strategies as st
-from test_fuzz_secagg import _mutate
+from test_fuzz_secagg import MUTATIONS, _mutate
 
 import protocols
 import robust
+from dp.distributed import clip_l2
 from protocols.ckks.driver import Message
 from secagg import driver as secagg_driver
-from secagg.driver import FAULT_KINDS, PHASES, Fault, run_round
+from secagg.driver import FAULT_KINDS, PHASES, Fault, RoundOutput, run_round
 from secagg.errors import AuthenticationError, SecAggError
 
 OPS = ("flip", "truncate", "extend", "swap", "replay")
-FUZZ = settings(
-    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
-)
 
 
 def rewrite(payload: bytes, op: str, pos: int, earlier: bytes | None, before: bytes | None) -> bytes:
@@ -236,6 +238,43 @@ def test_prio_server_message_replayed_from_another_round_is_refused() -> None:
         proto.run(x)
 
 
+@contextlib.contextmanager
+def mutating(op: str, val: int) -> Iterator[list[int]]:
+    """Every message the driver tampers (``tamper_up`` / ``tamper_down``) is mutated by ``op``
+    (:func:`_mutate`), not only one bit flipped; yields the positions of the tampers that happened."""
+    fired: list[int] = []
+
+    def mutate(msg: bytes, pos: int) -> bytes:
+        fired.append(pos)
+        return _mutate(msg, op, pos, val)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(secagg_driver, "_flip", mutate)
+        yield fired
+
+
+@contextlib.contextmanager
+def faults_injected(faults: Sequence[Fault]) -> Iterator[list[tuple[np.ndarray, RoundOutput]]]:
+    """The secagg-family mechanisms (``protocols.make(...).run``) run their masked sum with the
+    driver's ``faults``; yields ``(ring inputs, round output)`` of every masked sum run."""
+    from protocols import secagg_ddp, secagg_normbound, secagg_sum
+
+    rounds: list[tuple[np.ndarray, RoundOutput]] = []
+
+    def with_faults(real: Callable[..., RoundOutput]) -> Callable[..., RoundOutput]:
+        def run(inputs: np.ndarray, *a: Any, **kw: Any) -> RoundOutput:
+            out = real(inputs, *a, **{**kw, "faults": list(faults)})
+            rounds.append((np.array(inputs, dtype=np.uint64), out))
+            return out
+
+        return run
+
+    with pytest.MonkeyPatch.context() as mp:
+        for mod in (secagg_sum, secagg_normbound, secagg_ddp):
+            mp.setattr(mod, "run_round", with_faults(mod.run_round))
+        yield rounds
+
+
 FAULT_SPECS = st.lists(
     st.tuples(
         st.sampled_from([k for k in FAULT_KINDS if k != "bad_pubkey"]),
@@ -264,7 +303,7 @@ def _faults(specs: list[tuple[str, str, int, int]], active: bool) -> list[Fault]
     seed=st.integers(0, 2**32 - 1),
     active=st.booleans(),
     specs=FAULT_SPECS,
-    op=st.sampled_from(["flip", "truncate", "extend", "count", "random"]),
+    op=MUTATIONS,
     val=st.integers(0, 255),
 )
 def test_secagg_handlers_under_faults(
@@ -280,8 +319,7 @@ def test_secagg_handlers_under_faults(
         want = x[sorted(out.survivors)].sum(axis=0, dtype=np.uint64) % np.uint64(2**bits)
         return len(out.survivors) >= 3 and np.array_equal(np.asarray(out.sum, np.uint64), want)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(secagg_driver, "_flip", lambda msg, pos: _mutate(msg, op, pos, val))
+    with mutating(op, val):
         res, detail = outcome(
             "handlers/secagg",
             lambda: run_round(x, t=3, bits=bits, active=active, faults=faults),
@@ -303,8 +341,6 @@ SECAGG_MECHS: dict[str, dict[str, Any]] = {
 def test_secagg_mechanisms_under_faults(seed: int, mech: str, specs: list[tuple[str, str, int, int]]) -> None:
     """``protocols.make(mech, rule=Mean())`` with the driver's faults injected into its round: the
     released mean is the mean over the clients the round accepted, or the round aborts typed."""
-    from protocols import secagg_normbound, secagg_sum
-
     x = np.random.default_rng(seed).uniform(-0.5, 0.5, size=(6, 8))
     proto = protocols.make(mech, rule=robust.Mean(), **SECAGG_MECHS[mech])
     inner = getattr(proto, "inner", proto)
@@ -313,14 +349,72 @@ def test_secagg_mechanisms_under_faults(seed: int, mech: str, specs: list[tuple[
     # fixed point: normbound truncates each entry to 1/scale (|error of the mean| < 1/scale)
     tol = 1.0 / inner.config.scale if mech == "secagg_normbound" else 1e-3
 
-    def with_faults(real: Callable[..., Any]) -> Callable[..., Any]:
-        return lambda *a, **kw: real(*a, **{**kw, "faults": faults})
-
     area = f"inflight/{mech}"
-    with pytest.MonkeyPatch.context() as mp:
-        for mod in (secagg_sum, secagg_normbound):
-            mp.setattr(mod, "run_round", with_faults(mod.run_round))
+    with faults_injected(faults):
         res, detail = outcome(
             area, lambda: proto.run(x), (SecAggError,), check_ref(x, tol, lambda r: r.mean(axis=0)), 60.0
         )
     expect(area, res, detail, (mech, faults))
+
+
+#: One in-flight rewrite of a client's message: ``(kind, phase, client, position)``; ``tamper_up``
+#: rewrites the client's message to the server, ``tamper_down`` the server's message to the client.
+REWRITES = st.lists(
+    st.tuples(
+        st.sampled_from(["tamper_up", "tamper_down"]),
+        st.sampled_from(PHASES),
+        st.integers(0, 4),
+        st.integers(0, 10_000),
+    ),
+    min_size=1,
+    max_size=2,
+    unique_by=lambda s: s[3],  # the position tells which rewrite happened
+)
+
+
+@FUZZ
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    active=st.booleans(),
+    specs=REWRITES,
+    op=MUTATIONS,
+    val=st.integers(0, 255),
+)
+def test_secagg_ddp_with_messages_rewritten(
+    seed: int, active: bool, specs: list[tuple[str, str, int, int]], op: str, val: int
+) -> None:
+    """``protocols.make("secagg_ddp")`` with one or two messages of Hypothesis-chosen clients and
+    phases rewritten in flight by ``op``: every rewrite that happened is refused by its receiver in
+    its phase (a typed ``ProtocolAbort`` in the round's record; the client then counts as dropped),
+    and the round either aborts with :class:`SecAggError` or releases the honest survivors' aggregate.
+
+    Honest, exactly: the ring sum equals ``sum_{u in U3} enc_u mod 2^bits`` over the survivors' own
+    encodings. Honest, released: with noise multiplier 0 the mean is the survivors' mean of
+    ``clip_l2(x_u, C)`` up to the grid, ``|err|_2 <= gamma sqrt(D)`` (each rotated coordinate of each
+    client rounds by less than one step gamma; the rotation is orthogonal), plus float32 rounding.
+    """
+    n, d = 5, 8
+    x = np.random.default_rng(seed).uniform(-0.5, 0.5, size=(n, d))
+    proto = protocols.make("secagg_ddp", rule=robust.Mean(), noise_multiplier=0.0, active=active)
+    cfg = proto.config(n, d)
+    tol = cfg.gamma * np.sqrt(cfg.padded_dim) + 1e-6
+    faults = _faults(specs, active)
+
+    def check(res: Any) -> bool:
+        ((enc, out),) = rounds
+        u3 = sorted(out.survivors)
+        ring = enc[u3].sum(axis=0, dtype=np.uint64) % np.uint64(2**cfg.bits)
+        honest = np.stack([clip_l2(r, cfg.clip) for r in x[u3]]).mean(axis=0)
+        refused = {(ph, party) for ph, party, _ in out.rejected}
+        receiver = {"tamper_up": lambda c: "server", "tamper_down": lambda c: f"client[{c}]"}
+        return (
+            all((f.phase, receiver[f.kind](f.client)) in refused for f in faults if f.other in fired)
+            and sorted(res.accepted) == u3
+            and np.array_equal(np.asarray(out.sum, np.uint64), ring)
+            and np.allclose(np.asarray(res.aggregate, np.float64), honest, rtol=0.0, atol=tol)
+        )
+
+    area = "inflight/secagg_ddp"
+    with mutating(op, val) as fired, faults_injected(faults) as rounds:
+        res, detail = outcome(area, lambda: proto.run(x), (SecAggError,), check, 60.0)
+    expect(area, res, detail, (active, faults, op, val, fired))

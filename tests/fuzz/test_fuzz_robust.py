@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from fuzz_contract import EXAMPLES, expect, outcome
-from hypothesis import HealthCheck, given, settings
+from fuzz_contract import FUZZ, expect, outcome
+from hypothesis import given
 from hypothesis import strategies as st
 
 import robust
@@ -113,7 +113,7 @@ def _check(kind: str, name: str, case: dict[str, Any], f_eff: int) -> Any:
     return check
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@FUZZ
 @given(
     case=stacks(),
     target=st.sampled_from(

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from fuzz_contract import EXAMPLES, expect, outcome
-from hypothesis import HealthCheck, given, settings
+from fuzz_contract import FUZZ, expect, outcome
+from hypothesis import given
 from hypothesis import strategies as st
 
 from secagg import messages as m
@@ -48,6 +48,10 @@ def _codecs(
     }
 
 
+#: The byte mutations of :func:`_mutate`.
+MUTATIONS = st.sampled_from(["flip", "truncate", "extend", "count", "random"])
+
+
 def _mutate(data: bytes, op: str, pos: int, val: int) -> bytes:
     if not data:
         return bytes([val])
@@ -63,11 +67,11 @@ def _mutate(data: bytes, op: str, pos: int, val: int) -> bytes:
     return bytes(np.random.default_rng(pos).integers(0, 256, len(data), dtype=np.uint8))
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@FUZZ
 @given(
     seed=st.integers(0, 2**32 - 1),
     name=st.sampled_from(["advertise", "keys", "ids", "ciphertexts", "unmask"]),
-    op=st.sampled_from(["flip", "truncate", "extend", "count", "random"]),
+    op=MUTATIONS,
     pos=st.integers(0, 10_000),
     val=st.integers(0, 255),
 )
