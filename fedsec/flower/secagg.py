@@ -3,8 +3,9 @@ CCS 2020) carried over Flower messages, so that a ServerApp obtains the mean of 
 never an individual one.
 
 The parties are fedsec's own (:class:`secagg.client.SecAggClient`, :class:`secagg.server.SecAggServer`);
-this module only carries their bytes. Each protocol message travels as ``bytes`` in the
-:data:`RECORD` ``ConfigRecord`` of a Flower ``train`` message, one round trip per phase:
+this module only carries their bytes. Each protocol message travels in a Flower ``train`` message: its
+phase (and at setup the round's parameters) in the :data:`RECORD` ``ConfigRecord``, its bytes as one
+uint8 array in the :data:`PAYLOAD` ``ArrayRecord``; one round trip per phase:
 
 =================  ======================================  =====================================
 phase              server -> node                          node -> server
@@ -66,8 +67,11 @@ from secagg.server import SecAggServer
 
 T = TypeVar("T")
 
-#: name of the ConfigRecord that carries the protocol in every message
+#: name of the ConfigRecord that carries the protocol's phase and parameters in every message
 RECORD = "fedsec.secagg"
+#: name of the ArrayRecord that carries a message's protocol bytes: one uint8 array, which Flower chunks
+#: like any array, so the masked input of a large model travels as the model's weights do
+PAYLOAD = "fedsec.secagg.payload"
 #: the phases, in order (``consistency_check`` only in the active variant)
 PHASES = ("setup", "advertise_keys", "share_keys", "masked_input", "consistency_check", "unmasking")
 
@@ -165,13 +169,28 @@ def _setup_record(cfg: RoundConfig, enc: FixedPoint, cid: int, server_key: bytes
     )
 
 
+def put_payload(rd: RecordDict, data: bytes) -> RecordDict:
+    """``rd`` with ``data`` as its :data:`PAYLOAD` record."""
+    rd[PAYLOAD] = ArrayRecord({"bytes": Array(np.frombuffer(data, np.uint8))})
+    return rd
+
+
+def read_payload(content: RecordDict) -> bytes:
+    """The protocol bytes of a message's content (its :data:`PAYLOAD` record, one uint8 vector)."""
+    rec = content.array_records.get(PAYLOAD)
+    arr = None if rec is None or list(rec.keys()) != ["bytes"] else rec["bytes"]
+    if arr is None or arr.dtype != "uint8" or len(arr.shape) != 1:
+        raise FlowerSecAggError(f"payload: got {rec!r}; want one uint8 vector named 'bytes'")
+    return bytes(arr.numpy().tobytes())
+
+
 def payload(msg: Message, phase: str) -> bytes:
     """The protocol bytes of a reply, checked against the phase it answers."""
     rec = msg.content.config_records.get(RECORD)
     if rec is None or rec.get("phase") != phase:
         got = None if rec is None else rec.get("phase")
         raise FlowerSecAggError(f"reply: got phase {got!r}; want {phase!r}")
-    return get(rec, "payload", bytes)
+    return read_payload(msg.content)
 
 
 class _Round:
@@ -273,8 +292,9 @@ def plan_round(protocol: SecAggSum, n: int, d: int) -> RoundConfig:
     )
 
 
-def _record(phase: str, session: bytes, **values: Any) -> RecordDict:
-    return RecordDict({RECORD: ConfigRecord({"phase": phase, "session": session, **values})})
+def _record(phase: str, session: bytes, data: bytes | None = None, **values: Any) -> RecordDict:
+    rd = RecordDict({RECORD: ConfigRecord({"phase": phase, "session": session, **values})})
+    return rd if data is None else put_payload(rd, data)
 
 
 def secure_mean(
@@ -334,7 +354,7 @@ def secure_mean(
     for phase in PHASES[2:]:
         if phase == "consistency_check" and not cfg.active:
             continue
-        down = {i: _record(phase, cfg.session, payload=b) for i, b in msgs.items()}
+        down = {i: _record(phase, cfg.session, b) for i, b in msgs.items()}
         msgs = rnd.feed(server, phase, rnd.exchange(phase, down))
     assert server.result is not None
     total = protocol.encoding.decode_sum(server.result, n)

@@ -24,7 +24,16 @@ from flwr.app import ConfigRecord, Context, Error, Message, MessageType, RecordD
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
 
-from fedsec.flower.secagg import RECORD, FlowerSecAggError, flatten, get, round_config
+from fedsec.flower.secagg import (
+    PAYLOAD,
+    RECORD,
+    FlowerSecAggError,
+    flatten,
+    get,
+    put_payload,
+    read_payload,
+    round_config,
+)
 from secagg import FixedPoint, SecAggError, keys
 from secagg.client import SecAggClient, Stage
 from secagg.config import RoundConfig
@@ -60,8 +69,8 @@ class NodeState:
 
 def _reply(phase: str, data: bytes, extra: RecordDict | None = None) -> RecordDict:
     rd = RecordDict({} if extra is None else dict(extra.metric_records.items()))
-    rd[RECORD] = ConfigRecord({"phase": phase, "payload": data})
-    return rd
+    rd[RECORD] = ConfigRecord({"phase": phase})
+    return put_payload(rd, data)
 
 
 def _train(
@@ -75,7 +84,7 @@ def _train(
         raise FlowerSecAggError(f"setup: got cid={cid}; want an int in [0, {cfg.n})")
     enc = FixedPoint(bits=cfg.bits, clip=get(rec, "clip", float), frac_bits=get(rec, "frac_bits", int))
     server_key = get(rec, "server_key", bytes)
-    msg.content = RecordDict({k: v for k, v in msg.content.items() if k != RECORD})
+    msg.content = RecordDict({k: v for k, v in msg.content.items() if k not in (RECORD, PAYLOAD)})
     out = call_next(msg, ctx)
     if out.has_error():
         raise FlowerSecAggError(f"setup: the train function failed: {out.error.reason}")
@@ -116,14 +125,14 @@ def _advertise(st: NodeState, rec: ConfigRecord) -> bytes:
     return st.client.start()
 
 
-def _step(st: NodeState, phase: str, rec: ConfigRecord) -> bytes:
+def _step(st: NodeState, phase: str, rec: ConfigRecord, content: RecordDict) -> bytes:
     _check_next(st, phase, rec)
     if phase == "advertise_keys":
         out = _advertise(st, rec)
     else:
         if st.client is None:
             raise StageError(f"node {st.cid}: got phase {phase!r} before advertise_keys")
-        out = st.client.handle(get(rec, "payload", bytes))
+        out = st.client.handle(read_payload(content))
     st.phase = phase
     return out
 
@@ -159,7 +168,7 @@ def secagg_mod(msg: Message, ctx: Context, call_next: ClientAppCallable) -> Mess
             _save(ctx, st)
             return Message(_reply("setup", st.signer.verify_key, content), reply_to=msg)
         st = _load(ctx)
-        data = _step(st, str(phase), rec)
+        data = _step(st, str(phase), rec, msg.content)
         _save(ctx, None if phase == "unmasking" else st)
         return Message(_reply(str(phase), data), reply_to=msg)
     except (SecAggError, ValueError) as e:
