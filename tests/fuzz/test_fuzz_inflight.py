@@ -2,8 +2,8 @@
 
 ``ckks``, ``paillier`` and ``prio`` through their transport hook ``intercept`` (setup messages
 included): one message of a small round is bit-flipped, truncated, extended, swapped with the message
-before it, or replayed from the previous round. ``secagg``: the driver's fault injection (tampered
-up- and downlink bytes, replays, reorders, duplicate ids) on a Hypothesis-chosen client and phase,
+before it, or replayed from the previous round. ``secagg``: the channel's fault hooks (dropped and
+rewritten up- and downlink messages, stale replays, reorders) on a Hypothesis-chosen client and phase,
 which exercises the client and server message handlers, not only the decoders.
 
 Contract: the round raises the package's typed error (:class:`secagg.errors.SecAggError`, whose
@@ -30,8 +30,8 @@ from test_fuzz_secagg import _mutate
 import protocols
 import robust
 from protocols.ckks.driver import Message
-from secagg import driver as secagg_driver
-from secagg.driver import FAULT_KINDS, PHASES, Fault, run_round
+from secagg.channel import Channel, Fault, Frame, drop, reorder
+from secagg.driver import DOWN, PHASES, UP, run_round
 from secagg.errors import AuthenticationError, SecAggError
 
 OPS = ("flip", "truncate", "extend", "swap", "replay")
@@ -238,7 +238,7 @@ def test_prio_server_message_replayed_from_another_round_is_refused() -> None:
 
 FAULT_SPECS = st.lists(
     st.tuples(
-        st.sampled_from([k for k in FAULT_KINDS if k != "bad_pubkey"]),
+        st.sampled_from(["drop_up", "drop_down", "mutate_up", "mutate_down", "replay", "reorder"]),
         st.sampled_from(PHASES),
         st.integers(0, 5),
         st.integers(0, 10_000),
@@ -248,14 +248,51 @@ FAULT_SPECS = st.lists(
 )
 
 
-def _faults(specs: list[tuple[str, str, int, int]], active: bool) -> list[Fault]:
-    out = []
-    for kind, phase, client, other in specs:
-        if kind == "tamper_down" and phase == "advertise_keys":
-            continue
+def _rewriting(pred: Callable[[Frame], bool], op: str, pos: int, val: int) -> Fault:
+    """Hook: the secagg message inside each frame satisfying ``pred`` is rewritten by ``_mutate``."""
+
+    def hook(wire: list[bytes]) -> list[bytes]:
+        out = []
+        for d in wire:
+            f = Frame.decode(d)
+            if pred(f):
+                d = Frame(f.round_id, f.sender, f.receiver, f.kind, _mutate(f.payload, op, pos, val)).encode()
+            out.append(d)
+        return out
+
+    return hook
+
+
+def _stale(party: str) -> Fault:
+    """Hook: the party's frames of the previous exchange arrive again first (the first: twice)."""
+    last: list[bytes] = []
+
+    def hook(wire: list[bytes]) -> list[bytes]:
+        mine = [d for d in wire if Frame.decode(d).sender == party]
+        out = [*last, *wire] if last else [*wire, *mine]
+        if mine:
+            last[:] = mine
+        return out
+
+    return hook
+
+
+def _faults(
+    specs: list[tuple[str, str, int, int]], active: bool, op: str = "flip", val: int = 1
+) -> list[Fault]:
+    out: list[Fault] = []
+    for kind, phase, client, pos in specs:
         if phase == "consistency_check" and not active:
             phase = "unmasking"
-        out.append(Fault(kind, phase, client, other))
+        name = f"client[{client}]"
+        up = functools.partial(lambda f, k, c: f.kind == k and f.sender == c, k=UP[phase], c=name)
+        down = functools.partial(lambda f, k, c: f.kind == k and f.receiver == c, k=DOWN.get(phase), c=name)
+        if kind in ("drop_up", "drop_down"):
+            out.append(drop(up if kind == "drop_up" else down))
+        elif kind in ("mutate_up", "mutate_down"):
+            out.append(_rewriting(up if kind == "mutate_up" else down, op, pos, val))
+        else:
+            out.append(_stale(name) if kind == "replay" else reorder())
     return out
 
 
@@ -270,25 +307,23 @@ def _faults(specs: list[tuple[str, str, int, int]], active: bool) -> list[Fault]
 def test_secagg_handlers_under_faults(
     seed: int, active: bool, specs: list[tuple[str, str, int, int]], op: str, val: int
 ) -> None:
-    """The driver's faults, with each tampered message mutated by ``op`` (not only one bit flipped):
+    """The channel's faults, with each rewritten message mutated by ``op`` (not only one bit flipped):
     the client and server handlers refuse it typed, and the sum is over the survivors."""
     n, bits = 5, 32
     x = np.random.default_rng(seed).integers(0, 2**bits, size=(n, 6), dtype=np.uint64)
-    faults = _faults(specs, active)
+    faults = _faults(specs, active, op, val)
 
     def check(out: Any) -> bool:
         want = x[sorted(out.survivors)].sum(axis=0, dtype=np.uint64) % np.uint64(2**bits)
         return len(out.survivors) >= 3 and np.array_equal(np.asarray(out.sum, np.uint64), want)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(secagg_driver, "_flip", lambda msg, pos: _mutate(msg, op, pos, val))
-        res, detail = outcome(
-            "handlers/secagg",
-            lambda: run_round(x, t=3, bits=bits, active=active, faults=faults),
-            (SecAggError,),
-            check,
-        )
-    expect("handlers/secagg", res, detail, (active, faults, op, val))
+    res, detail = outcome(
+        "handlers/secagg",
+        lambda: run_round(x, t=3, bits=bits, active=active, channel=Channel(faults=faults)),
+        (SecAggError,),
+        check,
+    )
+    expect("handlers/secagg", res, detail, (active, specs, op, val))
 
 
 SECAGG_MECHS: dict[str, dict[str, Any]] = {
@@ -301,26 +336,16 @@ SECAGG_MECHS: dict[str, dict[str, Any]] = {
 @FUZZ
 @given(seed=st.integers(0, 2**32 - 1), mech=st.sampled_from(sorted(SECAGG_MECHS)), specs=FAULT_SPECS)
 def test_secagg_mechanisms_under_faults(seed: int, mech: str, specs: list[tuple[str, str, int, int]]) -> None:
-    """``protocols.make(mech, rule=Mean())`` with the driver's faults injected into its round: the
-    released mean is the mean over the clients the round accepted, or the round aborts typed."""
-    from protocols import secagg_normbound, secagg_sum
-
+    """``protocols.make(mech, rule=Mean(), faults=...)``: the channel's faults on its round's frames;
+    the released mean is the mean over the clients the round accepted, or the round aborts typed."""
     x = np.random.default_rng(seed).uniform(-0.5, 0.5, size=(6, 8))
-    proto = protocols.make(mech, rule=robust.Mean(), **SECAGG_MECHS[mech])
+    faults = _faults(specs, active=False)
+    proto = protocols.make(mech, rule=robust.Mean(), faults=faults, **SECAGG_MECHS[mech])
     inner = getattr(proto, "inner", proto)
-    active = bool(getattr(inner, "active", False))
-    faults = _faults(specs, active)
     # fixed point: normbound truncates each entry to 1/scale (|error of the mean| < 1/scale)
     tol = 1.0 / inner.config.scale if mech == "secagg_normbound" else 1e-3
-
-    def with_faults(real: Callable[..., Any]) -> Callable[..., Any]:
-        return lambda *a, **kw: real(*a, **{**kw, "faults": faults})
-
     area = f"inflight/{mech}"
-    with pytest.MonkeyPatch.context() as mp:
-        for mod in (secagg_sum, secagg_normbound):
-            mp.setattr(mod, "run_round", with_faults(mod.run_round))
-        res, detail = outcome(
-            area, lambda: proto.run(x), (SecAggError,), check_ref(x, tol, lambda r: r.mean(axis=0)), 60.0
-        )
-    expect(area, res, detail, (mech, faults))
+    res, detail = outcome(
+        area, lambda: proto.run(x), (SecAggError,), check_ref(x, tol, lambda r: r.mean(axis=0)), 60.0
+    )
+    expect(area, res, detail, (mech, specs))
