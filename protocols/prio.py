@@ -47,7 +47,7 @@ import robust
 from protocols import _secure_sum as ss
 from protocols import prio_rules
 from protocols.base import PROTOCOLS, Leakage, RoundResult
-from protocols.channel import Channel, Fault
+from protocols.channel import Channel, Fault, open_channel
 from protocols.ckks.driver import Message
 from protocols.prio_wire import PrioWire
 from secagg.errors import ProtocolAbort, TooFewSurvivors
@@ -181,6 +181,8 @@ class PrioPine:
     """
 
     name = "prio"
+    #: the channel each round opens: ``"inproc"`` or ``"tcp"`` (:class:`protocols.channel.TcpChannel`)
+    transport: str = "inproc"
     intercept: Callable[[Message], bytes] | None = None
 
     def __init__(
@@ -245,7 +247,9 @@ class PrioPine:
         ctx = b"fedsec/prio/" + nacl.utils.random(16)  # task and round binding
         # the leader-helper link key: shared out of band, as the identity keys of the HE protocols
         self.round_id += 1
-        ch = self.channel = Channel(faults=self.faults, intercept=self.intercept, round_id=self.round_id)
+        ch = self.channel = open_channel(
+            self.transport, faults=self.faults, intercept=self.intercept, round_id=self.round_id
+        )
         meter = PrioWire(ch, link_key=nacl.utils.random(32), ctx=ctx)
         with meter.time("leader", "setup"):
             key = nacl.utils.random(32)

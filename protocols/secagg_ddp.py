@@ -38,7 +38,7 @@ from dp.accounting import check_delta, statement
 from dp.distributed import RDP_ORDERS, DDGClient, DDGConfig, DDGServer, clip_l2, padded_dim, rdp_epsilon
 from protocols import _secure_sum as ss
 from protocols.base import PROTOCOLS, Leakage, RoundResult
-from protocols.channel import Channel, Fault, frame_bytes
+from protocols.channel import Channel, Fault, frame_bytes, open_channel
 from secagg.driver import run_round
 from secagg.messages import client_round_bytes
 
@@ -82,6 +82,8 @@ class SecAggDDP:
     """
 
     name = "secagg_ddp"
+    #: the channel each round opens: ``"inproc"`` or ``"tcp"`` (:class:`protocols.channel.TcpChannel`)
+    transport: str = "inproc"
     #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
     #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
     drop_phase: str | None = None
@@ -142,7 +144,7 @@ class SecAggDDP:
         server = self._server(n, d)
         cfg = server.config
         self.round_id += 1
-        ch = self.channel = Channel(faults=self.faults, round_id=self.round_id)
+        ch = self.channel = open_channel(self.transport, faults=self.faults, round_id=self.round_id)
         meter = ch.meter
         with meter.time("server", "rotation_seed"):
             seed = nacl.utils.random(32)

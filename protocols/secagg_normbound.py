@@ -70,7 +70,7 @@ import torch
 from protocols import _secure_sum as ss
 from protocols import normbound_blame as nb
 from protocols.base import PROTOCOLS, Leakage, Meter, PhaseCost, RoundResult
-from protocols.channel import Channel, Fault, frame_bytes
+from protocols.channel import Channel, Fault, frame_bytes, open_channel
 from protocols.normbound_parties import (  # re-exported: the parties and helpers of this protocol
     BLIND_BITS,
     NormBoundClient,
@@ -134,6 +134,8 @@ class SecAggNormBound:
     """
 
     name = "secagg_normbound"
+    #: the channel each round opens: ``"inproc"`` or ``"tcp"`` (:class:`protocols.channel.TcpChannel`)
+    transport: str = "inproc"
     #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
     #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
     drop_phase: str | None = None
@@ -204,7 +206,7 @@ class SecAggNormBound:
         session = nacl.utils.random(16)
         rnd = self.rounds
         self.rounds += 1
-        ch = self.channel = Channel(faults=self.faults, round_id=self.rounds)
+        ch = self.channel = open_channel(self.transport, faults=self.faults, round_id=self.rounds)
         server = NormBoundServer(params, session, rnd)
         clients = [NormBoundClient(i, params, ProofContext(session, rnd, i)) for i in range(n)]
         checked, accepted = self._commit_phase(server, clients, [w[i] * x[i] for i in range(n)], ch)

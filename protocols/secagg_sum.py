@@ -34,7 +34,7 @@ import torch
 import robust
 from protocols import _secure_sum as ss
 from protocols.base import PROTOCOLS, Leakage, RoundResult
-from protocols.channel import Channel, Fault
+from protocols.channel import Channel, Fault, open_channel
 from secagg import EncodingError, FixedPoint, SecAggError
 from secagg.driver import run_round
 from secagg.graph import DegreeChoice, choose_degree, default_threshold
@@ -64,6 +64,8 @@ class SecAggSum:
     """
 
     name = "secagg"
+    #: the channel each round opens: ``"inproc"`` or ``"tcp"`` (:class:`protocols.channel.TcpChannel`)
+    transport: str = "inproc"
     #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
     #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
     drop_phase: str | None = None
@@ -125,7 +127,7 @@ class SecAggSum:
         plan = self.plan(n)
         drops = ss.simulated_dropouts(n, self.dropout, self.active, rng, self.drop_phase)
         self.round_id += 1
-        ch = self.channel = Channel(faults=self.faults, round_id=self.round_id)
+        ch = self.channel = open_channel(self.transport, faults=self.faults, round_id=self.round_id)
         out = run_round(
             enc,
             t=plan.t,

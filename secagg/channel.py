@@ -138,6 +138,10 @@ class Channel:
         """Send bytes the mechanism framed itself: meter both ends, apply :attr:`intercept`, record."""
         self.meter.send(sender, receiver, phase, payload)
         delivered = bytes(payload)
+        arrived, lost = self.carry(phase, [delivered], [sender])
+        if not arrived:
+            raise MalformedMessage(f"{phase} message from {sender} to {receiver}: {lost[0][1]}")
+        delivered = arrived[0]
         if self.intercept is not None:
             delivered = bytes(self.intercept(Message(sender, receiver, phase, delivered)))
         self.transcript.append(Message(sender, receiver, phase, delivered))
@@ -154,10 +158,22 @@ class Channel:
             wire.append(data)
         for fault in self.faults:
             wire = list(fault(wire))
-        return self._receive(phase, kind, wire)
+        wire, lost = self.carry(phase, wire)
+        return self._receive(phase, kind, wire, lost)
 
-    def _receive(self, phase: str, kind: str, wire: list[bytes]) -> Delivery:
-        out = Delivery([])
+    def carry(
+        self, phase: str, wire: list[bytes], senders: Sequence[str] | None = None
+    ) -> tuple[list[bytes], list[tuple[bytes, str]]]:
+        """Move one phase's wire bytes to their receivers: what arrived (in arrival order) and what the
+        transport refused, with the reason. In process: everything, unchanged. ``senders`` names the
+        sending party of each item (``None``: read from the frame headers); the TCP channel
+        (:mod:`secagg.tcp_channel`) sends each sender's bytes over its own loopback connection."""
+        return wire, []
+
+    def _receive(
+        self, phase: str, kind: str, wire: list[bytes], lost: Sequence[tuple[bytes, str]] = ()
+    ) -> Delivery:
+        out = Delivery([], list(lost))
         seen: set[tuple[str, str, str]] = set()
         for data in wire:
             try:
@@ -253,6 +269,16 @@ def replay(old: Sequence[bytes]) -> Fault:
 def reorder(order: Callable[[int], list[int]] | None = None) -> Fault:
     """Fault: the frames arrive in ``order(len(wire))`` (default: reversed)."""
     return lambda wire: [wire[i] for i in (order(len(wire)) if order else range(len(wire) - 1, -1, -1))]
+
+
+def sender_of(data: bytes) -> str:
+    """The sender named in a frame's header without parsing the rest ("" when it is no frame)."""
+    if len(data) < _HEAD.size:
+        return ""
+    magic, _, ls, _, _, _ = _HEAD.unpack_from(data)
+    if magic != MAGIC:
+        return ""
+    return data[_HEAD.size : _HEAD.size + ls].decode(errors="replace")
 
 
 def _signed(data: bytes) -> bool:
