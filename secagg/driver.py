@@ -92,12 +92,13 @@ class _Round:
         """Whether client c is still up in ``phase`` (it has not dropped at or before it)."""
         return c not in self.drops or PHASES.index(phase) < PHASES.index(self.drops[c])
 
-    def refused(self, phase: str, got: Delivery, party: str) -> None:
+    def refused(self, phase: str, got: Delivery, side: str) -> None:
+        """Record the channel's refusals under their receiver (``side`` when the frame does not parse)."""
         for data, why in got.refused:
             try:
                 party = Frame.decode(data, signed=self.ch.sign).receiver
             except FrameError:
-                pass
+                party = side
             self.out.rejected.append((phase, party, why))
 
     def down(self, phase: str, downlink: Mapping[int, bytes]) -> dict[int, bytes]:
