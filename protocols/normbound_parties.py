@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from protocols.base import Meter
 from secagg.encoding import FixedPoint
 from secagg.errors import ProtocolAbort, SecAggError
 from secagg.normbound import (
@@ -278,21 +276,3 @@ class NormBoundServer:
                 "their commitments; want sum_i C_i = <sum_i q_i, G> + (sum_i r_i) h (a client masked a "
                 "vector other than the one it committed to)"
             )
-
-
-class _RemapMeter:
-    """Presents the masking driver's ``client[j]`` (index among the accepted) as ``client[ids[j]]``."""
-
-    def __init__(self, meter: Meter, ids: list[int]) -> None:
-        self.meter, self.ids = meter, ids
-
-    def _name(self, party: str) -> str:
-        if party.startswith("client["):
-            return f"client[{self.ids[int(party[7:-1])]}]"
-        return party
-
-    def send(self, sender: str, receiver: str, phase: str, message: bytes) -> bytes:
-        return self.meter.send(self._name(sender), self._name(receiver), phase, message)
-
-    def time(self, party: str, phase: str) -> AbstractContextManager[None]:
-        return self.meter.time(self._name(party), phase)

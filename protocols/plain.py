@@ -11,7 +11,7 @@ import torch
 
 import robust
 from protocols.base import PROTOCOLS, Leakage, RoundResult
-from protocols.channel import Channel, Fault, FrameError
+from protocols.channel import Channel, Fault, FrameError, open_channel
 
 #: One byte naming the update's dtype, then its raw little-endian values.
 _DTYPES = {0: torch.float32, 1: torch.float64, 2: torch.float16, 3: torch.bfloat16}
@@ -88,6 +88,8 @@ class PlainAggregation:
     """
 
     name = "plain"
+    #: the channel each round opens: ``"inproc"`` or ``"tcp"`` (:class:`protocols.channel.TcpChannel`)
+    transport: str = "inproc"
 
     def __init__(
         self, rule: Any = "mean", *, faults: Sequence[Fault] = (), sign: bool = False, **rule_kwargs: Any
@@ -110,7 +112,9 @@ class PlainAggregation:
         x = torch.as_tensor(stack)
         n, d = int(x.shape[0]), int(x.shape[1])
         self.round_id += 1
-        ch = self.channel = Channel(faults=self.faults, sign=self.sign, round_id=self.round_id)
+        ch = self.channel = open_channel(
+            self.transport, faults=self.faults, sign=self.sign, round_id=self.round_id
+        )
         senders = {f"client[{i}]": i for i in range(n)}
         ups = [(name, "server", encode_update(x[i])) for name, i in senders.items()]
         arrived = ch.exchange("upload", "update", ups)

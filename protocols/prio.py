@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -46,7 +46,8 @@ import torch
 import robust
 from protocols import _secure_sum as ss
 from protocols import prio_rules
-from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
+from protocols.base import PROTOCOLS, Leakage, RoundResult
+from protocols.channel import Channel, Fault, open_channel
 from protocols.ckks.driver import Message
 from protocols.prio_wire import PrioWire
 from secagg.errors import ProtocolAbort, TooFewSurvivors
@@ -169,12 +170,19 @@ class PrioPine:
         pre: ``"nnm"`` mixes the accepted shares before ``select`` (or before the mean).
         f: the Byzantine bound of the rule.
 
+        faults: the channel's fault hooks (:func:`protocols.channel.drop` ...) on the uploads (kind
+            ``report``, client -> leader and client -> helper): a report whose share to one server is lost
+            or refused is rejected; one with both lost is absent.
+
     Attributes:
         intercept: transport hook, as :attr:`protocols.ckks.CKKSRound.intercept`: may rewrite a message
             in flight; leader-helper messages are authenticated (:mod:`protocols.prio_wire`).
+        channel: the last round's :class:`protocols.channel.Channel` (meter, transcript).
     """
 
     name = "prio"
+    #: the channel each round opens: ``"inproc"`` or ``"tcp"`` (:class:`protocols.channel.TcpChannel`)
+    transport: str = "inproc"
     intercept: Callable[[Message], bytes] | None = None
 
     def __init__(
@@ -189,6 +197,7 @@ class PrioPine:
         select: str | None = None,
         f: int = 0,
         pre: str | None = None,
+        faults: Sequence[Fault] = (),
     ) -> None:
         ss.check_dropout(dropout)
         prio_rules.check_rule(select, pre)
@@ -197,6 +206,9 @@ class PrioPine:
             raise VdafError(f"min_count: got {min_count}; want >= 1")
         self.bound, self.frac_bits, self.wr_checks, self.proofs = float(bound), frac_bits, wr_checks, proofs
         self.min_count, self.clip_to_bound, self.dropout = min_count, bool(clip_to_bound), float(dropout)
+        self.faults = list(faults)
+        self.round_id = 0
+        self.channel: Channel | None = None
         PineParams(dimension=1, l2_norm_bound=self.bound, num_frac_bits=frac_bits, num_wr_checks=wr_checks)
 
     def describe(self, d: int) -> dict[str, Any]:
@@ -234,7 +246,11 @@ class PrioPine:
         pine = _pine(PineParams(d, self.bound, self.frac_bits, self.wr_checks), self.proofs)
         ctx = b"fedsec/prio/" + nacl.utils.random(16)  # task and round binding
         # the leader-helper link key: shared out of band, as the identity keys of the HE protocols
-        meter = PrioWire(link_key=nacl.utils.random(32), ctx=ctx, intercept=self.intercept)
+        self.round_id += 1
+        ch = self.channel = open_channel(
+            self.transport, faults=self.faults, intercept=self.intercept, round_id=self.round_id
+        )
+        meter = PrioWire(ch, link_key=nacl.utils.random(32), ctx=ctx)
         with meter.time("leader", "setup"):
             key = nacl.utils.random(32)
         helper_key = meter.send("leader", "helper", "setup", key)
@@ -265,7 +281,7 @@ class PrioPine:
         aggregate = torch.as_tensor(total / denom, dtype=torch.float32)
         seen.update(aggregate=aggregate, count=len(accepted), accepted=accepted, absent=sorted(absent))
         views = {srv.name: {**seen, "rejected": dict(srv.rejected)} for srv in (leader, helper)}
-        return RoundResult(aggregate, chosen, meter, Leakage(views))
+        return RoundResult(aggregate, chosen, ch.meter, Leakage(views))
 
     def _upload(
         self,
@@ -274,14 +290,14 @@ class PrioPine:
         ctx: bytes,
         leader: PrioServer,
         helper: PrioServer,
-        meter: Meter,
+        meter: PrioWire,
         rng: np.random.Generator | None,
     ) -> tuple[dict[int, tuple[PineVerifierShare | None, PineVerifierShare | None]], set[int]]:
         """Every present client shards and uploads; each server parses and queries its report."""
         n = x.shape[0]
         g = rng if rng is not None else np.random.default_rng()
         absent = set(np.flatnonzero(g.random(n) < self.dropout).tolist()) if self.dropout else set()
-        vshares: dict[int, tuple[PineVerifierShare | None, PineVerifierShare | None]] = {}
+        reports: list[tuple[str, str, bytes]] = []
         for i in range(n):
             if i in absent:
                 continue
@@ -293,11 +309,23 @@ class PrioPine:
                 except VdafMeasurementError:  # no report: the client is absent
                     absent.add(i)
                     continue
-            with meter.time("leader", "verify"):
-                v0 = leader.receive(i, meter.send(name, "leader", "upload", to_leader))
-            with meter.time("helper", "verify"):
-                v1 = helper.receive(i, meter.send(name, "helper", "upload", to_helper))
-            vshares[i] = (v0, v1)
+            reports += [(name, "leader", to_leader), (name, "helper", to_helper)]
+        index = {name: i for i, name in enumerate(f"client[{i}]" for i in range(n))}
+        got = meter.channel.exchange("upload", "report", reports)
+        arrived: dict[int, dict[str, bytes]] = {}
+        for fr in got.frames:
+            arrived.setdefault(index[fr.sender], {})[fr.receiver] = fr.payload
+        absent |= {index[s] for s, _, _ in reports} - set(arrived)  # nothing arrived: absent
+        vshares: dict[int, tuple[PineVerifierShare | None, PineVerifierShare | None]] = {}
+        for i, shares in sorted(arrived.items()):
+            v: list[PineVerifierShare | None] = [None, None]
+            for k, srv in enumerate((leader, helper)):
+                with meter.time(srv.name, "verify"):
+                    if srv.name in shares:
+                        v[k] = srv.receive(i, shares[srv.name])
+                    else:
+                        srv.rejected[i] = f"got no report from client[{i}]; want one (lost in transit)"
+            vshares[i] = (v[0], v[1])
         return vshares, absent
 
     def _root(self, root: torch.Tensor | np.ndarray | None) -> np.ndarray | None:
@@ -331,7 +359,7 @@ class PrioPine:
         leader: PrioServer,
         helper: PrioServer,
         vshares: dict[int, tuple[PineVerifierShare | None, PineVerifierShare | None]],
-        meter: Meter,
+        meter: PrioWire,
     ) -> list[int]:
         """One exchange per report: helper -> leader verifier share, leader -> helper verdict."""
         accepted = []

@@ -38,8 +38,8 @@ from secagg.vdaf.field import Vec
 from secagg.vdaf.gram import deal_square, expand_helper, field_matmul, gram_share, masked_share, signed
 
 if TYPE_CHECKING:
-    from protocols.base import Meter
     from protocols.prio import PrioServer
+    from protocols.prio_wire import PrioWire
     from secagg.vdaf.pine_vdaf import Pine
 
 SELECTIONS = (None, "krum", "multi_krum", "bulyan", "fltrust")
@@ -65,7 +65,7 @@ def stacked(srv: PrioServer, accepted: list[int]) -> Vec:
 
 
 def open_gram(
-    pine: Pine, accepted: list[int], leader: PrioServer, helper: PrioServer, meter: Meter
+    pine: Pine, accepted: list[int], leader: PrioServer, helper: PrioServer, meter: PrioWire
 ) -> torch.Tensor:
     """The opened Gram matrix of the accepted updates (real units): a dealer's square correlation,
     ``E = X - A`` opened, then ``G`` (:mod:`secagg.vdaf.gram`)."""
@@ -114,7 +114,7 @@ def open_scores(
     accepted: list[int],
     leader: PrioServer,
     helper: PrioServer,
-    meter: Meter,
+    meter: PrioWire,
     root: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Opened ``<x_i, g0>`` and ``||x_i||^2`` (real units, ``g0`` rounded to f fractional bits)."""
@@ -165,7 +165,7 @@ def rule_release(
     accepted: list[int],
     leader: PrioServer,
     helper: PrioServer,
-    meter: Meter,
+    meter: PrioWire,
     root: Any,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The rule's integer weights over ``accepted`` and what the servers opened for them; refused when

@@ -1,5 +1,7 @@
-"""Prio's transport: every message metered and passed through the round's ``intercept`` hook; the
-leader-helper channel authenticated.
+"""Prio's transport over the round's :class:`protocols.channel.Channel`: every message metered, recorded
+in the transcript and passed through the channel's ``intercept`` hook; the leader-helper link
+authenticated. Client uploads go through :meth:`Channel.exchange` (one ``report`` frame per client and
+server, so the channel's fault hooks apply); the servers' messages through :meth:`Channel.deliver`.
 
 A message between the two servers travels as ``body | tag`` with
 
@@ -21,14 +23,14 @@ from __future__ import annotations
 import hmac
 import struct
 from collections import Counter
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import nacl.encoding
 import nacl.hash
 
 from protocols.base import Meter
-from protocols.ckks.driver import Message
+from protocols.channel import Channel
 from secagg.errors import AuthenticationError
 
 TAG = 32
@@ -43,13 +45,20 @@ def link_tag(key: bytes, ctx: bytes, sender: str, receiver: str, phase: str, seq
 
 
 @dataclass
-class PrioWire(Meter):
-    """A :class:`Meter` that is also the round's transport (``send`` returns what arrives)."""
+class PrioWire:
+    """The round's transport: ``send`` returns what arrives (the link tag checked on server messages)."""
 
+    channel: Channel
     link_key: bytes = b""
     ctx: bytes = b""
-    intercept: Callable[[Message], bytes] | None = None
     seq: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @property
+    def meter(self) -> Meter:
+        return self.channel.meter
+
+    def time(self, party: str, phase: str) -> AbstractContextManager[None]:
+        return self.channel.meter.time(party, phase)
 
     def send(self, sender: str, receiver: str, phase: str, message: bytes) -> bytes:
         link = {sender, receiver} == SERVERS
@@ -58,9 +67,7 @@ class PrioWire(Meter):
             n = self.seq[(sender, receiver)]
             self.seq[(sender, receiver)] += 1
             body += link_tag(self.link_key, self.ctx, sender, receiver, phase, n, body)
-        wire = super().send(sender, receiver, phase, body)
-        if self.intercept is not None:
-            wire = bytes(self.intercept(Message(sender, receiver, phase, wire)))
+        wire = self.channel.deliver(sender, receiver, phase, body)
         if not link:
             return wire
         got, tag = wire[:-TAG], wire[-TAG:]

@@ -27,6 +27,7 @@ come from libsodium.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import nacl.utils
@@ -36,29 +37,30 @@ import torch
 from dp.accounting import check_delta, statement
 from dp.distributed import RDP_ORDERS, DDGClient, DDGConfig, DDGServer, clip_l2, padded_dim, rdp_epsilon
 from protocols import _secure_sum as ss
-from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
+from protocols.base import PROTOCOLS, Leakage, RoundResult
+from protocols.channel import Channel, Fault, frame_bytes, open_channel
 from secagg.driver import run_round
 from secagg.messages import client_round_bytes
 
 
-def ddp_client_round_bytes(n: int, d: int, bits: int) -> tuple[int, int]:
-    """Bytes one client sends and receives in a round, no dropouts.
+def ddp_client_round_bytes(n: int, d: int, bits: int, client: int = 0) -> tuple[int, int]:
+    """Bytes client ``client`` sends and receives in a round, no dropouts.
 
     The masked secure sum runs on the rotated vector of ``D = 2^ceil(log2 d)`` ring words
     (:func:`dp.distributed.padded_dim`) of ``w = 4`` bytes (``bits <= 32``, else 8), and the client
-    also receives the 32-byte rotation seed::
+    also receives the 32-byte rotation seed in a channel frame (:func:`protocols.channel.frame_bytes`)::
 
-        sent     = client_round_bytes(n, D, w).sent
-        received = client_round_bytes(n, D, w).received + 32
+        sent     = client_round_bytes(n, D, w, client).sent
+        received = client_round_bytes(n, D, w, client).received + frame_bytes(server, client, 32)
 
     (:func:`secagg.messages.client_round_bytes`.) The padding costs at most a factor 2 in the masked
     input; the DP noise costs no bytes (it lives in the same ring words).
 
     >>> ddp_client_round_bytes(n=6, d=20, bits=20)
-    (1498, 1742)
+    (1657, 1916)
     """
-    sent, received = client_round_bytes(n, padded_dim(d), 4 if bits <= 32 else 8)
-    return sent, received + 32
+    sent, received = client_round_bytes(n, padded_dim(d), 4 if bits <= 32 else 8, client)
+    return sent, received + frame_bytes("server", f"client[{client}]", "rotation_seed", 32)
 
 
 @PROTOCOLS.register("secagg_ddp")
@@ -74,9 +76,14 @@ class SecAggDDP:
         dropout: probability that a client drops at a uniformly chosen phase (simulated with ``rng``).
         beta: conditional-rounding parameter (:class:`dp.DDGConfig`).
         wrap_prob: per-round bound on the chance that the sum wraps the ring.
+        faults: the channel's fault hooks, applied every round to the rotation seed's frames (kind
+            ``rotation_seed``; a client without the seed cannot encode and drops) and to the masking
+            round's (:mod:`secagg.driver`).
     """
 
     name = "secagg_ddp"
+    #: the channel each round opens: ``"inproc"`` or ``"tcp"`` (:class:`protocols.channel.TcpChannel`)
+    transport: str = "inproc"
     #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
     #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
     drop_phase: str | None = None
@@ -91,6 +98,7 @@ class SecAggDDP:
         dropout: float = 0.0,
         beta: float = math.exp(-0.5),
         wrap_prob: float = 1e-6,
+        faults: Sequence[Fault] = (),
     ) -> None:
         ss.check_threshold(t)
         ss.check_dropout(dropout, refuse_bool=True)
@@ -100,6 +108,9 @@ class SecAggDDP:
         self.beta, self.wrap_prob = float(beta), float(wrap_prob)
         self.t, self.active, self.dropout = t, bool(active), float(dropout)
         self._servers: dict[tuple[int, int], DDGServer] = {}
+        self.faults = list(faults)
+        self.round_id = 0
+        self.channel: Channel | None = None
 
     def config(self, n: int, d: int) -> DDGConfig:
         """The public DDG parameters for n clients and updates of length d."""
@@ -132,25 +143,32 @@ class SecAggDDP:
         w = ss.client_weights(weights, n)
         server = self._server(n, d)
         cfg = server.config
-        meter = Meter()
+        self.round_id += 1
+        ch = self.channel = open_channel(self.transport, faults=self.faults, round_id=self.round_id)
+        meter = ch.meter
         with meter.time("server", "rotation_seed"):
             seed = nacl.utils.random(32)
-        enc = np.empty((n, cfg.padded_dim), dtype=np.uint64)
-        for i in range(n):
-            got = meter.send("server", f"client[{i}]", "rotation_seed", seed)
-            with meter.time(f"client[{i}]", "dp_encode"):
+        names = [f"client[{i}]" for i in range(n)]
+        got = ch.exchange("rotation_seed", "rotation_seed", [("server", c, seed) for c in names])
+        seeds = {fr.receiver: fr.payload for fr in got.frames}
+        enc = np.zeros((n, cfg.padded_dim), dtype=np.uint64)
+        for i, name in enumerate(names):
+            if name not in seeds:
+                continue
+            with meter.time(name, "dp_encode"):
                 row = np.nan_to_num(x[i], nan=0.0, posinf=0.0, neginf=0.0)
                 row = clip_l2(row, self.clip) * w[i]
-                enc[i] = DDGClient(cfg).encode(row, got)
+                enc[i] = DDGClient(cfg).encode(row, seeds[name])
         plan = ss.complete_plan(n, self.t, self.active, ss.DEFAULT_CORRUPT)
         drops = ss.simulated_dropouts(n, self.dropout, self.active, rng, self.drop_phase)
+        drops |= {i: "advertise_keys" for i, name in enumerate(names) if name not in seeds}
         out = run_round(
             enc,
             t=plan.t,
             bits=self.bits,
             active=self.active,
             dropouts=drops,
-            meter=meter,
+            channel=ch,
             corrupt=plan.corrupt,
         )
         with meter.time("server", "dp_decode"):

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import nacl.utils
@@ -70,12 +70,12 @@ import torch
 from protocols import _secure_sum as ss
 from protocols import normbound_blame as nb
 from protocols.base import PROTOCOLS, Leakage, Meter, PhaseCost, RoundResult
+from protocols.channel import Channel, Fault, frame_bytes, open_channel
 from protocols.normbound_parties import (  # re-exported: the parties and helpers of this protocol
     BLIND_BITS,
     NormBoundClient,
     NormBoundConfig,
     NormBoundServer,
-    _RemapMeter,
     _timed_commit,
     blinding_from_limb_sums,
     blinding_limbs,
@@ -83,7 +83,7 @@ from protocols.normbound_parties import (  # re-exported: the parties and helper
     encode_within_bound,
     make_commit_message,
 )
-from secagg.driver import run_round
+from secagg.driver import RoundOutput, run_round
 from secagg.errors import TooFewSurvivors
 from secagg.messages import client_round_bytes
 from secagg.normbound import (
@@ -106,32 +106,36 @@ __all__ = [
 ]
 
 
-def normbound_client_round_bytes(config: NormBoundConfig, n: int, d: int) -> tuple[int, int]:
-    """Bytes one client sends and receives in a round where every proof passes, no dropouts, no blame.
+def normbound_client_round_bytes(config: NormBoundConfig, n: int, d: int, client: int = 0) -> tuple[int, int]:
+    """Bytes client ``client`` sends and receives in a round where every proof passes, no dropouts, no blame.
 
     The commitment (one 32-byte point) and the norm proof (:attr:`NormBoundParams.proof_size`:
     ``4 + 2 ceil(log2 n')`` points, 5 scalars and a version byte, ``n'`` the range-proven values), then
     the masked secure sum of ``d + L`` words, ``L = ceil(253 / w)`` limbs of the blinding factor with
     ``w`` = :meth:`NormBoundConfig.limb_bits`, of ``wb = 4`` bytes (``bits <= 32``, else 8)::
 
-        sent     = 32 + proof_size + client_round_bytes(n, d + L, wb).sent
+        sent     = frame_bytes(client, server, 32 + proof_size) + client_round_bytes(n, d + L, wb).sent
         received = client_round_bytes(n, d + L, wb).received
 
     (:func:`secagg.messages.client_round_bytes`.) The proof is ``O(log d)``; the ``L`` limbs are fixed.
     """
     limbs = math.ceil(253 / config.limb_bits(n))
-    sent, received = client_round_bytes(n, d + limbs, 4 if config.bits <= 32 else 8)
-    return 32 + config.params(d).proof_size + sent, received
+    sent, received = client_round_bytes(n, d + limbs, 4 if config.bits <= 32 else 8, client)
+    commit = frame_bytes(f"client[{client}]", "server", "commit_prove", 32 + config.params(d).proof_size)
+    return commit + sent, received
 
 
 @PROTOCOLS.register("secagg_normbound")
 class SecAggNormBound:
     """Secure aggregation where every client proves ``||update||_2 <= bound`` (module docstring).
 
-    Args: the fields of :class:`NormBoundConfig` (``bound`` is required).
+    Args: the fields of :class:`NormBoundConfig` (``bound`` is required), and ``faults``: the channel's
+    fault hooks, applied every round to the ``commit_prove`` frames and the masking round's.
     """
 
     name = "secagg_normbound"
+    #: the channel each round opens: ``"inproc"`` or ``"tcp"`` (:class:`protocols.channel.TcpChannel`)
+    transport: str = "inproc"
     #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
     #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
     drop_phase: str | None = None
@@ -149,6 +153,7 @@ class SecAggNormBound:
         label: str = DEFAULT_LABEL,
         blame: bool = True,
         workers: int | None = None,
+        faults: Sequence[Fault] = (),
     ) -> None:
         self.config = NormBoundConfig(
             bound=bound,
@@ -166,6 +171,8 @@ class SecAggNormBound:
         self.rounds = 0
         self.last_rejected: dict[int, str] = {}
         self.last_blamed: dict[int, str] = {}
+        self.faults = list(faults)
+        self.channel: Channel | None = None
 
     def run(
         self,
@@ -188,38 +195,25 @@ class SecAggNormBound:
         """One round. Fault injection: ``mask_instead`` makes client i mask the integer vector given
         instead of the one it committed to; ``lie_pads`` makes client i commit to wrong pads in the blame
         steps (:meth:`NormBoundClient.wrong_pad_commitment`). Both fail the link check; the blame steps
-        then name them (or, with ``blame=False``, the round aborts)."""
+        then name them (or, with ``blame=False``, the round aborts). Faults on the wire: the channel's
+        hooks (``faults``) on the ``commit_prove`` frames and on the masking round's."""
         cfg = self.config
         xt = ss.check_stack(stack)
         x = np.nan_to_num(xt.detach().to("cpu", torch.float32).numpy().astype(np.float64), nan=0.0)
         n, d = x.shape
         w = ss.client_weights(weights, n)
         params = cfg.params(d)
-        fp = cfg.encoding
-        limb = cfg.limb_bits(n)
         session = nacl.utils.random(16)
         rnd = self.rounds
         self.rounds += 1
-        meter = Meter()
+        ch = self.channel = open_channel(self.transport, faults=self.faults, round_id=self.rounds)
         server = NormBoundServer(params, session, rnd)
         clients = [NormBoundClient(i, params, ProofContext(session, rnd, i)) for i in range(n)]
-
-        messages = self._commit_all(clients, [w[i] * x[i] for i in range(n)], meter)
-        checked = self._audit_sample(n)
-        for i in range(n):
-            msg = meter.send(f"client[{i}]", "server", "commit_prove", messages[i])
-            with meter.time("server", "verify"):
-                server.receive(i, msg)
-        with meter.time("server", "verify"):
-            accepted = server.verify(checked)
-        self.last_rejected = dict(server.rejected)
-        if len(accepted) < 2:
-            raise TooFewSurvivors(
-                f"accepted clients: got {len(accepted)} ({sorted(server.rejected)} rejected); "
-                "want >= 2 to mask"
-            )
-
-        inputs = np.stack([clients[i].masked_input(fp, limb, (mask_instead or {}).get(i)) for i in accepted])
+        checked, accepted = self._commit_phase(server, clients, [w[i] * x[i] for i in range(n)], ch)
+        limb = cfg.limb_bits(n)
+        inputs = np.stack(
+            [clients[i].masked_input(cfg.encoding, limb, (mask_instead or {}).get(i)) for i in accepted]
+        )
         m = len(accepted)
         plan = ss.complete_plan(m, None if cfg.t is None else min(cfg.t, m), cfg.active, ss.DEFAULT_CORRUPT)
         drops = ss.simulated_dropouts(m, cfg.dropout, cfg.active, rng, self.drop_phase)
@@ -230,43 +224,12 @@ class SecAggNormBound:
             bits=cfg.bits,
             active=cfg.active,
             dropouts=drops,
-            meter=_RemapMeter(meter, accepted),
+            channel=ch,
+            names=[f"client[{i}]" for i in accepted],
             session=session,
         )
-        survivors = [accepted[j] for j in out.survivors]
         dropped = [accepted[j] for j in out.dropped]
-        self.last_blamed = {}
-        blame: dict[str, object] = {}
-        try:
-            with meter.time("server", "link_check"):
-                q_sum = fp.to_signed(out.sum)[:d]
-                server.link_check(survivors, q_sum, out.sum[d:], limb)
-        except LinkCheckFailed:
-            gone = [accepted[j] for j in out.survivors if j in drops]
-            if not cfg.blame or gone:  # a survivor gone after masking cannot be checked (normbound_blame)
-                raise
-            lies = {
-                j: clients[accepted[j]].wrong_pad_commitment()
-                for j in out.survivors
-                if accepted[j] in lie_pads
-            }
-            res = nb.blame_round(
-                out,
-                nb.RingLayout(params.key, d, cfg.bits, limb, session),
-                {j: server.commitments[accepted[j]] for j in out.survivors},
-                {j: clients[accepted[j]].masked_integers(limb) for j in out.survivors},
-                meter,
-                lambda j: f"client[{accepted[j]}]",
-                lies,
-            )
-            self.last_blamed = {accepted[j]: why for j, why in res.blamed.items()}
-            blame = {
-                "failed_sum_of_survivors": q_sum.astype(np.float64) / cfg.scale,
-                "revealed_pair_seeds": [(accepted[u], accepted[v]) for u, v in res.revealed],
-                "disputed_pairs": [(accepted[u], accepted[v]) for u, v in res.disputes],
-                "padded_carries_from": list(survivors),
-            }
-            survivors, q_sum = [accepted[j] for j in res.kept], res.total
+        survivors, q_sum, blame = self._link_or_blame(out, server, clients, accepted, drops, lie_pads)
         total = q_sum.astype(np.float64) / cfg.scale
         agg = ss.survivor_mean(total, w, survivors, xt.device)
         leak = Leakage(
@@ -284,7 +247,80 @@ class SecAggNormBound:
                 "client": {},
             }
         )
-        return RoundResult(aggregate=agg, accepted=survivors, meter=meter, leakage=leak)
+        return RoundResult(aggregate=agg, accepted=survivors, meter=ch.meter, leakage=leak)
+
+    def _commit_phase(
+        self, server: NormBoundServer, clients: list[NormBoundClient], updates: list[np.ndarray], ch: Channel
+    ) -> tuple[set[int], list[int]]:
+        """Every client's ``C || proof`` over the channel; the server verifies the sampled ones.
+
+        Returns the sampled (checked) clients and the accepted ones (>= 2, else :class:`TooFewSurvivors`)."""
+        n = len(clients)
+        messages = self._commit_all(clients, updates, ch.meter)
+        checked = self._audit_sample(n)
+        names = {f"client[{i}]": i for i in range(n)}
+        got = ch.exchange(
+            "commit_prove", "commit_prove", [(c, "server", messages[i]) for c, i in names.items()]
+        )
+        for fr in got.frames:
+            with ch.meter.time("server", "verify"):
+                server.receive(names[fr.sender], fr.payload)
+        with ch.meter.time("server", "verify"):
+            accepted = server.verify(checked)
+        self.last_rejected = dict(server.rejected)
+        if len(accepted) < 2:
+            raise TooFewSurvivors(
+                f"accepted clients: got {len(accepted)} ({sorted(server.rejected)} rejected); "
+                "want >= 2 to mask"
+            )
+        return checked, accepted
+
+    def _link_or_blame(
+        self,
+        out: RoundOutput,
+        server: NormBoundServer,
+        clients: list[NormBoundClient],
+        accepted: list[int],
+        drops: Mapping[int, str],
+        lie_pads: Collection[int],
+    ) -> tuple[list[int], np.ndarray, dict[str, object]]:
+        """The link check over the survivors; if it fails, the blame steps (:mod:`protocols.normbound_blame`)
+        name the liars and the sum is recomputed without them. Returns (survivors, q_sum, blame record)."""
+        cfg, params = self.config, server.params
+        d, limb = params.d, cfg.limb_bits(len(clients))
+        survivors = [accepted[j] for j in out.survivors]
+        q_sum = cfg.encoding.to_signed(out.sum)[:d]
+        self.last_blamed = {}
+        assert out.channel is not None
+        meter = out.channel.meter
+        try:
+            with meter.time("server", "link_check"):
+                server.link_check(survivors, q_sum, out.sum[d:], limb)
+            return survivors, q_sum, {}
+        except LinkCheckFailed:
+            gone = [accepted[j] for j in out.survivors if j in drops]
+            if not cfg.blame or gone:  # a survivor gone after masking cannot be checked (normbound_blame)
+                raise
+        lies = {
+            j: clients[accepted[j]].wrong_pad_commitment() for j in out.survivors if accepted[j] in lie_pads
+        }
+        res = nb.blame_round(
+            out,
+            nb.RingLayout(params.key, d, cfg.bits, limb, server.session),
+            {j: server.commitments[accepted[j]] for j in out.survivors},
+            {j: clients[accepted[j]].masked_integers(limb) for j in out.survivors},
+            meter,
+            lambda j: f"client[{accepted[j]}]",
+            lies,
+        )
+        self.last_blamed = {accepted[j]: why for j, why in res.blamed.items()}
+        blame: dict[str, object] = {
+            "failed_sum_of_survivors": q_sum.astype(np.float64) / cfg.scale,
+            "revealed_pair_seeds": [(accepted[u], accepted[v]) for u, v in res.revealed],
+            "disputed_pairs": [(accepted[u], accepted[v]) for u, v in res.disputes],
+            "padded_carries_from": list(survivors),
+        }
+        return [accepted[j] for j in res.kept], res.total, blame
 
     def _commit_all(
         self, clients: list[NormBoundClient], updates: list[np.ndarray], meter: Meter

@@ -25,6 +25,7 @@ cannot withstand c is refused with :class:`secagg.SecAggError` before any key is
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,8 @@ import torch
 
 import robust
 from protocols import _secure_sum as ss
-from protocols.base import PROTOCOLS, Leakage, Meter, RoundResult
+from protocols.base import PROTOCOLS, Leakage, RoundResult
+from protocols.channel import Channel, Fault, open_channel
 from secagg import EncodingError, FixedPoint, SecAggError
 from secagg.driver import run_round
 from secagg.graph import DegreeChoice, choose_degree, default_threshold
@@ -57,9 +59,13 @@ class SecAggSum:
         frac_bits: fixed-point fraction bits; ``None`` derives the largest safe scale for n clients.
         corrupt: assumed fraction of clients colluding with the server (the threshold withstands it).
         min_survivors: survivor floor; ``None``: ``max(t, ceil(n / 2))``.
+        faults: the channel's fault hooks (:func:`protocols.channel.drop` ...), applied every round to the
+            masking round's frames (:mod:`secagg.driver`: kinds ``advertise`` ... ``unmask``).
     """
 
     name = "secagg"
+    #: the channel each round opens: ``"inproc"`` or ``"tcp"`` (:class:`protocols.channel.TcpChannel`)
+    transport: str = "inproc"
     #: ``None``: dropouts at uniformly chosen phases; a phase name: exactly ``ceil(dropout n)`` clients drop
     #: there (``fedsec audit`` sets ``"masked_input"``, its worst case: the server recovers their masks).
     drop_phase: str | None = None
@@ -74,6 +80,7 @@ class SecAggSum:
         frac_bits: int | None = None,
         corrupt: float = 0.2,
         min_survivors: int | None = None,
+        faults: Sequence[Fault] = (),
     ) -> None:
         ss.check_threshold(t)
         ss.check_dropout(dropout)
@@ -85,6 +92,9 @@ class SecAggSum:
         self.dropout = float(dropout)
         self.corrupt = float(corrupt)
         self.min_survivors = min_survivors
+        self.faults = list(faults)
+        self.round_id = 0
+        self.channel: Channel | None = None
 
     def plan(self, n: int) -> DegreeChoice:
         """The graph degree k, threshold t and colluders c this protocol uses for n clients."""
@@ -116,7 +126,8 @@ class SecAggSum:
         enc = np.stack([self.encoding.encode(w[i] * clipped[i], n_summands=n) for i in range(n)])
         plan = self.plan(n)
         drops = ss.simulated_dropouts(n, self.dropout, self.active, rng, self.drop_phase)
-        meter = Meter()
+        self.round_id += 1
+        ch = self.channel = open_channel(self.transport, faults=self.faults, round_id=self.round_id)
         out = run_round(
             enc,
             t=plan.t,
@@ -124,7 +135,7 @@ class SecAggSum:
             k=None if plan.complete else plan.k,
             active=self.active,
             dropouts=drops,
-            meter=meter,
+            channel=ch,
             corrupt=plan.corrupt,
             min_survivors=self.min_survivors,
         )
@@ -136,28 +147,28 @@ class SecAggSum:
                 "client": {},
             }
         )
-        return RoundResult(aggregate=agg, accepted=list(out.survivors), meter=meter, leakage=leak)
+        return RoundResult(aggregate=agg, accepted=list(out.survivors), meter=ch.meter, leakage=leak)
 
 
-def plus_client_round_bytes(n: int, k: int, d: int, word_bytes: int) -> tuple[int, int]:
-    """Bytes one SecAgg+ client sends and receives in a passive round, no dropouts, degree ``k``.
+def plus_client_round_bytes(n: int, k: int, d: int, word_bytes: int, client: int = 0) -> tuple[int, int]:
+    """Bytes SecAgg+ client ``client`` sends and receives in a passive round, no dropouts, degree ``k``.
 
     Keys, shares and unmasking shares are exchanged only within the client's neighbourhood of
     ``m = k + 1`` clients (Bell et al., CCS 2020), so every term of
     :func:`secagg.messages.client_round_bytes` in ``n`` becomes one in ``m``, except the server's
     unmasking request, which lists all ``n`` survivors (``4 n`` bytes)::
 
-        sent     = client_round_bytes(m, d, w).sent
-        received = client_round_bytes(m, d, w).received + 4 (n - m)
+        sent     = client_round_bytes(m, d, w, client).sent
+        received = client_round_bytes(m, d, w, client).received + 4 (n - m)
 
     Per client ``O(k + d)`` with ``k = O(log n)``, against ``O(n + d)`` for SecAgg; ``k = n - 1`` is
     the complete graph and gives SecAgg's figure. ``k`` is :meth:`SecAggPlusSum.plan`'s degree.
 
     >>> plus_client_round_bytes(n=12, k=4, d=16, word_bytes=4)
-    (1278, 1484)
+    (1437, 1612)
     """
     m = k + 1
-    sent, received = client_round_bytes(m, d, word_bytes)
+    sent, received = client_round_bytes(m, d, word_bytes, client)
     return sent, received + 4 * (n - m)
 
 
@@ -187,6 +198,7 @@ class SecAggPlusSum(SecAggSum):
         sigma: int = 40,
         eta: int = 30,
         min_survivors: int | None = None,
+        faults: Sequence[Fault] = (),
     ) -> None:
         super().__init__(
             t=t,
@@ -197,6 +209,7 @@ class SecAggPlusSum(SecAggSum):
             frac_bits=frac_bits,
             corrupt=corrupt,
             min_survivors=min_survivors,
+            faults=faults,
         )
         if k is not None and (not isinstance(k, int) or k < 2 or k % 2):
             raise SecAggError(f"k: got {k!r}; want None or an even int >= 2")

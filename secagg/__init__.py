@@ -16,7 +16,7 @@ True
 
 from secagg.client import CLIENT_TRANSITIONS, SecAggClient, Stage
 from secagg.config import RoundConfig
-from secagg.driver import PHASES, Fault, RoundOutput, run_round
+from secagg.driver import PHASES, RoundOutput, run_round
 from secagg.encoding import FixedPoint
 from secagg.errors import (
     AuthenticationError,
@@ -38,7 +38,6 @@ __all__ = [
     "SERVER_TRANSITIONS",
     "AuthenticationError",
     "EncodingError",
-    "Fault",
     "FixedPoint",
     "MalformedMessage",
     "ProtocolAbort",

@@ -36,6 +36,7 @@ from enum import IntEnum
 import numpy as np
 
 from secagg import keys
+from secagg.channel import frame_bytes
 from secagg.errors import MalformedMessage
 from secagg.shamir import SHARE_BYTES
 
@@ -329,26 +330,38 @@ def max_body(kind: Kind, n: int, d: int, word_bytes: int) -> int:
     return sizes[kind]
 
 
-def client_round_bytes(n: int, d: int, word_bytes: int) -> tuple[int, int]:
-    """Bytes one client sends and receives in a passive round over the complete graph, no dropouts.
+def client_round_bytes(n: int, d: int, word_bytes: int, client: int = 0) -> tuple[int, int]:
+    """Bytes client ``client`` sends and receives in a passive round over the complete graph, no dropouts.
 
     With ``E`` = :data:`ENVELOPE_OVERHEAD` (header and signature, 96 bytes), ``C`` = ``4 + CT_BYTES``
-    (an addressed encrypted share pair) and ``S`` = ``4 + 1 + SHARE_BYTES`` (an unmasking share)::
+    (an addressed encrypted share pair), ``S`` = ``4 + 1 + SHARE_BYTES`` (an unmasking share) and
+    ``F(kinds)`` the channel's frame headers around those messages (:func:`channel_overhead`)::
 
-        sent     = 4 E + 128 + (36 + (n - 1) C) + w d + (4 + n S)
-        received = 3 E + (4 + 132 n) + (4 + (n - 1) C) + (8 + 4 n)
+        sent     = 4 E + 128 + (36 + (n - 1) C) + w d + (4 + n S) + F(advertise, shares, masked, unmask)
+        received = 3 E + (4 + 132 n) + (4 + (n - 1) C) + (8 + 4 n) + F(keys, ciphertexts, unmask_request)
 
-    (ADVERTISE, SHARES, MASKED, UNMASK sent; KEYS, CIPHERTEXTS, UNMASK_REQUEST received; ``w`` =
-    ``word_bytes``.) Per client the cost is ``O(n + d)`` (Bonawitz et al., CCS 2017); the expansion
-    over a float32 upload tends to ``w / 4`` as ``d`` grows.
+    (``w`` = ``word_bytes``.) Per client the cost is ``O(n + d)`` (Bonawitz et al., CCS 2017); the
+    expansion over a float32 upload tends to ``w / 4`` as ``d`` grows.
 
     >>> client_round_bytes(n=5, d=20, word_bytes=4)
-    (1294, 1456)
+    (1453, 1584)
     """
     c, s = 4 + CT_BYTES, 4 + 1 + SHARE_BYTES
     body_sent = max_body(Kind.ADVERTISE, n, d, word_bytes) + 36 + (n - 1) * c + d * word_bytes + 4 + n * s
     body_received = 4 + 132 * n + 4 + (n - 1) * c + 8 + 4 * n
-    return 4 * ENVELOPE_OVERHEAD + body_sent, 3 * ENVELOPE_OVERHEAD + body_received
+    up = channel_overhead(client, [Kind.ADVERTISE, Kind.SHARES, Kind.MASKED, Kind.UNMASK])
+    down = channel_overhead(client, [Kind.KEYS, Kind.CIPHERTEXTS, Kind.UNMASK_REQUEST])
+    return 4 * ENVELOPE_OVERHEAD + body_sent + up, 3 * ENVELOPE_OVERHEAD + body_received + down
+
+
+def channel_overhead(client: int, kinds: Sequence[Kind]) -> int:
+    """Bytes the channel's frames (:func:`secagg.channel.frame_bytes`, unsigned) add around client
+    ``client``'s messages of ``kinds`` to or from the server; the frame kind is the message kind's name.
+
+    >>> channel_overhead(0, [Kind.ADVERTISE])
+    42
+    """
+    return sum(frame_bytes(f"client[{client}]", "server", k.name.lower(), 0) for k in kinds)
 
 
 def max_message(kinds: Sequence[Kind], n: int, d: int, word_bytes: int) -> int:

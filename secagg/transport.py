@@ -75,6 +75,92 @@ class ServeResult:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass
+class _Serving:
+    """The server side of one TCP round: connections, the clients they are bound to, the message queue."""
+
+    server: SecAggServer
+    queue: asyncio.Queue[tuple[asyncio.StreamWriter, bytes]] = field(default_factory=asyncio.Queue)
+    writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict)
+    bound: dict[asyncio.StreamWriter, int] = field(default_factory=dict)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    conns: list[asyncio.StreamWriter] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    gone: set[int] = field(default_factory=set)
+    unbound_gone: int = 0
+
+    def limit_for(self, writer: asyncio.StreamWriter) -> int:
+        """The largest frame this connection may send now (see the module docstring)."""
+        cfg, server = self.server.cfg, self.server
+        if writer not in self.bound:
+            return m.max_message([m.Kind.ADVERTISE], cfg.n, cfg.d, cfg.word_bytes)
+        stages = list(SERVER_TRANSITIONS)
+        if server.stage not in SERVER_TRANSITIONS:
+            return m.ENVELOPE_OVERHEAD
+        i = stages.index(server.stage)
+        kinds = [SERVER_TRANSITIONS[s][0] for s in stages[max(0, i - 1) : i + 1]]
+        return m.max_message(kinds, cfg.n, cfg.d, cfg.word_bytes)
+
+    async def on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.conns.append(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.append(task)
+        try:
+            while (frame := await read_frame(reader, lambda: self.limit_for(writer))) is not None:
+                await self.queue.put((writer, frame))
+        except MalformedMessage as e:
+            self.rejected.append((self.server.stage.value, f"{type(e).__name__}: {e}"))
+            writer.close()
+            if writer not in self.bound:
+                return  # a stranger that broke the framing: not a client that dropped
+        except ConnectionError:
+            pass
+        await self.queue.put((writer, b""))  # the connection is gone
+
+    async def collect(self, expected: set[int], stage_timeout: float) -> None:
+        """Feed the server this stage's messages until every expected client sent one or time runs out."""
+        phase = self.server.stage.value
+        got: set[int] = set()
+        deadline = time.monotonic() + stage_timeout
+        while len(got) + self.unbound_gone * (phase == "advertise_keys") < len(expected):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                writer, frame = await asyncio.wait_for(self.queue.get(), left)
+            except TimeoutError:
+                break
+            if not frame:  # a closed connection: its client is a dropout
+                if writer in self.bound:
+                    self.gone.add(self.bound[writer])
+                    expected.discard(self.bound[writer])
+                else:
+                    self.unbound_gone += 1
+                continue
+            try:
+                _, sender = m.peek(frame)
+                if writer in self.bound and self.bound[writer] != sender:
+                    raise MalformedMessage(f"connection of client {self.bound[writer]}: got sender {sender}")
+                self.server.receive(frame)
+            except ProtocolAbort as e:
+                self.rejected.append((phase, f"{type(e).__name__}: {e}"))
+                continue
+            self.bound[writer] = sender
+            self.writers[sender] = writer
+            got.add(sender)
+
+    async def send(self, out: Mapping[int, bytes]) -> None:
+        """The server's messages of the next stage to the clients still connected."""
+        for cid, msg in out.items():
+            w = self.writers.get(cid)
+            if w is not None and not w.is_closing():
+                write_frame(w, msg)
+        for w in list(self.writers.values()):
+            with contextlib.suppress(ConnectionError):
+                await w.drain()
+
+
 async def serve_round(
     server: SecAggServer,
     *,
@@ -86,99 +172,27 @@ async def serve_round(
 
     ``on_listening(port)`` is called once the socket is bound (``port=0`` picks a free port).
     """
-    queue: asyncio.Queue[tuple[asyncio.StreamWriter, bytes]] = asyncio.Queue()
-    writers: dict[int, asyncio.StreamWriter] = {}
-    bound: dict[asyncio.StreamWriter, int] = {}
-    rejected: list[tuple[str, str]] = []
-    conns: list[asyncio.StreamWriter] = []
-
-    tasks: list[asyncio.Task[Any]] = []
-    cfg = server.cfg
-
-    def limit_for(writer: asyncio.StreamWriter) -> int:
-        if writer not in bound:
-            return m.max_message([m.Kind.ADVERTISE], cfg.n, cfg.d, cfg.word_bytes)
-        stages = list(SERVER_TRANSITIONS)
-        if server.stage not in SERVER_TRANSITIONS:
-            return m.ENVELOPE_OVERHEAD
-        i = stages.index(server.stage)
-        kinds = [SERVER_TRANSITIONS[s][0] for s in stages[max(0, i - 1) : i + 1]]
-        return m.max_message(kinds, cfg.n, cfg.d, cfg.word_bytes)
-
-    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conns.append(writer)
-        task = asyncio.current_task()
-        if task is not None:
-            tasks.append(task)
-        try:
-            while (frame := await read_frame(reader, lambda: limit_for(writer))) is not None:
-                await queue.put((writer, frame))
-        except MalformedMessage as e:
-            rejected.append((server.stage.value, f"{type(e).__name__}: {e}"))
-            writer.close()
-            if writer not in bound:
-                return  # a stranger that broke the framing: not a client that dropped
-        except ConnectionError:
-            pass
-        await queue.put((writer, b""))  # the connection is gone
-
-    srv = await asyncio.start_server(on_conn, HOST, port)
+    st = _Serving(server)
+    srv = await asyncio.start_server(st.on_conn, HOST, port)
     try:
-        real_port = srv.sockets[0].getsockname()[1]
         if on_listening is not None:
-            on_listening(real_port)
+            on_listening(srv.sockets[0].getsockname()[1])
         expected: set[int] = set(range(server.cfg.n))
-        gone: set[int] = set()
-        unbound_gone = 0
         while server.stage in SERVER_TRANSITIONS:
-            phase = server.stage.value
-            got: set[int] = set()
-            deadline = time.monotonic() + stage_timeout
-            while len(got) + unbound_gone * (phase == "advertise_keys") < len(expected):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    writer, frame = await asyncio.wait_for(queue.get(), left)
-                except TimeoutError:
-                    break
-                if not frame:  # a closed connection: its client is a dropout
-                    if writer in bound:
-                        gone.add(bound[writer])
-                        expected.discard(bound[writer])
-                    else:
-                        unbound_gone += 1
-                    continue
-                try:
-                    _, sender = m.peek(frame)
-                    if writer in bound and bound[writer] != sender:
-                        raise MalformedMessage(f"connection of client {bound[writer]}: got sender {sender}")
-                    server.receive(frame)
-                except ProtocolAbort as e:
-                    rejected.append((phase, f"{type(e).__name__}: {e}"))
-                    continue
-                bound[writer] = sender
-                writers[sender] = writer
-                got.add(sender)
+            await st.collect(expected, stage_timeout)
             out = server.advance()
-            for cid, msg in out.items():
-                w = writers.get(cid)
-                if w is not None and not w.is_closing():
-                    write_frame(w, msg)
-            for w in list(writers.values()):
-                with contextlib.suppress(ConnectionError):
-                    await w.drain()
-            expected = set(out) - gone
+            await st.send(out)
+            expected = set(out) - st.gone
     finally:
-        for w in conns:
+        for w in st.conns:
             w.close()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+        if st.tasks:
+            await asyncio.wait(st.tasks, timeout=5)
         srv.close()
         with contextlib.suppress(Exception):
             await srv.wait_closed()
     assert server.result is not None
-    return ServeResult(server.result, server.survivors, server.dropped, rejected)
+    return ServeResult(server.result, server.survivors, server.dropped, st.rejected)
 
 
 async def run_client(

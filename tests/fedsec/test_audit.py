@@ -33,6 +33,7 @@ from fedsec.audit import (
 )
 from fedsec.cli import build_parser, main
 from protocols._secure_sum import simulated_dropouts
+from protocols.channel import frame_bytes
 from protocols.ckks.mean import upload_bytes_bounds
 from protocols.ckks.params import CKKSParams
 from protocols.mechanisms import MECHANISMS
@@ -80,7 +81,8 @@ def test_plain_bytes_are_the_float32_upload(n: int, d: int) -> None:
 def test_secagg_bytes_match_the_formula(n: int, d: int, bits: int) -> None:
     proto = protocols.make("secagg", rule=robust.Mean(), bits=bits)
     meter, _ = measure(proto, n, d)
-    want_sent, want_received = client_round_bytes(n, d, word_bytes=4 if bits <= 32 else 8)
+    per_client = [client_round_bytes(n, d, 4 if bits <= 32 else 8, i) for i in range(n)]
+    want_sent, want_received = np.mean(per_client, axis=0)  # frame headers name each client
     assert _client_bytes(meter, "bytes_sent") == pytest.approx(want_sent, abs=1e-9)
     assert _client_bytes(meter, "bytes_received") == pytest.approx(want_received, abs=1e-9)
 
@@ -90,8 +92,9 @@ def test_secagg_plus_bytes_match_the_neighbourhood_formula(n: int, k: int | None
     proto = protocols.make("secagg_plus", rule=robust.Mean(), **({} if k is None else {"k": k}))
     degree = proto.inner.plan(n).k  # the protocol's own plan (complete graph: k = n - 1)
     meter, _ = measure(proto, n, d)
-    sent, received = plus_client_round_bytes(n, degree, d, word_bytes=4)
-    assert (_client_bytes(meter, "bytes_sent"), _client_bytes(meter, "bytes_received")) == (sent, received)
+    sent, received = np.mean([plus_client_round_bytes(n, degree, d, 4, i) for i in range(n)], axis=0)
+    assert _client_bytes(meter, "bytes_sent") == pytest.approx(sent)
+    assert _client_bytes(meter, "bytes_received") == pytest.approx(received)
     if degree < n - 1:  # a sparse graph costs a client less than the complete one
         assert sent < client_round_bytes(n, d, 4)[0]
 
@@ -100,9 +103,12 @@ def test_secagg_plus_bytes_match_the_neighbourhood_formula(n: int, k: int | None
 def test_secagg_ddp_bytes_match_the_padded_formula(n: int, d: int, bits: int) -> None:
     proto = protocols.make("secagg_ddp", rule=robust.Mean(), bits=bits)
     meter, _ = measure(proto, n, d)
-    sent, received = ddp_client_round_bytes(n, d, bits)
-    assert (_client_bytes(meter, "bytes_sent"), _client_bytes(meter, "bytes_received")) == (sent, received)
-    assert meter["client/rotation_seed"]["bytes_received"] == 32
+    sent, received = np.mean([ddp_client_round_bytes(n, d, bits, i) for i in range(n)], axis=0)
+    assert _client_bytes(meter, "bytes_sent") == pytest.approx(sent)
+    assert _client_bytes(meter, "bytes_received") == pytest.approx(received)
+    assert meter["client/rotation_seed"]["bytes_received"] == frame_bytes(
+        "server", "client[0]", "rotation_seed", 32
+    )
 
 
 @pytest.mark.parametrize(("n", "d", "key_bits"), [(3, 8, 1024), (4, 100, 1024), (3, 20, 2048)])
@@ -120,9 +126,12 @@ def test_paillier_upload_is_whole_ciphertexts_in_a_signed_frame(n: int, d: int, 
 def test_secagg_normbound_bytes_are_commitment_proof_and_masked_limbs(n: int, d: int) -> None:
     proto = protocols.make("secagg_normbound", rule=robust.Mean(), bound=1.0)
     meter, _ = measure(proto, n, d)
-    sent, received = normbound_client_round_bytes(proto.inner.config, n, d)
-    assert (_client_bytes(meter, "bytes_sent"), _client_bytes(meter, "bytes_received")) == (sent, received)
-    assert meter["client/commit_prove"]["bytes_sent"] == 32 + proto.inner.config.params(d).proof_size
+    cfg = proto.inner.config
+    sent, received = np.mean([normbound_client_round_bytes(cfg, n, d, i) for i in range(n)], axis=0)
+    assert _client_bytes(meter, "bytes_sent") == pytest.approx(sent)
+    assert _client_bytes(meter, "bytes_received") == pytest.approx(received)
+    commit = frame_bytes("client[0]", "server", "commit_prove", 32 + cfg.params(d).proof_size)
+    assert meter["client/commit_prove"]["bytes_sent"] == commit
 
 
 @pytest.mark.parametrize(("n", "d"), [(3, 8), (4, 20)])
@@ -130,8 +139,11 @@ def test_prio_upload_is_the_pine_report_length(n: int, d: int) -> None:
     proto = protocols.make("prio", rule=robust.Mean())
     meter, _ = measure(proto, n, d)
     want = proto.inner.describe(d)["upload_bytes"]  # Pine.upload_bytes + nonces + public share
-    assert meter["client/upload"]["bytes_sent"] == want
-    assert meter["leader/upload"]["bytes_received"] + meter["helper/upload"]["bytes_received"] == n * want
+    frames = [frame_bytes(f"client[{i}]", srv, "report", 0) for i in range(n) for srv in ("leader", "helper")]
+    assert meter["client/upload"]["bytes_sent"] == pytest.approx(want + sum(frames) / n)
+    assert meter["leader/upload"]["bytes_received"] + meter["helper/upload"][
+        "bytes_received"
+    ] == n * want + sum(frames)
 
 
 @pytest.mark.parametrize("d", [10, 5000])

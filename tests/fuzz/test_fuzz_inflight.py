@@ -2,12 +2,11 @@
 
 ``ckks``, ``paillier`` and ``prio`` through their transport hook ``intercept`` (setup messages
 included): one message of a small round is bit-flipped, truncated, extended, swapped with the message
-before it, or replayed from the previous round. ``secagg``: the driver's fault injection (tampered
-up- and downlink bytes, replays, reorders, duplicate ids) on a Hypothesis-chosen client and phase,
+before it, or replayed from the previous round. ``secagg``: the channel's fault hooks (dropped and
+rewritten up- and downlink messages, stale replays, reorders) on a Hypothesis-chosen client and phase,
 which exercises the client and server message handlers, not only the decoders. ``secagg_ddp``: one or
 two client messages (up or down, Hypothesis-chosen client, phase and bytes) rewritten in flight, with the
-ring sum checked exactly against the survivors' own encodings. The fault injection into the
-mechanisms' rounds is :func:`faults_injected`, the byte mutation :func:`mutating` (one harness).
+ring sum checked exactly against the survivors' own encodings.
 
 Contract: the round raises the package's typed error (:class:`secagg.errors.SecAggError`, whose
 family holds the CKKS/Paillier setup and upload errors and :class:`secagg.vdaf.errors.VdafError`), or
@@ -20,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -35,8 +34,8 @@ import protocols
 import robust
 from dp.distributed import clip_l2
 from protocols.ckks.driver import Message
-from secagg import driver as secagg_driver
-from secagg.driver import FAULT_KINDS, PHASES, Fault, RoundOutput, run_round
+from secagg.channel import Channel, Fault, Frame, drop, reorder
+from secagg.driver import DOWN, PHASES, UP, RoundOutput, run_round
 from secagg.errors import AuthenticationError, SecAggError
 
 OPS = ("flip", "truncate", "extend", "swap", "replay")
@@ -238,46 +237,9 @@ def test_prio_server_message_replayed_from_another_round_is_refused() -> None:
         proto.run(x)
 
 
-@contextlib.contextmanager
-def mutating(op: str, val: int) -> Iterator[list[int]]:
-    """Every message the driver tampers (``tamper_up`` / ``tamper_down``) is mutated by ``op``
-    (:func:`_mutate`), not only one bit flipped; yields the positions of the tampers that happened."""
-    fired: list[int] = []
-
-    def mutate(msg: bytes, pos: int) -> bytes:
-        fired.append(pos)
-        return _mutate(msg, op, pos, val)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(secagg_driver, "_flip", mutate)
-        yield fired
-
-
-@contextlib.contextmanager
-def faults_injected(faults: Sequence[Fault]) -> Iterator[list[tuple[np.ndarray, RoundOutput]]]:
-    """The secagg-family mechanisms (``protocols.make(...).run``) run their masked sum with the
-    driver's ``faults``; yields ``(ring inputs, round output)`` of every masked sum run."""
-    from protocols import secagg_ddp, secagg_normbound, secagg_sum
-
-    rounds: list[tuple[np.ndarray, RoundOutput]] = []
-
-    def with_faults(real: Callable[..., RoundOutput]) -> Callable[..., RoundOutput]:
-        def run(inputs: np.ndarray, *a: Any, **kw: Any) -> RoundOutput:
-            out = real(inputs, *a, **{**kw, "faults": list(faults)})
-            rounds.append((np.array(inputs, dtype=np.uint64), out))
-            return out
-
-        return run
-
-    with pytest.MonkeyPatch.context() as mp:
-        for mod in (secagg_sum, secagg_normbound, secagg_ddp):
-            mp.setattr(mod, "run_round", with_faults(mod.run_round))
-        yield rounds
-
-
 FAULT_SPECS = st.lists(
     st.tuples(
-        st.sampled_from([k for k in FAULT_KINDS if k != "bad_pubkey"]),
+        st.sampled_from(["drop_up", "drop_down", "mutate_up", "mutate_down", "replay", "reorder"]),
         st.sampled_from(PHASES),
         st.integers(0, 5),
         st.integers(0, 10_000),
@@ -287,14 +249,51 @@ FAULT_SPECS = st.lists(
 )
 
 
-def _faults(specs: list[tuple[str, str, int, int]], active: bool) -> list[Fault]:
-    out = []
-    for kind, phase, client, other in specs:
-        if kind == "tamper_down" and phase == "advertise_keys":
-            continue
+def _rewriting(pred: Callable[[Frame], bool], op: str, pos: int, val: int) -> Fault:
+    """Hook: the secagg message inside each frame satisfying ``pred`` is rewritten by ``_mutate``."""
+
+    def hook(wire: list[bytes]) -> list[bytes]:
+        out = []
+        for d in wire:
+            f = Frame.decode(d)
+            if pred(f):
+                d = Frame(f.round_id, f.sender, f.receiver, f.kind, _mutate(f.payload, op, pos, val)).encode()
+            out.append(d)
+        return out
+
+    return hook
+
+
+def _stale(party: str) -> Fault:
+    """Hook: the party's frames of the previous exchange arrive again first (the first: twice)."""
+    last: list[bytes] = []
+
+    def hook(wire: list[bytes]) -> list[bytes]:
+        mine = [d for d in wire if Frame.decode(d).sender == party]
+        out = [*last, *wire] if last else [*wire, *mine]
+        if mine:
+            last[:] = mine
+        return out
+
+    return hook
+
+
+def _faults(
+    specs: list[tuple[str, str, int, int]], active: bool, op: str = "flip", val: int = 1
+) -> list[Fault]:
+    out: list[Fault] = []
+    for kind, phase, client, pos in specs:
         if phase == "consistency_check" and not active:
             phase = "unmasking"
-        out.append(Fault(kind, phase, client, other))
+        name = f"client[{client}]"
+        up = functools.partial(lambda f, k, c: f.kind == k and f.sender == c, k=UP[phase], c=name)
+        down = functools.partial(lambda f, k, c: f.kind == k and f.receiver == c, k=DOWN.get(phase), c=name)
+        if kind in ("drop_up", "drop_down"):
+            out.append(drop(up if kind == "drop_up" else down))
+        elif kind in ("mutate_up", "mutate_down"):
+            out.append(_rewriting(up if kind == "mutate_up" else down, op, pos, val))
+        else:
+            out.append(_stale(name) if kind == "replay" else reorder())
     return out
 
 
@@ -309,24 +308,23 @@ def _faults(specs: list[tuple[str, str, int, int]], active: bool) -> list[Fault]
 def test_secagg_handlers_under_faults(
     seed: int, active: bool, specs: list[tuple[str, str, int, int]], op: str, val: int
 ) -> None:
-    """The driver's faults, with each tampered message mutated by ``op`` (not only one bit flipped):
+    """The channel's faults, with each rewritten message mutated by ``op`` (not only one bit flipped):
     the client and server handlers refuse it typed, and the sum is over the survivors."""
     n, bits = 5, 32
     x = np.random.default_rng(seed).integers(0, 2**bits, size=(n, 6), dtype=np.uint64)
-    faults = _faults(specs, active)
+    faults = _faults(specs, active, op, val)
 
     def check(out: Any) -> bool:
         want = x[sorted(out.survivors)].sum(axis=0, dtype=np.uint64) % np.uint64(2**bits)
         return len(out.survivors) >= 3 and np.array_equal(np.asarray(out.sum, np.uint64), want)
 
-    with mutating(op, val):
-        res, detail = outcome(
-            "handlers/secagg",
-            lambda: run_round(x, t=3, bits=bits, active=active, faults=faults),
-            (SecAggError,),
-            check,
-        )
-    expect("handlers/secagg", res, detail, (active, faults, op, val))
+    res, detail = outcome(
+        "handlers/secagg",
+        lambda: run_round(x, t=3, bits=bits, active=active, channel=Channel(faults=faults)),
+        (SecAggError,),
+        check,
+    )
+    expect("handlers/secagg", res, detail, (active, specs, op, val))
 
 
 SECAGG_MECHS: dict[str, dict[str, Any]] = {
@@ -339,37 +337,50 @@ SECAGG_MECHS: dict[str, dict[str, Any]] = {
 @FUZZ
 @given(seed=st.integers(0, 2**32 - 1), mech=st.sampled_from(sorted(SECAGG_MECHS)), specs=FAULT_SPECS)
 def test_secagg_mechanisms_under_faults(seed: int, mech: str, specs: list[tuple[str, str, int, int]]) -> None:
-    """``protocols.make(mech, rule=Mean())`` with the driver's faults injected into its round: the
-    released mean is the mean over the clients the round accepted, or the round aborts typed."""
+    """``protocols.make(mech, rule=Mean(), faults=...)``: the channel's faults on its round's frames;
+    the released mean is the mean over the clients the round accepted, or the round aborts typed."""
     x = np.random.default_rng(seed).uniform(-0.5, 0.5, size=(6, 8))
-    proto = protocols.make(mech, rule=robust.Mean(), **SECAGG_MECHS[mech])
+    faults = _faults(specs, active=False)
+    proto = protocols.make(mech, rule=robust.Mean(), faults=faults, **SECAGG_MECHS[mech])
     inner = getattr(proto, "inner", proto)
-    active = bool(getattr(inner, "active", False))
-    faults = _faults(specs, active)
     # fixed point: normbound truncates each entry to 1/scale (|error of the mean| < 1/scale)
     tol = 1.0 / inner.config.scale if mech == "secagg_normbound" else 1e-3
-
     area = f"inflight/{mech}"
-    with faults_injected(faults):
-        res, detail = outcome(
-            area, lambda: proto.run(x), (SecAggError,), check_ref(x, tol, lambda r: r.mean(axis=0)), 60.0
-        )
-    expect(area, res, detail, (mech, faults))
+    res, detail = outcome(
+        area, lambda: proto.run(x), (SecAggError,), check_ref(x, tol, lambda r: r.mean(axis=0)), 60.0
+    )
+    expect(area, res, detail, (mech, specs))
 
 
-#: One in-flight rewrite of a client's message: ``(kind, phase, client, position)``; ``tamper_up``
-#: rewrites the client's message to the server, ``tamper_down`` the server's message to the client.
+#: One in-flight rewrite of a client's message: ``(direction, phase, client, position)``; ``mutate_up``
+#: rewrites the client's message to the server, ``mutate_down`` the server's message to the client.
 REWRITES = st.lists(
     st.tuples(
-        st.sampled_from(["tamper_up", "tamper_down"]),
+        st.sampled_from(["mutate_up", "mutate_down"]),
         st.sampled_from(PHASES),
         st.integers(0, 4),
         st.integers(0, 10_000),
     ),
     min_size=1,
     max_size=2,
-    unique_by=lambda s: s[3],  # the position tells which rewrite happened
+    unique_by=lambda s: (s[0], s[1], s[2]),
 )
+
+
+@contextlib.contextmanager
+def masked_sums(module: Any) -> Iterator[list[tuple[np.ndarray, RoundOutput]]]:
+    """Records ``(ring inputs, round output)`` of every masked sum ``module`` runs."""
+    rounds: list[tuple[np.ndarray, RoundOutput]] = []
+    real = module.run_round
+
+    def run(inputs: np.ndarray, *a: Any, **kw: Any) -> RoundOutput:
+        out = real(inputs, *a, **kw)
+        rounds.append((np.array(inputs, dtype=np.uint64), out))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(module, "run_round", run)
+        yield rounds
 
 
 @FUZZ
@@ -383,22 +394,36 @@ REWRITES = st.lists(
 def test_secagg_ddp_with_messages_rewritten(
     seed: int, active: bool, specs: list[tuple[str, str, int, int]], op: str, val: int
 ) -> None:
-    """``protocols.make("secagg_ddp")`` with one or two messages of Hypothesis-chosen clients and
-    phases rewritten in flight by ``op``: every rewrite that happened is refused by its receiver in
-    its phase (a typed ``ProtocolAbort`` in the round's record; the client then counts as dropped),
-    and the round either aborts with :class:`SecAggError` or releases the honest survivors' aggregate.
+    """``protocols.make("secagg_ddp", faults=...)`` with one or two messages of Hypothesis-chosen
+    clients and phases rewritten in flight by ``op``: every rewritten message that changed is refused
+    by its receiver in its phase (recorded in the round's ``rejected``; the client then counts as
+    dropped), and the round either aborts with :class:`SecAggError` or releases the honest survivors'
+    aggregate.
 
     Honest, exactly: the ring sum equals ``sum_{u in U3} enc_u mod 2^bits`` over the survivors' own
     encodings. Honest, released: with noise multiplier 0 the mean is the survivors' mean of
     ``clip_l2(x_u, C)`` up to the grid, ``|err|_2 <= gamma sqrt(D)`` (each rotated coordinate of each
     client rounds by less than one step gamma; the rotation is orthogonal), plus float32 rounding.
     """
+    from protocols import secagg_ddp
+
     n, d = 5, 8
     x = np.random.default_rng(seed).uniform(-0.5, 0.5, size=(n, d))
-    proto = protocols.make("secagg_ddp", rule=robust.Mean(), noise_multiplier=0.0, active=active)
+    fired: list[tuple[str, str]] = []  # (phase, receiver) of every frame whose payload changed
+    faults: list[Fault] = []
+    for direction, phase, client, pos in specs:
+        if phase == "consistency_check" and not active:
+            phase = "unmasking"
+        name = f"client[{client}]"
+        kind = UP[phase] if direction == "mutate_up" else DOWN.get(phase)
+        end = "sender" if direction == "mutate_up" else "receiver"
+        pred = functools.partial(lambda f, k, e, c: f.kind == k and getattr(f, e) == c, k=kind, e=end, c=name)
+        faults.append(_recording(_rewriting(pred, op, pos, val), phase, fired))
+    proto = protocols.make(
+        "secagg_ddp", rule=robust.Mean(), noise_multiplier=0.0, active=active, faults=faults
+    )
     cfg = proto.config(n, d)
     tol = cfg.gamma * np.sqrt(cfg.padded_dim) + 1e-6
-    faults = _faults(specs, active)
 
     def check(res: Any) -> bool:
         ((enc, out),) = rounds
@@ -406,15 +431,28 @@ def test_secagg_ddp_with_messages_rewritten(
         ring = enc[u3].sum(axis=0, dtype=np.uint64) % np.uint64(2**cfg.bits)
         honest = np.stack([clip_l2(r, cfg.clip) for r in x[u3]]).mean(axis=0)
         refused = {(ph, party) for ph, party, _ in out.rejected}
-        receiver = {"tamper_up": lambda c: "server", "tamper_down": lambda c: f"client[{c}]"}
         return (
-            all((f.phase, receiver[f.kind](f.client)) in refused for f in faults if f.other in fired)
+            all(hit in refused for hit in fired)
             and sorted(res.accepted) == u3
             and np.array_equal(np.asarray(out.sum, np.uint64), ring)
             and np.allclose(np.asarray(res.aggregate, np.float64), honest, rtol=0.0, atol=tol)
         )
 
     area = "inflight/secagg_ddp"
-    with mutating(op, val) as fired, faults_injected(faults) as rounds:
+    with masked_sums(secagg_ddp) as rounds:
         res, detail = outcome(area, lambda: proto.run(x), (SecAggError,), check, 60.0)
-    expect(area, res, detail, (active, faults, op, val, fired))
+    expect(area, res, detail, (active, specs, op, val, fired))
+
+
+def _recording(hook: Fault, phase: str, fired: list[tuple[str, str]]) -> Fault:
+    """``hook``, noting ``(phase, receiver)`` of every frame it changed."""
+
+    def run(wire: list[bytes]) -> list[bytes]:
+        out = hook(wire)
+        for before, after in zip(wire, out):
+            if before != after:
+                f = Frame.decode(before)
+                fired.append((phase, f.receiver))
+        return out
+
+    return run

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import protocols
+from protocols.channel import drop, frame_bytes
 from protocols.prio import NonFiniteUpdate, PrioClient, PrioPine, PrioServer
 from secagg.errors import TooFewSurvivors
 from secagg.vdaf.pine import PineParams
@@ -43,7 +44,35 @@ def test_registered_and_an_honest_round_releases_the_mean() -> None:
         assert res.leakage.learns[party]["rejected"] == {}
     assert res.leakage.keys("client") == set()
     up = res.meter.total("client", "upload").bytes_sent
-    assert up == 5 * PrioPine(wr_checks=20).describe(D)["upload_bytes"]
+    frames = sum(
+        frame_bytes(f"client[{i}]", srv, "report", 0) for i in range(5) for srv in ("leader", "helper")
+    )
+    assert up == 5 * PrioPine(wr_checks=20).describe(D)["upload_bytes"] + frames
+
+
+@pytest.mark.parametrize("lost", ["helper", "leader"])
+def test_a_report_share_lost_in_transit_rejects_that_report_and_the_round_completes(lost: str) -> None:
+    """The channel drops client 3's share to one server: both servers reject report 3 (the other one
+    never gets the lost server's verifier share), and the released mean is over the others."""
+    x = _honest(5, seed=4)
+    proto = PrioPine(wr_checks=20, faults=[drop(lambda f: f.sender == "client[3]" and f.receiver == lost)])
+    res = proto.run(torch.as_tensor(x, dtype=torch.float32))
+    assert res.accepted == [0, 1, 2, 4]
+    want = _fixed(torch.as_tensor(x, dtype=torch.float32).double().numpy())[[0, 1, 2, 4]].mean(axis=0)
+    assert np.allclose(res.aggregate.numpy(), want, atol=1e-6)
+    for party in ("leader", "helper"):
+        assert 3 in res.leakage.learns[party]["rejected"]
+    assert "lost in transit" in res.leakage.learns[lost]["rejected"][3]
+    assert proto.channel is not None
+    arrived = {(m.sender, m.receiver) for m in proto.channel.transcript if m.phase == "upload"}
+    assert ("client[3]", lost) not in arrived and len(arrived) == 9
+
+
+def test_a_report_lost_to_both_servers_is_absent() -> None:
+    x = _honest(4, seed=5)
+    res = PrioPine(wr_checks=20, faults=[drop(lambda f: f.sender == "client[1]")]).run(x)
+    assert res.accepted == [0, 2, 3]
+    assert res.leakage.learns["leader"]["absent"] == [1] and res.leakage.learns["leader"]["rejected"] == {}
 
 
 @pytest.mark.parametrize("attack", ["scaling", "large_norm"])

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import protocols
+from protocols.channel import frame_bytes
 from protocols.secagg_normbound import (
     NormBoundConfig,
     NormBoundServer,
@@ -45,7 +46,8 @@ def test_registered_and_honest_round_matches_the_mean() -> None:
     np.testing.assert_allclose(res.aggregate.numpy(), x.mean(0), atol=TOL)
     assert set(res.meter.phases()) >= {"commit_prove", "verify", "masked_input", "unmasking", "link_check"}
     params = proto.config.params(5)
-    assert res.meter.costs[("client[2]", "commit_prove")].bytes_sent == 32 + params.proof_size
+    commit = frame_bytes("client[2]", "server", "commit_prove", 32 + params.proof_size)  # C || proof, framed
+    assert res.meter.costs[("client[2]", "commit_prove")].bytes_sent == commit
     assert res.leakage.keys("server") == {
         "sum_of_survivors", "survivors", "dropped", "rejected", "within_bound", "unverified", "blamed",
         "blame",

@@ -248,3 +248,26 @@ def test_clients_recompute_their_neighbourhood_and_refuse_another_graph() -> Non
     with pytest.raises(MalformedMessage, match="want one of this client's neighbours"):
         clients[0].handle(forged)
     assert clients[0].stage is Stage.ABORTED
+
+
+def test_inconsistent_survivor_lists_leak_without_an_honest_majority_threshold() -> None:
+    """With t <= n/2 (passive, no consistency check) a server that tells clients 0, 1, 2 that client 5
+    dropped gets both secrets of client 5 and strips its masks."""
+    n = 6
+    cfg = RoundConfig(n=n, t=3, d=2, session=session())
+    x = uniform_inputs(n, 2, cfg.bits)
+    view = attack(x, cfg, lambda c, u3: [v for v in u3 if v != 5] if c in (0, 1, 2) else u3)
+    seeds, mask_keys = view.counts(5)
+    assert seeds >= 3 and mask_keys >= 3
+    assert (view.recover_input(5) == x[5]).all()
+
+
+def test_active_consistency_check_stops_the_lie() -> None:
+    """The same lie told to clients 0 and 1 in the active variant: no share of client 5's mask key
+    leaves any client (the lie gathers too few signatures)."""
+    n = 6
+    cfg = RoundConfig(n=n, t=4, d=1, session=session(), active=True)
+    x = uniform_inputs(n, 1, cfg.bits)
+    view = attack(x, cfg, lambda c, u3: [v for v in u3 if v != 5] if c in (0, 1) else u3)
+    assert view.counts(5)[1] == 0
+    assert view.recover_input(5) is None

@@ -83,20 +83,10 @@ def test_max_message_bounds_every_message_of_a_round() -> None:
     from secagg import messages as m
     from secagg.driver import run_round
 
-    sizes: list[tuple[m.Kind, int]] = []
-
-    class Sizes:
-        def send(self, sender: str, receiver: str, phase: str, message: bytes) -> bytes:
-            sizes.append((m.peek(message)[0], len(message)))
-            return message
-
-        def time(self, party: str, phase: str):  # type: ignore[no-untyped-def]
-            import contextlib
-
-            return contextlib.nullcontext()
-
     n, d = 6, 11
-    run_round(np.zeros((n, d), np.uint64), t=5, active=True, meter=Sizes())
+    out = run_round(np.zeros((n, d), np.uint64), t=5, active=True)
+    assert out.channel is not None
+    sizes = [(m.peek(msg.payload)[0], len(msg.payload)) for msg in out.channel.transcript]
     assert {k for k, _ in sizes} == set(m.Kind)
     for kind, size in sizes:
         assert size <= m.max_message([kind], n, d, word_bytes=4), kind
