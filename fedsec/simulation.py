@@ -86,6 +86,57 @@ def _load(cfg: Config) -> tuple[Any, Any, list[np.ndarray], np.ndarray]:
     return train, test, [np.asarray(p) for p in parts], hist
 
 
+@dataclass
+class UnitData:
+    """A unit run's data: the dataset, every client's partition (the Dirichlet or IID split of
+    :func:`_load`), the Byzantine ids and the training samples after any data-level attack. The Flower
+    client app (:mod:`fedsec.flower`) builds its node's partition from it."""
+
+    train: Any
+    test: Any
+    parts: list[np.ndarray]
+    hist: np.ndarray
+    byz_ids: np.ndarray
+    is_byz: np.ndarray
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    rng: np.random.Generator  # the cohort sampler's generator, after drawing the Byzantine ids
+
+
+def load_unit_data(cfg: Config) -> UnitData:
+    """Load and split the data, draw the Byzantine ids and poison their samples, all from the seed."""
+    seed = cfg.train.seed
+    train, test, parts, hist = _load(cfg)
+    check_data(cfg, train.num_classes)
+    n, f_actual = cfg.data.n_clients, cfg.attack.f
+    rng = np.random.default_rng([seed, 2])
+    byz_ids = np.sort(rng.choice(n, size=f_actual, replace=False)) if f_actual else np.empty(0, np.int64)
+    is_byz = np.zeros(n, bool)
+    is_byz[byz_ids] = True
+    x_train, y_train = train.x, train.y
+    if f_actual and cfg.attack.data != "none":
+        byz_samples = np.concatenate([parts[i] for i in byz_ids])
+        x_train, y_train = poison(
+            x_train, y_train, byz_samples, kind=cfg.attack.data, num_classes=train.num_classes,
+            target=cfg.attack.backdoor_target, fraction=cfg.attack.backdoor_fraction,
+            rng=np.random.default_rng([seed, 3]),
+        )  # fmt: skip
+    return UnitData(train, test, parts, hist, byz_ids, is_byz, x_train, y_train, rng)
+
+
+def unit_model(cfg: Config, train: Any, model: torch.nn.Module | None = None) -> torch.nn.Module:
+    """``model``, or ``[model] name`` built for the data, after seeding torch with the run's seed."""
+    torch.manual_seed(cfg.train.seed)
+    if model is not None:
+        return model
+    from fedsec.models import make_model
+
+    try:
+        return make_model(cfg.model.name, tuple(train.x.shape[1:]), train.num_classes, **cfg.model.kwargs)
+    except KeyError as e:
+        raise ConfigError(f"model.name: got {cfg.model.name!r}; want a known model ({e})") from e
+
+
 def simulate(
     cfg: Config,
     run_dir: Path | None = None,
@@ -134,14 +185,22 @@ class _Parts:
         """The cohort's updates after momentum, the attack and local DP noise; and the rule's extras."""
         w, device, priv = self.w, self.device, self.privacy
         clients = torch.from_numpy(cohort).to(device)
-        honest_rows = np.flatnonzero(~self.is_byz[cohort])
-        byz_rows = np.flatnonzero(self.is_byz[cohort])
         if not len(cohort):  # an empty Poisson cohort: no update, the DP noise is still released
             stack = torch.zeros((0, self.evaluator.fm.d), device=device)
         elif priv.client_level:
             stack = priv.client_updates(w, cohort, self.computer, clients, self.gen)
         else:
             stack = self.computer.updates(w, clients, self.gen)
+        return self.server_stack(cohort, stack)
+
+    def server_stack(self, cohort: np.ndarray, stack: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """What the server side makes of the cohort's computed updates ``stack`` (row ``r`` from client
+        ``cohort[r]``): server-kept momentum, the root gradient, the attack, local DP noise; and the
+        rule's extras. Shared by the in-process loop and the Flower strategy (:mod:`fedsec.flower`)."""
+        w, device, priv = self.w, self.device, self.privacy
+        clients = torch.from_numpy(cohort).to(device)
+        honest_rows = np.flatnonzero(~self.is_byz[cohort])
+        byz_rows = np.flatnonzero(self.is_byz[cohort])
         if self.momentum is not None:
             beta = self.cfg.train.momentum
             self.momentum[clients] = beta * self.momentum[clients] + (1 - beta) * stack
@@ -167,39 +226,17 @@ def _prepare(cfg: Config, model: torch.nn.Module | None) -> _Parts:
     seed = cfg.train.seed
     check_device(cfg.train.device)
     device = resolve_device(cfg.train.device)
-    train, test, parts, hist = _load(cfg)
-    check_data(cfg, train.num_classes)
-    n, f_actual = cfg.data.n_clients, cfg.attack.f
-    rng = np.random.default_rng([seed, 2])
-    byz_ids = np.sort(rng.choice(n, size=f_actual, replace=False)) if f_actual else np.empty(0, np.int64)
-    is_byz = np.zeros(n, bool)
-    is_byz[byz_ids] = True
-    x_train, y_train = train.x, train.y
-    if f_actual and cfg.attack.data != "none":
-        byz_samples = np.concatenate([parts[i] for i in byz_ids])
-        x_train, y_train = poison(
-            x_train, y_train, byz_samples, kind=cfg.attack.data, num_classes=train.num_classes,
-            target=cfg.attack.backdoor_target, fraction=cfg.attack.backdoor_fraction,
-            rng=np.random.default_rng([seed, 3]),
-        )  # fmt: skip
-    data = ClientData.build(x_train, y_train, parts, device)
+    u = load_unit_data(cfg)
+    train, test, parts, hist, byz_ids, is_byz = u.train, u.test, u.parts, u.hist, u.byz_ids, u.is_byz
+    n, f_actual, rng = cfg.data.n_clients, cfg.attack.f, u.rng
+    data = ClientData.build(u.x_train, u.y_train, parts, device)
     x_test, y_test = test.x.to(device), test.y.to(device)
     bd_x = None
     if cfg.attack.data == "backdoor" and f_actual:
         from fedsec.training import apply_trigger, trigger_value
 
         bd_x = apply_trigger(x_test[y_test != cfg.attack.backdoor_target], trigger_value(train.x))
-    torch.manual_seed(seed)
-    if model is None:
-        from fedsec.models import make_model
-
-        try:
-            model = make_model(
-                cfg.model.name, tuple(train.x.shape[1:]), train.num_classes, **cfg.model.kwargs
-            )
-        except KeyError as e:
-            raise ConfigError(f"model.name: got {cfg.model.name!r}; want a known model ({e})") from e
-    model = model.to(device)
+    model = unit_model(cfg, train, model).to(device)
     fm = FlatModel(model)
     tr = cfg.train
 
