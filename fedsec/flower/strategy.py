@@ -257,8 +257,9 @@ def simulate(
         logger.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            if quiet:
+            if quiet:  # run_simulation's deprecation notice; Ray's notice on accelerator variables
                 warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", FutureWarning)
             run_simulation(
                 server_app=server_app(cfg, run_dir, done=results.append, model=model, progress=progress),
                 client_app=client_app(cfg, model),
