@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,8 @@ _NODES: dict[tuple[str, int], _Node] = {}
 
 def config_from(run_config: Any) -> Config:
     """The fedsec config a ``flwr run`` names: run config key ``config`` (a TOML path; relative paths
-    from the working directory) and optional ``set`` (``"section.key=value; ..."`` overrides)."""
+    from the working directory, else from the app's directory) and optional ``set``
+    (``"section.key=value; ..."`` overrides)."""
     path = run_config.get("config")
     if not isinstance(path, str) or not path:
         raise ConfigError(
@@ -92,11 +94,14 @@ def config_from(run_config: Any) -> Config:
             '([tool.flwr.app.config] config = "fedsec.toml")'
         )
     overrides = [s.strip() for s in str(run_config.get("set", "")).split(";") if s.strip()]
-    if not Path(path).is_file():
+    # Flower puts the app's directory on sys.path when it loads the app's components.
+    found = [d / path for d in (Path.cwd(), *map(Path, sys.path)) if d.is_dir() and (d / path).is_file()]
+    if not found:
         raise ConfigError(
-            f"flower run config: got config={path!r}; want an existing file (from {Path.cwd()})"
+            f"flower run config: got config={path!r}; want an existing file (from {Path.cwd()} "
+            "or the app's directory)"
         )
-    return Config.from_toml(path, overrides)
+    return Config.from_toml(found[0], overrides)
 
 
 def unit_data(cfg: Config) -> UnitData:
