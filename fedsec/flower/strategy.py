@@ -11,7 +11,10 @@ Round ``t`` on Flower (message API), mirroring :func:`fedsec.simulation._rounds`
    with the in-process engine: momentum, the root gradient, the attack on the Byzantine rows and local
    DP noise (:meth:`fedsec.simulation._Parts.server_stack`), the protocol's aggregate, the server step
    and the observers (:meth:`fedsec.simulation.RoundLoop.step`). Returns the new model and a
-   ``MetricRecord`` of the round's detection rates and protocol meter.
+   ``MetricRecord``: the round's Byzantine detection rates (``byz-tpr``, ``byz-fpr``: the fractions of
+   the cohort's Byzantine and honest rows left out of the aggregate), their means over the rounds so
+   far (``byz_detection_tpr``, ``byz_detection_fpr``, as in the run's summary) and the protocol meter's
+   totals so far per role and phase (``meter/<role>/<phase>/<bytes_sent|bytes_received|seconds>``).
 
 Evaluation is central, by the run's observers (as in-process); ``configure_evaluate`` sends nothing.
 """
@@ -37,6 +40,7 @@ from fedsec.cohorts import draw_cohort, sampler_for
 from fedsec.config import Config
 from fedsec.errors import ConfigError
 from fedsec.flower.client_app import FlowerError, client_app, config_from, value
+from fedsec.observers import Metrics
 from fedsec.round import MeterTotals
 from fedsec.simulation import RoundLoop, UnitResult
 from fedsec.simulation import simulate as simulate_unit
@@ -170,10 +174,12 @@ class FedsecStrategy(Strategy):
         for key, rate in (("byz-tpr", record.tpr), ("byz-fpr", record.fpr)):
             if rate is not None:
                 metrics[key] = rate
-        for totals in (o for o in loop.observers if isinstance(o, MeterTotals)):
-            for phase, cost in totals.meter.items():
-                for k, v in cost.items():
-                    metrics[f"meter/{phase}/{k}"] = float(v)
+        for seen in loop.observers:  # the run's totals so far, as its summary will hold them
+            if isinstance(seen, Metrics):
+                metrics.update({k: v for k, v in seen.detection().items() if v is not None})
+            if isinstance(seen, MeterTotals):
+                for phase, cost in seen.meter.items():
+                    metrics.update({f"meter/{phase}/{k}": float(v) for k, v in cost.items()})
         return _flat(loop.p.w), MetricRecord(metrics)
 
     def configure_evaluate(
@@ -240,7 +246,7 @@ def simulate(
 ) -> UnitResult:
     """Run unit config ``cfg`` on Flower's simulation engine: one SuperNode per client, Ray with
     ``num_cpus`` CPUs (one per worker); the same run directory and result as the in-process engine.
-    ``quiet``: Flower's and Ray's logs at warnings only."""
+    ``quiet``: Flower's and Ray's logs at errors only."""
     from flwr.simulation import run_simulation
 
     if len(cfg.units()) != 1:
@@ -254,7 +260,7 @@ def simulate(
     if quiet:
         backend["init_args"]["logging_level"] = "error"
         backend["init_args"]["log_to_driver"] = False
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             if quiet:  # run_simulation's deprecation notice; Ray's notice on accelerator variables
