@@ -73,13 +73,15 @@ class FedsecStrategy(Strategy):
         loop: the unit's round loop (:class:`fedsec.simulation.RoundLoop`): its parts (rule, protocol,
             attack, privacy, generators, global model) and observers.
         timeout: seconds to wait for the nodes' replies in a round.
+        connect_timeout: seconds to wait, before the first round, for one node per client.
 
     Subclasses may replace :meth:`collect` (how the cohort's updates reach the server, e.g. masked).
     """
 
-    def __init__(self, loop: RoundLoop, *, timeout: float = 3600.0) -> None:
+    def __init__(self, loop: RoundLoop, *, timeout: float = 3600.0, connect_timeout: float = 120.0) -> None:
         self.loop = loop
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.sampler = sampler_for(loop.p.cfg)
         self.nodes: dict[int, int] | None = None  # client id -> Flower node id
         self.pending: _Round | None = None
@@ -90,10 +92,13 @@ class FedsecStrategy(Strategy):
         if self.nodes is not None:
             return self.nodes
         n = self.loop.p.cfg.data.n_clients
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.connect_timeout
         while len(ids := list(grid.get_node_ids())) < n:
             if time.monotonic() > deadline:
-                raise FlowerError(f"nodes: got {len(ids)} connected; want {n} (one per client)")
+                raise FlowerError(
+                    f"nodes: got {len(ids)} connected after {self.connect_timeout:g} s; want {n}, one per "
+                    "client (data.n_clients; flwr run: --federation-config num-supernodes=N)"
+                )
             time.sleep(0.1)
         asks = [Message(RecordDict(), dst_node_id=i, message_type=MessageType.QUERY) for i in ids]
         replies = list(grid.send_and_receive(asks, timeout=self.timeout))
