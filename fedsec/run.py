@@ -108,9 +108,9 @@ def run(
         raise ConfigError(f"engine: got {engine!r}; want one of {list(ENGINES)}")
     unit_run: Callable[..., UnitResult] = simulate
     if engine == "flower":
-        from fedsec import flower  # raises MissingExtraError without flwr
+        from fedsec.flower import simulate as flower_simulate  # MissingExtraError without flwr
 
-        unit_run = flower.simulate
+        unit_run = flower_simulate
     check_run(cfg)  # every defense and the attack are built and checked before the first trains
     root: Path | None = None
     if write:
