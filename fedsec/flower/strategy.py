@@ -221,10 +221,12 @@ def server_app(
     done: Callable[[UnitResult], None] | None = None,
     model: torch.nn.Module | None = None,
     progress: Callable[[int, int], None] | None = None,
+    strategy: Callable[[RoundLoop], FedsecStrategy] = FedsecStrategy,
 ) -> ServerApp:
     """A ``ServerApp`` running unit config ``cfg`` (one defense) over its nodes and writing the run
     directory ``run_dir``; with ``cfg=None``, the config the run config names (key ``config``, first
-    defense; optional key ``out``: the run directory). ``done(result)`` receives the unit's result."""
+    defense; optional key ``out``: the run directory). ``done(result)`` receives the unit's result;
+    ``strategy(loop)`` builds the strategy (a subclass may change how updates reach the server)."""
     app = ServerApp()
 
     @app.main()
@@ -233,7 +235,7 @@ def server_app(
         if unit is None:
             unit = config_from(context.run_config).units()[0]
             out = Path(str(context.run_config["out"])) if context.run_config.get("out") else None
-        res = simulate_unit(unit, out, model=model, progress=progress, rounds=flower_rounds(grid))
+        res = simulate_unit(unit, out, model=model, progress=progress, rounds=flower_rounds(grid, strategy))
         if done is not None:
             done(res)
 
@@ -248,6 +250,7 @@ def simulate(
     model: torch.nn.Module | None = None,
     num_cpus: int = 2,
     quiet: bool = True,
+    strategy: Callable[[RoundLoop], FedsecStrategy] = FedsecStrategy,
 ) -> UnitResult:
     """Run unit config ``cfg`` on Flower's simulation engine: one SuperNode per client, Ray with
     ``num_cpus`` CPUs (one per worker); the same run directory and result as the in-process engine.
@@ -272,7 +275,9 @@ def simulate(
                 warnings.simplefilter("ignore", DeprecationWarning)
                 warnings.simplefilter("ignore", FutureWarning)
             run_simulation(
-                server_app=server_app(cfg, run_dir, done=results.append, model=model, progress=progress),
+                server_app=server_app(
+                    cfg, run_dir, done=results.append, model=model, progress=progress, strategy=strategy
+                ),
                 client_app=client_app(cfg, model),
                 num_supernodes=cfg.data.n_clients,
                 backend_config=backend,
