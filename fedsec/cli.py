@@ -26,6 +26,7 @@ EPILOG = """\
 examples:
   fedsec run                                  # the bundled quickstart (about 20 s on 2 CPU cores)
   fedsec run --set attack.name=ipm --set attack.strength=2.5 --out runs/ipm
+  fedsec run --engine flower --set train.rounds=20  # on Flower's simulation engine (fedsec[flower])
   fedsec sweep examples/stress_digits.toml --jobs 2
   fedsec report runs/stress_digits
   fedsec stress examples/stress_digits.toml
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         "config, metrics.jsonl, summary.csv, report.md (with the threat-model record) and PNG plots.",
         optional=True,
         jobs=False,
+    ).add_argument(
+        "--engine",
+        choices=["inprocess", "flower"],
+        default="inprocess",
+        help="where the rounds run: this process (default) or Flower's simulation engine, one "
+        'SuperNode per client (needs pip install "fedsec[flower]")',
     )
     _config_command(
         sub,
@@ -145,7 +152,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = args.config or default_config()
     cfg = Config.from_toml(path, args.overrides)
     t0 = time.perf_counter()
-    res = run(cfg, out=args.out, progress=not args.quiet)
+    res = run(cfg, out=args.out, progress=not args.quiet, engine=args.engine)
     s0 = res.units[0].summary
     title = (
         f"{cfg.name}: {cfg.data.dataset}, {cfg.data.n_clients} clients, "

@@ -17,3 +17,7 @@ class ConfigError(FedsecError, ValueError):
 
 class DataError(FedsecError):
     """A dataset file is missing, unreadable or malformed."""
+
+
+class MissingExtraError(FedsecError, ImportError):
+    """An optional dependency (a ``pip install "fedsec[EXTRA]"`` extra) is not installed."""

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from fedsec.config import Config
+from fedsec.errors import ConfigError
 from fedsec.outputs import atomic_write_text, clean_partials, ensure_writable_dir, slug
 from fedsec.simulation import UnitResult, simulate
 from fedsec.validate import check_run
@@ -25,6 +26,9 @@ ProgressFn = Callable[[int, int], None]
 
 #: Marker file of a run directory whose run has not finished (see the module docstring).
 INCOMPLETE = "INCOMPLETE"
+
+#: Where the rounds run: this process, or Flower's simulation engine (:mod:`fedsec.flower`).
+ENGINES = ("inprocess", "flower")
 
 
 @dataclass
@@ -72,6 +76,7 @@ def run(
     progress: bool = False,
     on_unit: Callable[[UnitResult], None] | None = None,
     model: torch.nn.Module | None = None,
+    engine: str = "inprocess",
 ) -> RunResult:
     """Run every defense of ``config`` (a :class:`Config` or a TOML path).
 
@@ -83,6 +88,8 @@ def run(
         on_unit: called after each defense finishes.
         model: any ``torch.nn.Module`` to train instead of ``[model] name`` (its parameters are the
             initial model of every defense; the module itself is not modified).
+        engine: ``"inprocess"`` (default) or ``"flower"``: Flower's simulation engine, one SuperNode
+            per client (:func:`fedsec.flower.simulate`; needs the ``flower`` extra). Same outputs.
 
     Example:
         >>> from fedsec import Config, run
@@ -97,6 +104,13 @@ def run(
         if isinstance(config, str | Path)
         else config.with_overrides(overrides)
     )
+    if engine not in ENGINES:
+        raise ConfigError(f"engine: got {engine!r}; want one of {list(ENGINES)}")
+    unit_run: Callable[..., UnitResult] = simulate
+    if engine == "flower":
+        from fedsec.flower import simulate as flower_simulate  # MissingExtraError without flwr
+
+        unit_run = flower_simulate
     check_run(cfg)  # every defense and the attack are built and checked before the first trains
     root: Path | None = None
     if write:
@@ -118,7 +132,7 @@ def run(
                 def cb(t: int, _n: int, base: int = done) -> None:
                     tick(base + t, total)
 
-            res = simulate(
+            res = unit_run(
                 unit, root / slug(unit.defense.label) if root is not None else None, progress=cb, model=model
             )
             done += cfg.train.rounds

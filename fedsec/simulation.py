@@ -86,6 +86,57 @@ def _load(cfg: Config) -> tuple[Any, Any, list[np.ndarray], np.ndarray]:
     return train, test, [np.asarray(p) for p in parts], hist
 
 
+@dataclass
+class UnitData:
+    """A unit run's data: the dataset, every client's partition (the Dirichlet or IID split of
+    :func:`_load`), the Byzantine ids and the training samples after any data-level attack. The Flower
+    client app (:mod:`fedsec.flower`) builds its node's partition from it."""
+
+    train: Any
+    test: Any
+    parts: list[np.ndarray]
+    hist: np.ndarray
+    byz_ids: np.ndarray
+    is_byz: np.ndarray
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    rng: np.random.Generator  # the cohort sampler's generator, after drawing the Byzantine ids
+
+
+def load_unit_data(cfg: Config) -> UnitData:
+    """Load and split the data, draw the Byzantine ids and poison their samples, all from the seed."""
+    seed = cfg.train.seed
+    train, test, parts, hist = _load(cfg)
+    check_data(cfg, train.num_classes)
+    n, f_actual = cfg.data.n_clients, cfg.attack.f
+    rng = np.random.default_rng([seed, 2])
+    byz_ids = np.sort(rng.choice(n, size=f_actual, replace=False)) if f_actual else np.empty(0, np.int64)
+    is_byz = np.zeros(n, bool)
+    is_byz[byz_ids] = True
+    x_train, y_train = train.x, train.y
+    if f_actual and cfg.attack.data != "none":
+        byz_samples = np.concatenate([parts[i] for i in byz_ids])
+        x_train, y_train = poison(
+            x_train, y_train, byz_samples, kind=cfg.attack.data, num_classes=train.num_classes,
+            target=cfg.attack.backdoor_target, fraction=cfg.attack.backdoor_fraction,
+            rng=np.random.default_rng([seed, 3]),
+        )  # fmt: skip
+    return UnitData(train, test, parts, hist, byz_ids, is_byz, x_train, y_train, rng)
+
+
+def unit_model(cfg: Config, train: Any, model: torch.nn.Module | None = None) -> torch.nn.Module:
+    """``model``, or ``[model] name`` built for the data, after seeding torch with the run's seed."""
+    torch.manual_seed(cfg.train.seed)
+    if model is not None:
+        return model
+    from fedsec.models import make_model
+
+    try:
+        return make_model(cfg.model.name, tuple(train.x.shape[1:]), train.num_classes, **cfg.model.kwargs)
+    except KeyError as e:
+        raise ConfigError(f"model.name: got {cfg.model.name!r}; want a known model ({e})") from e
+
+
 def simulate(
     cfg: Config,
     run_dir: Path | None = None,
@@ -93,17 +144,22 @@ def simulate(
     progress: ProgressFn | None = None,
     model: torch.nn.Module | None = None,
     observers: list[fround.Observer] | None = None,
+    rounds: Callable[[RoundLoop], None] | None = None,
 ) -> UnitResult:
     """Run one unit config (one defense); write its run directory when ``run_dir`` is given.
 
     ``train.threads > 0`` sets torch's CPU thread count for the run (restored afterwards). Every
-    ``observer(record)`` receives each round's :class:`fedsec.round.RoundRecord`.
+    ``observer(record)`` receives each round's :class:`fedsec.round.RoundRecord`. ``rounds(loop)``
+    drives the rounds (default: in this process; :func:`fedsec.flower.simulate` drives them over
+    Flower messages); the run directory and summary are the same either way.
     """
     before = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     try:
-        return _simulate(cfg, run_dir, progress=progress, model=model, observers=observers)
+        return _simulate(
+            cfg, run_dir, progress=progress, model=model, observers=observers, rounds=rounds or _rounds
+        )
     finally:
         torch.set_num_threads(before)
 
@@ -134,14 +190,22 @@ class _Parts:
         """The cohort's updates after momentum, the attack and local DP noise; and the rule's extras."""
         w, device, priv = self.w, self.device, self.privacy
         clients = torch.from_numpy(cohort).to(device)
-        honest_rows = np.flatnonzero(~self.is_byz[cohort])
-        byz_rows = np.flatnonzero(self.is_byz[cohort])
         if not len(cohort):  # an empty Poisson cohort: no update, the DP noise is still released
             stack = torch.zeros((0, self.evaluator.fm.d), device=device)
         elif priv.client_level:
             stack = priv.client_updates(w, cohort, self.computer, clients, self.gen)
         else:
             stack = self.computer.updates(w, clients, self.gen)
+        return self.server_stack(cohort, stack)
+
+    def server_stack(self, cohort: np.ndarray, stack: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """What the server side makes of the cohort's computed updates ``stack`` (row ``r`` from client
+        ``cohort[r]``): server-kept momentum, the root gradient, the attack, local DP noise; and the
+        rule's extras. Shared by the in-process loop and the Flower strategy (:mod:`fedsec.flower`)."""
+        w, device, priv = self.w, self.device, self.privacy
+        clients = torch.from_numpy(cohort).to(device)
+        honest_rows = np.flatnonzero(~self.is_byz[cohort])
+        byz_rows = np.flatnonzero(self.is_byz[cohort])
         if self.momentum is not None:
             beta = self.cfg.train.momentum
             self.momentum[clients] = beta * self.momentum[clients] + (1 - beta) * stack
@@ -167,39 +231,17 @@ def _prepare(cfg: Config, model: torch.nn.Module | None) -> _Parts:
     seed = cfg.train.seed
     check_device(cfg.train.device)
     device = resolve_device(cfg.train.device)
-    train, test, parts, hist = _load(cfg)
-    check_data(cfg, train.num_classes)
-    n, f_actual = cfg.data.n_clients, cfg.attack.f
-    rng = np.random.default_rng([seed, 2])
-    byz_ids = np.sort(rng.choice(n, size=f_actual, replace=False)) if f_actual else np.empty(0, np.int64)
-    is_byz = np.zeros(n, bool)
-    is_byz[byz_ids] = True
-    x_train, y_train = train.x, train.y
-    if f_actual and cfg.attack.data != "none":
-        byz_samples = np.concatenate([parts[i] for i in byz_ids])
-        x_train, y_train = poison(
-            x_train, y_train, byz_samples, kind=cfg.attack.data, num_classes=train.num_classes,
-            target=cfg.attack.backdoor_target, fraction=cfg.attack.backdoor_fraction,
-            rng=np.random.default_rng([seed, 3]),
-        )  # fmt: skip
-    data = ClientData.build(x_train, y_train, parts, device)
+    u = load_unit_data(cfg)
+    train, test, parts, hist, byz_ids, is_byz = u.train, u.test, u.parts, u.hist, u.byz_ids, u.is_byz
+    n, f_actual, rng = cfg.data.n_clients, cfg.attack.f, u.rng
+    data = ClientData.build(u.x_train, u.y_train, parts, device)
     x_test, y_test = test.x.to(device), test.y.to(device)
     bd_x = None
     if cfg.attack.data == "backdoor" and f_actual:
         from fedsec.training import apply_trigger, trigger_value
 
         bd_x = apply_trigger(x_test[y_test != cfg.attack.backdoor_target], trigger_value(train.x))
-    torch.manual_seed(seed)
-    if model is None:
-        from fedsec.models import make_model
-
-        try:
-            model = make_model(
-                cfg.model.name, tuple(train.x.shape[1:]), train.num_classes, **cfg.model.kwargs
-            )
-        except KeyError as e:
-            raise ConfigError(f"model.name: got {cfg.model.name!r}; want a known model ({e})") from e
-    model = model.to(device)
+    model = unit_model(cfg, train, model).to(device)
     fm = FlatModel(model)
     tr = cfg.train
 
@@ -230,6 +272,70 @@ def _prepare(cfg: Config, model: torch.nn.Module | None) -> _Parts:
     )  # fmt: skip
 
 
+@dataclass
+class RoundLoop:
+    """The running state of one unit's rounds, whoever drives them: :func:`_rounds` in this process, or
+    the Flower strategy (:mod:`fedsec.flower`) on Flower's runtime. :meth:`step` is the server's half
+    of a round, shared by both: aggregate the cohort's stack, step the model, notify the observers."""
+
+    p: _Parts
+    observers: list[fround.Observer]
+    budget: PrivacyBudget
+    progress: ProgressFn | None = None
+    stopped: str = "completed"
+    diverged: bool = False
+    rounds_done: int = 0
+    client_times: list[float] = field(default_factory=list)
+    engine: str | None = None  # how the clients computed (default: the in-process computer's engine)
+
+    def step(
+        self, t: int, cohort: np.ndarray, stack: torch.Tensor, extras: dict[str, Any]
+    ) -> fround.RoundRecord | None:
+        """Round ``t`` on the server: its record, or ``None`` when the rule refused non-finite updates
+        (the run stops)."""
+        p, tr = self.p, self.p.cfg.train
+        try:
+            record = fround.aggregate(
+                p.proto, stack, round_no=t, cohort=cohort, is_byz=p.is_byz, selector=p.rule,
+                rng=np.random.default_rng([tr.seed, 5, t]), device=p.device, dtype=p.w.dtype, extras=extras,
+            )  # fmt: skip
+        except robust.NonFiniteError as e:
+            # The rule refuses more non-finite updates than it tolerates: a server using it would
+            # release a non-finite model. Record the divergence and stop this run cleanly.
+            self.diverged, self.stopped, self.rounds_done = True, f"diverged at round {t}: {e}", t
+            p.w = torch.full_like(p.w, float("nan"))
+            return None
+        self.diverged = self.diverged or not bool(torch.isfinite(record.aggregate).all())
+        step_size = tr.server_lr * (tr.lr if tr.mode == "fedsgd" else 1.0)
+        p.w = record.weights = p.w - step_size * record.aggregate
+        self.rounds_done = t
+        for observe in self.observers:
+            observe(record)
+        if self.progress is not None:
+            self.progress(t, tr.rounds)
+        return record
+
+    def should_stop(self) -> bool:
+        """Before a round: whether the run stops here (the privacy budget, or an earlier divergence)."""
+        if self.budget.stop is not None and self.stopped == "completed":
+            self.stopped = self.budget.stop
+        return self.stopped != "completed"
+
+
+def _rounds(loop: RoundLoop) -> None:
+    """The in-process round loop: draw the cohort, compute every update here, then :meth:`RoundLoop.step`."""
+    p, sampler = loop.p, sampler_for(loop.p.cfg)
+    for t in range(1, p.cfg.train.rounds + 1):
+        if loop.should_stop():
+            break
+        cohort = draw_cohort(sampler, p.rng)  # Poisson under DP-FedAvg of the mean: fedsec.cohorts
+        t0 = time.perf_counter()
+        stack, extras = p.client_stack(cohort)
+        loop.client_times.append(time.perf_counter() - t0)
+        if loop.step(t, cohort, stack, extras) is None:
+            break
+
+
 def _simulate(
     cfg: Config,
     run_dir: Path | None = None,
@@ -237,13 +343,13 @@ def _simulate(
     progress: ProgressFn | None = None,
     model: torch.nn.Module | None = None,
     observers: list[fround.Observer] | None = None,
+    rounds: Callable[[RoundLoop], None] = _rounds,
 ) -> UnitResult:
     """Run one unit config (one defense); write its run directory when ``run_dir`` is given."""
     cfg.defense  # noqa: B018 - raises unless exactly one defense
     t_start = time.perf_counter()
     p = _prepare(cfg, model)
-    seed, sampler, tr = cfg.train.seed, sampler_for(cfg), cfg.train
-    step_size = tr.server_lr * (tr.lr if tr.mode == "fedsgd" else 1.0)
+    seed, tr = cfg.train.seed, cfg.train
     writer = RunWriter(run_dir) if run_dir is not None else None
     base: dict[str, Any] = {
         "config_hash": cfg.hash(),
@@ -259,45 +365,17 @@ def _simulate(
         checkpoints = Checkpoints(writer, cfg.output.checkpoint_every, cfg.hash())
         writing = [checkpoints, OverheadLog(writer.path("overhead.jsonl"))]
     observing: list[fround.Observer] = [totals, metrics, budget, *writing, *(observers or [])]
-    client_times: list[float] = []
-    stopped, diverged, rounds_done = "completed", False, 0
+    loop = RoundLoop(p, observing, budget, progress)
     try:
         if writer is not None:
             writer.write_text("config.toml", cfg.to_toml())
             writer.write_text("label_histogram.csv", _histogram_csv(p.hist, p.is_byz))
-        for t in range(1, tr.rounds + 1):
-            if budget.stop is not None:
-                stopped = budget.stop
-                break
-            cohort = draw_cohort(sampler, p.rng)  # Poisson under DP-FedAvg of the mean: fedsec.cohorts
-            t0 = time.perf_counter()
-            stack, extras = p.client_stack(cohort)
-            client_times.append(time.perf_counter() - t0)
-            try:
-                record = fround.aggregate(
-                    p.proto, stack, round_no=t, cohort=cohort, is_byz=p.is_byz, selector=p.rule,
-                    rng=np.random.default_rng([seed, 5, t]), device=p.device, dtype=p.w.dtype, extras=extras,
-                )  # fmt: skip
-            except robust.NonFiniteError as e:
-                # The rule refuses more non-finite updates than it tolerates: a server using it would
-                # release a non-finite model. Record the divergence and stop this run cleanly.
-                diverged, stopped, rounds_done = True, f"diverged at round {t}: {e}", t
-                p.w = torch.full_like(p.w, float("nan"))
-                break
-            diverged = diverged or not bool(torch.isfinite(record.aggregate).all())
-            p.w = record.weights = p.w - step_size * record.aggregate
-            rounds_done = t
-            for observe in observing:
-                observe(record)
-            if progress is not None:
-                progress(t, tr.rounds)
-        metrics.finish(p.w, rounds_done)
-        summary = _summary(
-            cfg, p, metrics, totals, base, rounds_done, client_times, t_start, stopped, diverged
-        )
+        rounds(loop)
+        metrics.finish(p.w, loop.rounds_done)
+        summary = _summary(cfg, p, metrics, totals, base, loop, t_start)
         if writer is not None:
             if checkpoints is not None and cfg.output.checkpoint_every >= 0:
-                checkpoints.save(rounds_done, p.w, "checkpoints/final.pt")
+                checkpoints.save(loop.rounds_done, p.w, "checkpoints/final.pt")
             _write_unit(writer, cfg, summary, metrics.rows)
             run_dir = writer.commit()
     except BaseException:
@@ -311,10 +389,10 @@ def _simulate(
 
 def _summary(
     cfg: Config, p: _Parts, metrics: Metrics, totals: fround.MeterTotals, base: dict[str, Any],
-    rounds_done: int, client_times: list[float], t_start: float, stopped: str, diverged: bool,
+    loop: RoundLoop, t_start: float,
 ) -> dict[str, Any]:  # fmt: skip
     """The unit's summary: configuration, accuracy, timings, detection, protocol meter, privacy."""
-    rows = metrics.rows
+    rows, client_times = metrics.rows, loop.client_times
     accs = [m["accuracy"] for m in rows if not math.isnan(m["accuracy"])]
     summary: dict[str, Any] = {
         **base,
@@ -329,15 +407,15 @@ def _summary(
         "f": cfg.attack.f,
         "protocol": cfg.mechanism(),
         "mode": cfg.train.mode,
-        "rounds": rounds_done,
+        "rounds": loop.rounds_done,
         "max_accuracy": max(accs) if accs else math.nan,
         "final_accuracy": rows[-1]["accuracy"] if rows else math.nan,
         "agg_seconds_mean": float(np.mean(metrics.agg_times)) if metrics.agg_times else math.nan,
         "client_seconds_mean": float(np.mean(client_times)) if client_times else math.nan,
         "seconds": time.perf_counter() - t_start,
-        "diverged": diverged,
-        "stopped": stopped,
-        "engine": p.computer.engine,
+        "diverged": loop.diverged,
+        "stopped": loop.stopped,
+        "engine": loop.engine or p.computer.engine,
         "device": str(p.device),
         "byzantine_clients": [int(i) for i in p.byz_ids],
         "threat_model": threat_model(cfg, p.privacy.statement()),

@@ -129,9 +129,14 @@ class ClientData:
         self, clients: torch.Tensor, batch: int, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One minibatch per client in ``clients``: ``x (m, B, ...)``, ``y (m, B)``."""
-        m = int(clients.shape[0])
-        u = torch.rand((m, batch), generator=gen, device=gen.device)
-        u = u.to(self.x.device)
+        return self.take(clients, self.draw(int(clients.shape[0]), batch, gen))
+
+    def draw(self, m: int, batch: int, gen: torch.Generator) -> torch.Tensor:
+        """The ``(m, B)`` uniforms in ``[0, 1)`` that one :meth:`sample` of ``m`` clients consumes."""
+        return torch.rand((m, batch), generator=gen, device=gen.device).to(self.x.device)
+
+    def take(self, clients: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The minibatch that uniforms ``u (m, B)`` pick: sample ``floor(u * count)`` of each client."""
         local = (u * self.counts[clients, None]).long().clamp_max_(self.counts[clients, None] - 1)
         idx = self.starts[clients, None] + local
         return self.x[idx], self.y[idx]
@@ -282,6 +287,11 @@ class ClientComputer:
         return self._grads_loop(w, x, y, shared)
 
     # ---------------------------------------------------------------- public
+    @property
+    def draws_per_update(self) -> int:
+        """How many :meth:`ClientData.draw` calls one :meth:`updates` makes: one per local step."""
+        return 1 if self.mode == "fedsgd" else self.local_steps
+
     def updates(
         self,
         w: torch.Tensor,
