@@ -92,6 +92,7 @@ from secagg.normbound.group import (
     sub,
     sum_points,
 )
+from secagg.normbound.parallel import Workers
 from secagg.normbound.pedersen import CommitmentKey
 from secagg.normbound.transcript import Transcript
 
@@ -214,12 +215,12 @@ class NormBoundParams:
         fold = 0
         lr = 0
         m = n
-        for r in range(k):
+        for _ in range(k):
             half = (m + 1) // 2
             hi = m - half
             lr += 2 * (2 * hi + 1)  # L and R: <a, G>, <b, H'> and the U term
-            if half > 1:  # G' = G_lo + x G_hi; H' likewise, with the y^-i scaling applied in round 0
-                fold += hi + (2 * hi + (half - hi) if r == 0 else hi)
+            if half > 1:  # G' = G_lo + x G_hi; H* likewise (the y^-i scaling is carried as scalars)
+                fold += 2 * hi
             m = half
         # prove: S (2n + 1), alpha h, T1 and T2 (4), w_U U, then the inner-product argument; the x part
         # of A and the bits use additions only. verify: one MSM over every generator and proof point.
@@ -414,9 +415,17 @@ def check_witness(params: NormBoundParams, x: np.ndarray | Sequence[int]) -> Non
 
 
 def prove(
-    params: NormBoundParams, x: np.ndarray | Sequence[int], r: int, C: bytes, context: ProofContext
+    params: NormBoundParams,
+    x: np.ndarray | Sequence[int],
+    r: int,
+    C: bytes,
+    context: ProofContext,
+    workers: int | None = None,
 ) -> NormProof:
     """Prove that ``C = <x, G> + r h`` opens to a vector with in-range entries and ``||x||^2 <= B``.
+
+    ``workers``: processes that share the proof's scalar multiplications (:mod:`parallel`; ``None``:
+    one per CPU core, 1 inside a child process); the proof is the same for every value.
 
     Raises:
         WitnessError: the statement is false (no honest proof exists); nothing is computed.
@@ -424,18 +433,35 @@ def prove(
     check_witness(params, x)
     if not params.key.opens(C, _as_int_vector(x, params.d), r):
         raise WitnessError("commitment: got C that does not open to (x, r); want C = <x, G> + r h")
-    return _prove_unchecked(params, _as_int_vector(x, params.d), r, C, context)
+    return _prove_unchecked(params, _as_int_vector(x, params.d), r, C, context, workers=workers)
 
 
 def commit_and_prove(
-    params: NormBoundParams, x: np.ndarray | Sequence[int], context: ProofContext
+    params: NormBoundParams, x: np.ndarray | Sequence[int], context: ProofContext, workers: int | None = None
 ) -> tuple[bytes, int, NormProof]:
-    """Commit to ``x`` with a fresh blinding factor and prove the bound: ``(C, r, proof)``."""
+    """Commit to ``x`` with a fresh blinding factor and prove the bound: ``(C, r, proof)`` (``workers``
+    as in :func:`prove`)."""
     check_witness(params, x)
     v = _as_int_vector(x, params.d)
     r = random_scalar()
     C = params.key.commit(v, r)
-    return C, r, _prove_unchecked(params, v, r, C, context)
+    return C, r, _prove_unchecked(params, v, r, C, context, workers=workers)
+
+
+def _bit_vector(params: NormBoundParams, xs: list[int], xr: list[int], R: np.ndarray | None) -> np.ndarray:
+    """a_L: the bits of the range-proven values (x_i or z_k = <R_k, x>, shifted by the group offset; low
+    b bits each) and of sigma = B - <x, x_r> (low bs bits, mod l)."""
+    b, bs = params.group_bits, params.slack_bits
+    vals = xs if R is None else projection.project(R, xs)
+    if all(-(2**40) < t < 2**40 for t in vals):
+        v = (np.asarray(vals, dtype=np.int64) + params.group_offset) & ((1 << b) - 1)
+        bits_x = ((v.astype(np.uint64)[:, None] >> np.arange(b, dtype=np.uint64)) & np.uint64(1)).ravel()
+    else:
+        off = params.group_offset
+        bits_x = np.array([((t + off) % L >> k) & 1 for t in vals for k in range(b)], dtype=np.uint64)
+    sigma = (int(params.bound) - sum(t * u for t, u in zip(xs, xr))) % L
+    bits_s = np.array([(sigma >> k) & 1 for k in range(bs)], dtype=np.uint64)
+    return np.concatenate([bits_x, bits_s]).astype(np.int64)
 
 
 def _prove_unchecked(
@@ -446,34 +472,39 @@ def _prove_unchecked(
     context: ProofContext,
     x_right: Sequence[int] | None = None,
     projections: np.ndarray | None = None,
+    workers: int | None = None,
 ) -> NormProof:
     """The prover's computation without the witness check. Tests use it as a cheating prover: with a
     false statement the bits it commits cannot satisfy every constraint and the proof is rejected.
     ``x_right`` replaces x in the right-hand x block (a cheater proving <x, x'> <= B for some x' != x);
     ``projections`` replaces the Fiat-Shamir matrix R (a cheater who picked R before committing)."""
-    d, b, bs = params.d, params.group_bits, params.slack_bits
-    gens = _gens(params)
     t = _transcript(params, context, C)
     R = _projections(params, t)
     if projections is not None:
         R = projections
     xs = [int(t) for t in x]  # an object array of huge Python ints is allowed here (cheating tests)
-    small = all(-(2**40) < t < 2**40 for t in xs)
-    # Bits of the range-proven values (x_i or z_k = <R_k, x>, shifted by the group offset; low b bits)
-    # and of sigma = B - s (low bs bits, mod l).
-    vals = xs if R is None else projection.project(R, xs)
-    if all(-(2**40) < t < 2**40 for t in vals):
-        v = (np.asarray(vals, dtype=np.int64) + params.group_offset) & ((1 << b) - 1)
-        bits_x = ((v.astype(np.uint64)[:, None] >> np.arange(b, dtype=np.uint64)) & np.uint64(1)).ravel()
-    else:
-        off = params.group_offset
-        bits_x = np.array([((t + off) % L >> k) & 1 for t in vals for k in range(b)], dtype=np.uint64)
     xr = xs if x_right is None else [int(t) for t in x_right]
-    sigma = (int(params.bound) - sum(t * u for t, u in zip(xs, xr))) % L
-    bits_s = np.array([(sigma >> k) & 1 for k in range(bs)], dtype=np.uint64)
-    a_l = np.concatenate([bits_x, bits_s]).astype(np.int64)
-    n_bits = params.n_bits
+    a_l = _bit_vector(params, xs, xr, R)
+    with Workers(workers) as pool:
+        return _prove_messages(params, t, R, xs, xr, x_right is not None, a_l, r, pool)
 
+
+def _prove_messages(
+    params: NormBoundParams,
+    t: Transcript,
+    R: np.ndarray | None,
+    xs: list[int],
+    xr: list[int],
+    cheat_right: bool,
+    a_l: np.ndarray,
+    r: int,
+    pool: Workers,
+) -> NormProof:
+    """The prover's messages A, S, T1, T2, the scalars and the inner-product argument (module
+    docstring, steps 1-5), the scalar multiplications split over ``pool``."""
+    d, n_bits = params.d, params.n_bits
+    gens = _gens(params)
+    small = not cheat_right and all(-(2**40) < v < 2**40 for v in xs)
     alpha, rho_s, tau1, tau2 = random_scalars(4)
     s_l = random_scalars(n_bits)
     s_r = random_scalars(n_bits)
@@ -482,9 +513,9 @@ def _prove_unchecked(
     ones = np.flatnonzero(a_l == 1)
     zeros = np.flatnonzero(a_l == 0)
     A = sub(sum_points(gens.G_N[i] for i in ones), sum_points(gens.H_N[i] for i in zeros))
-    A = add(A, msm(xr, gens.H_d) if x_right is not None or not small else msm_small(np.asarray(xs), gens.H_d))
+    A = add(A, msm_small(np.asarray(xs), gens.H_d) if small else msm(xr, gens.H_d))
     A = add(A, smul(alpha, gens.h))
-    S = msm([*s_l, *s_r, *rho, *rho_p, rho_s], [*gens.G_N, *gens.H_N, *gens.G, *gens.H_d, gens.h])
+    S = pool.msm([*s_l, *s_r, *rho, *rho_p, rho_s], [*gens.G_N, *gens.H_N, *gens.G, *gens.H_d, gens.h])
 
     t.append(b"A", A)
     t.append(b"S", S)
@@ -517,17 +548,23 @@ def _prove_unchecked(
     w_u = t.challenge(b"w_u")
     y_inv = pow(y, -1, L)
     scale = _powers(y_inv, n_bits) + [1] * d
-    proof = ipa.prove(t, [*gens.G_N, *gens.G], [*gens.H_N, *gens.H_d], smul(w_u, gens.U), lv, rv, scale)
+    U = smul(w_u, gens.U)
+    proof = ipa.prove(t, [*gens.G_N, *gens.G], [*gens.H_N, *gens.H_d], U, lv, rv, scale, pool)
     return NormProof(A=A, S=S, T1=T1, T2=T2, tau_x=tau_x, mu=mu, t_hat=t_hat, ipa=proof)
 
 
 def forge_proof(
-    params: NormBoundParams, x: np.ndarray | Sequence[int], r: int, C: bytes, context: ProofContext
+    params: NormBoundParams,
+    x: np.ndarray | Sequence[int],
+    r: int,
+    C: bytes,
+    context: ProofContext,
+    workers: int | None = None,
 ) -> NormProof:
     """What a client whose vector violates the statement can still send: the prover's computation on its
     actual ``(x, r)`` without the witness check. Simulations use it for Byzantine clients (a scaled or
     large-norm update); :func:`verify` rejects the result whenever the statement is false (soundness)."""
-    return _prove_unchecked(params, x, r, C, context)
+    return _prove_unchecked(params, x, r, C, context, workers=workers)
 
 
 __all__ = [

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from secagg.errors import ProtocolAbort
 from secagg.normbound import ipa
 from secagg.normbound.errors import MalformedProof, ProofRejected
-from secagg.normbound.group import IDENTITY, L, decode_point, msm, random_scalar
+from secagg.normbound.group import IDENTITY, L, decode_point, random_scalar
 from secagg.normbound.normproof import (
     NormBoundParams,
     NormProof,
@@ -31,6 +31,7 @@ from secagg.normbound.normproof import (
     _t0,
     _transcript,
 )
+from secagg.normbound.parallel import Workers
 
 
 def _decode(params: NormBoundParams, C: bytes, proof: NormProof | bytes) -> tuple[bytes, NormProof]:
@@ -103,25 +104,43 @@ def _reject(params: NormBoundParams, context: ProofContext) -> ProofRejected:
     )
 
 
-def verify(params: NormBoundParams, C: bytes, proof: NormProof | bytes, context: ProofContext) -> None:
-    """Verify a proof for commitment ``C`` in ``context``; return ``None`` or raise.
+def verify(
+    params: NormBoundParams,
+    C: bytes,
+    proof: NormProof | bytes,
+    context: ProofContext,
+    workers: int | None = None,
+) -> None:
+    """Verify a proof for commitment ``C`` in ``context``; return ``None`` or raise. ``workers``:
+    processes that share the final MSM (:mod:`parallel`; ``None``: one per CPU core, 1 inside a child
+    process); the outcome is the same for every value.
 
     Raises:
         MalformedProof: undecodable proof, invalid point (small order, non-canonical) or scalar >= l.
         ProofRejected: the proof does not verify for this statement and context.
     """
     Cp, pf = _decode(params, C, proof)
+    with Workers(workers) as pool:
+        _check_one(params, Cp, pf, context, pool)
+
+
+def _check_one(
+    params: NormBoundParams, C: bytes, pf: NormProof, context: ProofContext, pool: Workers
+) -> None:
     gens = _gens(params)
-    fixed, own = _terms(params, gens, Cp, pf, context, 1)
-    if msm(fixed + [c for c, _ in own], _shared_points(gens) + [p for _, p in own]) != IDENTITY:
+    fixed, own = _terms(params, gens, C, pf, context, 1)
+    if pool.msm(fixed + [c for c, _ in own], _shared_points(gens) + [p for _, p in own]) != IDENTITY:
         raise _reject(params, context)
 
 
 def verify_batch(
-    params: NormBoundParams, items: Sequence[tuple[bytes, NormProof | bytes, ProofContext]]
+    params: NormBoundParams,
+    items: Sequence[tuple[bytes, NormProof | bytes, ProofContext]],
+    workers: int | None = None,
 ) -> list[ProtocolAbort | None]:
     """Verify many proofs (same parameters) in one MSM; per item ``None`` (valid) or the typed error
-    (:class:`MalformedProof` or :class:`ProofRejected`) that :func:`verify` would raise."""
+    (:class:`MalformedProof` or :class:`ProofRejected`) that :func:`verify` would raise. ``workers`` as
+    in :func:`verify`."""
     out: list[ProtocolAbort | None] = [None] * len(items)
     decoded: list[tuple[int, bytes, NormProof, ProofContext]] = []
     for j, (C, proof, ctx) in enumerate(items):
@@ -141,16 +160,18 @@ def verify_batch(
         total = fixed if total is None else [(a + b) % L for a, b in zip(total, fixed)]
         own_all.extend(own)
     assert total is not None
-    if msm(total + [c for c, _ in own_all], _shared_points(gens) + [p for _, p in own_all]) == IDENTITY:
-        return out
-    if len(decoded) == 1:
-        out[decoded[0][0]] = _reject(params, decoded[0][3])
-        return out
-    for j, Cp, pf, ctx in decoded:
-        try:
-            verify(params, Cp, pf, ctx)
-        except ProtocolAbort as e:
-            out[j] = e
+    with Workers(workers) as pool:
+        scalars = total + [c for c, _ in own_all]
+        if pool.msm(scalars, _shared_points(gens) + [p for _, p in own_all]) == IDENTITY:
+            return out
+        if len(decoded) == 1:
+            out[decoded[0][0]] = _reject(params, decoded[0][3])
+            return out
+        for j, Cp, pf, ctx in decoded:
+            try:
+                _check_one(params, Cp, pf, ctx, pool)
+            except ProtocolAbort as e:
+                out[j] = e
     return out
 
 
