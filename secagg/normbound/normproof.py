@@ -51,13 +51,14 @@ Zero-knowledge (honest-verifier, then non-interactive in the ROM): A, S, T1, T2 
 r are uniformly masked by s_L, s_R, rho, rho' before the (non-ZK) inner-product argument reveals them,
 mu by rho_S, tau_x by tau1, tau2 -- as in Bulletproofs; t0 is public and carries no witness.
 
-Costs (n = N + d = d (b + 1) + bs): the prover makes about ``2n`` (S) + ``4.5n`` (inner-product
-argument) scalar multiplications (exact count: :meth:`NormBoundParams.scalar_mults`) and about ``N + d``
-additions (A uses additions only); the verifier (:mod:`verifier`) one MSM of size about ``2n``, and m
-proofs in a batch one MSM of size about ``2n + 45 m``. Proof: ``4 + 2 ceil(log2 n)`` points, 5 scalars
-and a version byte (1,569 bytes at d = 61,706, b = 10). b comes from the fixed-point encoding,
-``b = bitlen(ceil(clip 2^f)) + 1``; each extra bit of precision adds d to n, i.e. about 6.5 d scalar
-multiplications to the prover.
+Costs (n = N + d = d (b + 1) + bs): the prover makes about ``2n`` (S) + ``6n`` (inner-product argument:
+4n for L and R, 2n for the folds) scalar multiplications (exact count:
+:meth:`NormBoundParams.scalar_mults`) and about ``N + d`` additions (A uses additions only); the verifier
+(:mod:`verifier`) one MSM of size about ``2n``, and m proofs in a batch one MSM of size about
+``2n + 45 m``. Both split their MSMs and folds over ``workers`` processes (:mod:`parallel`) with
+byte-identical results. Proof: ``4 + 2 ceil(log2 n)`` points, 5 scalars and a version byte (1,569 bytes
+at d = 61,706, b = 10). b comes from the fixed-point encoding, ``b = bitlen(ceil(clip 2^f)) + 1``; each
+extra bit of precision adds d to n, i.e. about 8 d scalar multiplications to the prover.
 
 Projection mode (``exact=False``, the default above a few entries, :mod:`projection`): the range-proven
 values are the K projections ``z_k = <R_k, x>`` shifted by ``T = isqrt(d B)`` (bp bits each) instead of

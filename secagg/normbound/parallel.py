@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from types import TracebackType
+from typing import TypeVar
 
 from secagg.normbound.errors import ParameterError
 from secagg.normbound.group import L, add, msm, smul, sum_points
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 PARALLEL_MIN = 2048
 """Terms of one call below which it runs in the calling process."""
@@ -101,6 +105,13 @@ class Workers:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.count)
         return self._pool
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], min_total: int) -> list[R]:
+        """``[fn(item) for item in items]``, one item per task when there are several items and the work
+        (``min_total`` terms in all) is worth a pool; ``fn`` must be a module-level function."""
+        if self.count < 2 or len(items) < 2 or min_total < PARALLEL_MIN:
+            return [fn(item) for item in items]
+        return list(self._executor().map(fn, items))
 
     def msms(self, jobs: Sequence[tuple[Sequence[int], Sequence[bytes]]]) -> list[bytes]:
         """``[msm(scalars, points) for scalars, points in jobs]``, every chunk of every job in flight
