@@ -28,8 +28,6 @@ from secagg.normbound.normproof import (
     NormProof,
     ProofContext,
     _Challenges,
-    _Gens,
-    _gens,
     _powers,
     _projections,
     _public_vectors,
@@ -37,6 +35,7 @@ from secagg.normbound.normproof import (
     _transcript,
 )
 from secagg.normbound.parallel import Workers
+from secagg.normbound.params import _Gens, _gens
 
 
 def _decode(params: NormBoundParams, C: bytes, proof: NormProof | bytes) -> tuple[bytes, NormProof]:
