@@ -14,9 +14,10 @@ Parameters follow the protocol's defaults: bound 1.0, clip 1.0, frac_bits 8, so 
 B = 2^16 (16 + 1 slack bits); n = d + K bp + 17 (projections, K = 80, bp = bitlen(2 isqrt(d B))) or
 n = d (b + 1) + 17 (exact).
 
-Other processes may share the CPU cores: medians over repeats damp that, not fully, and each row prints
-the 1-minute load average taken right after it. Sizes above d = 2,000 run ``--big-repeats`` times (1 by
-default; ``--repeats`` given alone sets both).
+Other processes may share the CPU cores: medians over repeats damp that, not fully. Each row prints the
+1-minute load average taken right after it, and the prover's CPU seconds in the calling process and in
+its pool ("cpu main/pool": on w idle cores a proof takes about main + pool / w). Sizes above d = 2,000
+run ``--big-repeats`` times (1 by default; ``--repeats`` given alone sets both).
 
 Usage: python benchmarks/proofs.py [--d 1000 10000 61706] [--repeats 3] [--big-repeats 1] [--workers 2]
        [--exact] [--no-mask]
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -110,18 +112,27 @@ def setup_seconds(params: NormBoundParams) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _cpu() -> tuple[float, float]:
+    """CPU seconds of this process and of its finished children (a proof's pool ends with the proof)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
 def measure(params: NormBoundParams, q: np.ndarray, reps: int, batch: int, workers: int) -> dict[str, float]:
-    """Median prove, verify and batched-verify seconds (``workers`` processes each) and the
-    scalar-multiplication time around them."""
+    """Median prove, verify and batched-verify seconds (``workers`` processes each), the prover's CPU
+    seconds in the calling process and in its pool, and the scalar-multiplication time around them."""
     ctx = ProofContext(b"benchmark", 0, 0)
-    prove_t, verify_t, batch_t, smul_t = [], [], [], []
+    prove_t, verify_t, batch_t, smul_t, cpu_main, cpu_pool = [], [], [], [], [], []
     for _ in range(reps):
         r = random_scalar()
         C = params.key.commit(q, r)
         smul_t.append(scalar_mult_seconds(batches=3, per_batch=100)[0])
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(), time.perf_counter()
         proof = normproof._prove_unchecked(params, q, r, C, ctx, workers=workers)  # q checked by the caller
         prove_t.append(time.perf_counter() - t0)
+        c1 = _cpu()
+        cpu_main.append(c1[0] - c0[0])
+        cpu_pool.append(c1[1] - c0[1])
         data = proof.to_bytes()
         assert len(data) == params.proof_size
         t0 = time.perf_counter()
@@ -132,7 +143,14 @@ def measure(params: NormBoundParams, q: np.ndarray, reps: int, batch: int, worke
         batch_t.append(time.perf_counter() - t0)
         smul_t.append(scalar_mult_seconds(batches=3, per_batch=100)[0])
     med = statistics.median
-    return {"prove": med(prove_t), "verify": med(verify_t), "batch": med(batch_t), "smul": med(smul_t)}
+    return {
+        "prove": med(prove_t),
+        "verify": med(verify_t),
+        "batch": med(batch_t),
+        "smul": med(smul_t),
+        "cpu_main": med(cpu_main),
+        "cpu_pool": med(cpu_pool),
+    }
 
 
 def main() -> None:
@@ -162,6 +180,7 @@ def main() -> None:
     )
     header = (
         f"{'d':>7} {'mode':>5} {'n':>7} {'setup cold':>10} {'warm':>6} {'prove s':>8} {'floor':>7} "
+        f"{'cpu main/pool':>13} "
         f"{'verify s':>8} {'floor':>7} {f'batch{args.batch} s':>9} {'floor':>7} {'bytes':>5} "
         f"{'soundness':>9} {'mask s':>7} {'reps':>4} {'load':>5}"
     )
@@ -184,9 +203,10 @@ def main() -> None:
             err = "exact" if exact else f"2^-{params.checks}"
             ts = m["smul"]
             mask_s = "-" if args.no_mask else f"{mask:.3f}"
+            cpu = f"{m['cpu_main']:.1f}/{m['cpu_pool']:.1f}"
             row = (
                 f"{d:>7} {'exact' if exact else 'proj':>5} {params.n:>7} {cold:>10.1f} {warm:>6.2f} "
-                f"{m['prove']:>8.2f} {cnt['prove'] * ts:>7.2f} "
+                f"{m['prove']:>8.2f} {cnt['prove'] * ts:>7.2f} {cpu:>13} "
                 f"{m['verify']:>8.2f} {cnt['verify'] * ts:>7.2f} "
                 f"{m['batch']:>9.2f} {batch_count * ts:>7.2f} {params.proof_size:>5} {err:>9} {mask_s:>7} "
                 f"{reps:>4} {os.getloadavg()[0]:>5.1f}"
