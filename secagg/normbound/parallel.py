@@ -13,8 +13,9 @@ when all are back, so the transcript sees the same values in the same order.
 
 :class:`Workers` holds one pool for the duration of a proof and is reused across its rounds. Pools do not
 nest: :func:`default_workers` is 1 inside a child process (a proof made in the protocol's per-client pool
-uses its own process only) and ``os.cpu_count()`` otherwise; below :data:`PARALLEL_MIN` terms a call runs
-in the calling process (the transfer and the pool's start cost more than they save).
+uses its own process only) and ``os.cpu_count()`` otherwise. The pool starts with the first call of
+:data:`START_MIN` terms or more; calls below :data:`PARALLEL_MIN` terms run in the calling process (the
+transfer and the pool's start cost more than they save).
 """
 
 from __future__ import annotations
@@ -32,8 +33,13 @@ from secagg.normbound.group import L, add, msm, smul, sum_points
 T = TypeVar("T")
 R = TypeVar("R")
 
-PARALLEL_MIN = 2048
-"""Terms of one call below which it runs in the calling process."""
+PARALLEL_MIN = 512
+"""Terms of one call below which it runs in the calling process (512 scalar multiplications take about
+0.1 s; shipping them to a started pool costs a few ms, and the IPA's late rounds together hold about n
+of a proof's 8n scalar multiplications)."""
+START_MIN = 4096
+"""Terms of one call from which a pool is started (a fork costs tens of ms; smaller proofs stay in the
+calling process throughout)."""
 CHUNKS_PER_WORKER = 3
 """Chunks per worker and call: a worker slowed by other load takes fewer of them."""
 
@@ -97,7 +103,7 @@ class Workers:
             self._pool = None
 
     def _parts(self, n: int) -> int:
-        if self.count < 2 or n < PARALLEL_MIN:
+        if self.count < 2 or n < PARALLEL_MIN or (self._pool is None and n < START_MIN):
             return 1
         return max(1, min(self.count * CHUNKS_PER_WORKER, n // (PARALLEL_MIN // 2)))
 
@@ -109,7 +115,7 @@ class Workers:
     def map(self, fn: Callable[[T], R], items: Sequence[T], min_total: int) -> list[R]:
         """``[fn(item) for item in items]``, one item per task when there are several items and the work
         (``min_total`` terms in all) is worth a pool; ``fn`` must be a module-level function."""
-        if self.count < 2 or len(items) < 2 or min_total < PARALLEL_MIN:
+        if self.count < 2 or len(items) < 2 or min_total < START_MIN:
             return [fn(item) for item in items]
         return list(self._executor().map(fn, items))
 

@@ -30,6 +30,7 @@ CTX = ProofContext(session=b"parallel", round=1, client=2)
 def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Split from 8 terms on, so that small instances take the pool path."""
     monkeypatch.setattr(parallel, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(parallel, "START_MIN", 8)
 
 
 def _det_scalars(count: int, tag: bytes = b"") -> list[int]:
