@@ -6,18 +6,21 @@ prove, verify and the batched verification of 25 proofs (one MSM; the same proof
 independent random weights costs exactly what 25 distinct proofs cost), wall seconds (medians over
 repeats), proof bytes and soundness error. Each figure stands beside its floor: the number of Ed25519
 scalar multiplications it makes times the median time of one ``crypto_scalarmult_ed25519_noclamp``
-measured in this run. One client's masking step (``masked_input`` in an in-process Bonawitz round with
-n = 10 clients, secagg.driver) is the baseline a proof is compared with.
+measured in this run (the floor of one process: with ``--workers`` w > 1 a proof can go below it, down
+to about floor / w on w idle cores). One client's masking step (``masked_input`` in an in-process
+Bonawitz round with n = 10 clients, secagg.driver) is the baseline a proof is compared with.
 
 Parameters follow the protocol's defaults: bound 1.0, clip 1.0, frac_bits 8, so b = 10 entry bits and
 B = 2^16 (16 + 1 slack bits); n = d + K bp + 17 (projections, K = 80, bp = bitlen(2 isqrt(d B))) or
 n = d (b + 1) + 17 (exact).
 
-Other processes may share the two CPU cores: medians over repeats damp that, not fully; the largest size
-sizes above d = 2,000 run ``--big-repeats`` times (1 by default): one proof at d = 61,706 takes tens
-of minutes.
+Other processes may share the CPU cores: medians over repeats damp that, not fully. Each row prints the
+1-minute load average taken right after it, and the prover's CPU seconds in the calling process and in
+its pool ("cpu main/pool": on w idle cores a proof takes about main + pool / w). Sizes above d = 2,000
+run ``--big-repeats`` times (1 by default; ``--repeats`` given alone sets both).
 
-Usage: python benchmarks/proofs.py [--dims 1000 10000 61706] [--repeats 3] [--big-repeats 1] [--exact]
+Usage: python benchmarks/proofs.py [--d 1000 10000 61706] [--repeats 3] [--big-repeats 1] [--workers 2]
+       [--exact] [--no-mask]
 """
 
 # ruff: noqa: E402
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -34,8 +38,9 @@ import time
 
 # Run as a script, this folder comes first on sys.path, where benchmarks/secagg.py would shadow the
 # secagg package: drop it.
+# The repository root goes first, so that the checkout it runs from is measured, not an installed copy.
 _here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+sys.path[:] = [os.path.dirname(_here)] + [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
 import nacl.bindings as nb
 import numpy as np
@@ -46,6 +51,7 @@ from secagg.driver import run_round
 from secagg.normbound import NormBoundParams, ProofContext, normproof, projection, verify, verify_batch
 from secagg.normbound import generators as gg
 from secagg.normbound.group import random_scalar
+from secagg.normbound.parallel import default_workers
 
 
 def _median_time(fn: object, repeats: int) -> float:
@@ -106,39 +112,61 @@ def setup_seconds(params: NormBoundParams) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def measure(params: NormBoundParams, q: np.ndarray, reps: int, batch: int) -> dict[str, float]:
-    """Median prove, verify and batched-verify seconds and the scalar-multiplication time around them."""
+def _cpu() -> tuple[float, float]:
+    """CPU seconds of this process and of its finished children (a proof's pool ends with the proof)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def measure(params: NormBoundParams, q: np.ndarray, reps: int, batch: int, workers: int) -> dict[str, float]:
+    """Median prove, verify and batched-verify seconds (``workers`` processes each), the prover's CPU
+    seconds in the calling process and in its pool, and the scalar-multiplication time around them."""
     ctx = ProofContext(b"benchmark", 0, 0)
-    prove_t, verify_t, batch_t, smul_t = [], [], [], []
+    prove_t, verify_t, batch_t, smul_t, cpu_main, cpu_pool = [], [], [], [], [], []
     for _ in range(reps):
         r = random_scalar()
         C = params.key.commit(q, r)
         smul_t.append(scalar_mult_seconds(batches=3, per_batch=100)[0])
-        t0 = time.perf_counter()
-        proof = normproof._prove_unchecked(params, q, r, C, ctx)  # q was checked by the caller
+        c0, t0 = _cpu(), time.perf_counter()
+        proof = normproof._prove_unchecked(params, q, r, C, ctx, workers=workers)  # q checked by the caller
         prove_t.append(time.perf_counter() - t0)
+        c1 = _cpu()
+        cpu_main.append(c1[0] - c0[0])
+        cpu_pool.append(c1[1] - c0[1])
         data = proof.to_bytes()
         assert len(data) == params.proof_size
         t0 = time.perf_counter()
-        verify(params, C, data, ctx)
+        verify(params, C, data, ctx, workers=workers)
         verify_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        assert verify_batch(params, [(C, data, ctx)] * batch) == [None] * batch
+        assert verify_batch(params, [(C, data, ctx)] * batch, workers=workers) == [None] * batch
         batch_t.append(time.perf_counter() - t0)
         smul_t.append(scalar_mult_seconds(batches=3, per_batch=100)[0])
     med = statistics.median
-    return {"prove": med(prove_t), "verify": med(verify_t), "batch": med(batch_t), "smul": med(smul_t)}
+    return {
+        "prove": med(prove_t),
+        "verify": med(verify_t),
+        "batch": med(batch_t),
+        "smul": med(smul_t),
+        "cpu_main": med(cpu_main),
+        "cpu_pool": med(cpu_pool),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dims", type=int, nargs="+", default=[1000, 10_000, 61_706])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--big-repeats", type=int, default=1, help="repeats for d > 2,000")
+    ap.add_argument("--d", "--dims", dest="dims", type=int, nargs="+", default=[1000, 10_000, 61_706])
+    ap.add_argument("--repeats", type=int, default=None, help="repeats (default 3; for every d if alone)")
+    ap.add_argument("--big-repeats", type=int, default=None, help="repeats for d > 2,000 (default 1)")
+    ap.add_argument("--workers", type=int, default=default_workers(), help="processes per proof")
     ap.add_argument("--batch", type=int, default=25, help="proofs in the batched verification")
     ap.add_argument("--exact", action="store_true", help="also run the per-entry construction")
     ap.add_argument("--no-mask", action="store_true", help="skip the masking baseline")
     args = ap.parse_args()
+    if args.big_repeats is None:
+        args.big_repeats = 1 if args.repeats is None else args.repeats
+    if args.repeats is None:
+        args.repeats = 3
 
     cfg = NormBoundConfig(bound=1.0)
     t_smul, t_add = scalar_mult_seconds()
@@ -146,11 +174,15 @@ def main() -> None:
         f"one scalar multiplication (noclamp): {t_smul * 1e6:.0f} us; one point addition: "
         f"{t_add * 1e6:.0f} us (at start; each floor uses timings taken around its proofs)"
     )
-    print("medians over repeats; other processes may share the CPU; floor = scalar mults x smul time")
+    print(
+        f"medians over repeats; {args.workers} worker process(es) per proof on {os.cpu_count()} cores; "
+        "floor = scalar mults x smul time (one process); load = 1-minute load average after the row"
+    )
     header = (
         f"{'d':>7} {'mode':>5} {'n':>7} {'setup cold':>10} {'warm':>6} {'prove s':>8} {'floor':>7} "
+        f"{'cpu main/pool':>13} "
         f"{'verify s':>8} {'floor':>7} {f'batch{args.batch} s':>9} {'floor':>7} {'bytes':>5} "
-        f"{'soundness':>9} {'mask s':>7} {'reps':>4}"
+        f"{'soundness':>9} {'mask s':>7} {'reps':>4} {'load':>5}"
     )
     print(header, flush=True)
     rows = []
@@ -163,19 +195,21 @@ def main() -> None:
             params = dataclasses.replace(base, exact=exact)
             normproof.check_witness(params, q)
             cold, warm = setup_seconds(params)
-            m = measure(params, q, args.repeats if d <= 2_000 else args.big_repeats, args.batch)
+            reps = args.repeats if d <= 2_000 else args.big_repeats
+            m = measure(params, q, reps, args.batch, args.workers)
             cnt = params.scalar_mults()
             k = params.n.bit_length()
             batch_count = 2 * params.n + args.batch * (2 * k + 10)
             err = "exact" if exact else f"2^-{params.checks}"
             ts = m["smul"]
             mask_s = "-" if args.no_mask else f"{mask:.3f}"
+            cpu = f"{m['cpu_main']:.1f}/{m['cpu_pool']:.1f}"
             row = (
                 f"{d:>7} {'exact' if exact else 'proj':>5} {params.n:>7} {cold:>10.1f} {warm:>6.2f} "
-                f"{m['prove']:>8.2f} {cnt['prove'] * ts:>7.2f} "
+                f"{m['prove']:>8.2f} {cnt['prove'] * ts:>7.2f} {cpu:>13} "
                 f"{m['verify']:>8.2f} {cnt['verify'] * ts:>7.2f} "
                 f"{m['batch']:>9.2f} {batch_count * ts:>7.2f} {params.proof_size:>5} {err:>9} {mask_s:>7} "
-                f"{args.repeats if d <= 2_000 else args.big_repeats:>4}"
+                f"{reps:>4} {os.getloadavg()[0]:>5.1f}"
             )
             rows.append(row)
             print(row, flush=True)

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 import nacl.bindings as nb
 import nacl.utils
 import numpy as np
+from nacl._sodium import ffi, lib
 
 from secagg.normbound.errors import MalformedProof
 
@@ -37,10 +38,32 @@ SCALAR_BYTES = 32
 IDENTITY = b"\x01" + bytes(31)
 """Encoding of the neutral element (x = 0, y = 1)."""
 
-_smul = nb.crypto_scalarmult_ed25519_noclamp
-_add = nb.crypto_core_ed25519_add
-_sub = nb.crypto_core_ed25519_sub
 _valid = nb.crypto_core_ed25519_is_valid_point
+
+
+# The three hot operations call libsodium through cffi directly: PyNaCl's wrappers re-check types and
+# lengths on every call, which costs about a third of a point addition. Inputs here are always 32-byte
+# encodings produced by this module or validated by decode_point.
+def _smul(k: bytes, p: bytes) -> bytes:
+    """k * p (libsodium refuses a zero result: k = 0 mod l or p of small order)."""
+    out = ffi.new("unsigned char[]", POINT_BYTES)
+    if lib.crypto_scalarmult_ed25519_noclamp(out, k, p) != 0:
+        raise RuntimeError("crypto_scalarmult_ed25519_noclamp: got a failing call; want k != 0 mod l")
+    return ffi.buffer(out, POINT_BYTES)[:]
+
+
+def _add(p: bytes, q: bytes) -> bytes:
+    out = ffi.new("unsigned char[]", POINT_BYTES)
+    if lib.crypto_core_ed25519_add(out, p, q) != 0:
+        raise RuntimeError("crypto_core_ed25519_add: got a point off the curve; want valid points")
+    return ffi.buffer(out, POINT_BYTES)[:]
+
+
+def _sub(p: bytes, q: bytes) -> bytes:
+    out = ffi.new("unsigned char[]", POINT_BYTES)
+    if lib.crypto_core_ed25519_sub(out, p, q) != 0:
+        raise RuntimeError("crypto_core_ed25519_sub: got a point off the curve; want valid points")
+    return ffi.buffer(out, POINT_BYTES)[:]
 
 
 def scalar_bytes(k: int) -> bytes:
@@ -88,7 +111,7 @@ def add(p: bytes, q: bytes) -> bytes:
         return q
     if q == IDENTITY:
         return p
-    return bytes(_add(p, q))
+    return _add(p, q)
 
 
 def sub(p: bytes, q: bytes) -> bytes:
@@ -97,14 +120,14 @@ def sub(p: bytes, q: bytes) -> bytes:
         return p
     if p == IDENTITY:
         return neg(q)
-    return bytes(_sub(p, q))
+    return _sub(p, q)
 
 
 def neg(p: bytes) -> bytes:
     """-p."""
     if p == IDENTITY:
         return p
-    return bytes(_sub(IDENTITY, p))
+    return _sub(IDENTITY, p)
 
 
 def smul(k: int, p: bytes) -> bytes:
@@ -112,7 +135,7 @@ def smul(k: int, p: bytes) -> bytes:
     k %= L
     if k == 0 or p == IDENTITY:
         return IDENTITY
-    return bytes(_smul(k.to_bytes(SCALAR_BYTES, "little"), p))
+    return _smul(k.to_bytes(SCALAR_BYTES, "little"), p)
 
 
 def sum_points(points: Iterable[bytes]) -> bytes:
@@ -137,7 +160,7 @@ def msm(scalars: Sequence[int], points: Sequence[bytes]) -> bytes:
         elif k == L - 1:
             acc = sub(acc, p)
         else:
-            acc = add(acc, bytes(_smul(k.to_bytes(SCALAR_BYTES, "little"), p)))
+            acc = add(acc, _smul(k.to_bytes(SCALAR_BYTES, "little"), p))
     return acc
 
 

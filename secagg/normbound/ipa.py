@@ -31,9 +31,9 @@ exactly as for Protocol 2: from ``P' = P + x L + x^-1 R`` for three x one solves
 The argument is not zero-knowledge by itself; the norm proof only runs it on vectors that are already
 uniformly masked.
 
-Costs: the prover makes about 2n (L, R) + n (folds) scalar multiplications (1.5n more with ``s``), the
-verifier none beyond the final MSM of size 2n + 2 ceil(log2 n) + 1. Proof: 2 ceil(log2 n) points + 2
-scalars.
+Costs: the prover makes about 4n (L, R) + 2n (folds of G and H) scalar multiplications, the scaling
+``s`` included (it is carried as scalars beside the points, see :func:`prove`); the verifier none
+beyond the final MSM of size 2n + 2 ceil(log2 n) + 1. Proof: 2 ceil(log2 n) points + 2 scalars.
 """
 
 from __future__ import annotations
@@ -46,13 +46,12 @@ from secagg.normbound.group import (
     POINT_BYTES,
     SCALAR_BYTES,
     L,
-    add,
     decode_point,
     decode_scalar,
     msm,
     scalar_bytes,
-    smul,
 )
+from secagg.normbound.parallel import Workers
 from secagg.normbound.transcript import Transcript
 
 
@@ -103,6 +102,19 @@ def _ip(u: Sequence[int], v: Sequence[int]) -> int:
     return sum(x * y for x, y in zip(u, v)) % L
 
 
+def _batch_inverse(values: Sequence[int]) -> list[int]:
+    """``[v^-1 mod l]`` with one modular inversion (Montgomery's trick); every value must be non-zero."""
+    prefix = [1]
+    for v in values:
+        prefix.append(prefix[-1] * v % L)
+    inv = pow(prefix[-1], -1, L)
+    out = [0] * len(values)
+    for i in range(len(values) - 1, -1, -1):
+        out[i] = inv * prefix[i] % L
+        inv = inv * values[i] % L
+    return out
+
+
 def prove(
     transcript: Transcript,
     G: Sequence[bytes],
@@ -111,30 +123,41 @@ def prove(
     a: Sequence[int],
     b: Sequence[int],
     h_scale: Sequence[int] | None = None,
+    pool: Workers | None = None,
 ) -> IPAProof:
     """Prove knowledge of ``a, b`` for ``P = <a, G> + <b, s o H> + <a, b> U`` (P itself is not needed:
-    the caller has bound it to ``transcript``)."""
+    the caller has bound it to ``transcript``).
+
+    The scaled generators ``s o H`` are never formed: the prover carries points ``H*`` and scalars
+    ``s*`` with ``H'_i = s*_i H*_i`` and folds ``H'_lo + x^-1 H'_hi = s*_lo (H*_lo + (x^-1 s*_hi / s*_lo)
+    H*_hi)``, one scalar multiplication per pair like G (instead of two in the first round). The messages
+    are the same group elements either way. ``pool`` splits the MSMs and folds of each round over its
+    processes (:mod:`parallel`; identical results)."""
     n = len(a)
     if not (len(b) == len(G) == len(H) == n) or n < 1 or (h_scale is not None and len(h_scale) != n):
         raise ValueError(f"ipa.prove: got lengths a={n}, b={len(b)}, G={len(G)}, H={len(H)}; want equal >= 1")
+    work = pool if pool is not None else Workers(1)
     av, bv, Gv, Hv = [x % L for x in a], [x % L for x in b], list(G), list(H)
-    sv = None if h_scale is None else [x % L for x in h_scale]
+    sv = [1] * n if h_scale is None else [x % L for x in h_scale]
+    if any(x == 0 for x in sv):
+        raise ValueError("ipa.prove: got a zero scale; want h_scale entries != 0 mod l")
+    sv_inv = [1] * n if h_scale is None else _batch_inverse(sv)
     Ls: list[bytes] = []
     Rs: list[bytes] = []
     while n > 1:
         half = (n + 1) // 2
         m = n - half
         a_lo, a_hi, b_lo, b_hi = av[:half], av[half:], bv[:half], bv[half:]
-        G_lo, G_hi, H_lo, H_hi = Gv[:half], Gv[half:], Hv[:half], Hv[half:]
-        if sv is None:
-            bh_s, bl_s = b_hi, b_lo[:m]
-        else:
-            bh_s = [b_hi[i] * sv[i] % L for i in range(m)]
-            bl_s = [b_lo[i] * sv[half + i] % L for i in range(m)]
+        bh_s = [b_hi[i] * sv[i] % L for i in range(m)]
+        bl_s = [b_lo[i] * sv[half + i] % L for i in range(m)]
         c_l = _ip(a_lo[:m], b_hi)
         c_r = _ip(a_hi, b_lo[:m])
-        Lp = msm([*a_lo[:m], *bh_s, c_l], [*G_hi, *H_lo[:m], U])
-        Rp = msm([*a_hi, *bl_s, c_r], [*G_lo[:m], *H_hi, U])
+        Lp, Rp = work.msms(
+            [
+                ([*a_lo[:m], *bh_s, c_l], [*Gv[half:], *Hv[:m], U]),
+                ([*a_hi, *bl_s, c_r], [*Gv[:m], *Hv[half:], U]),
+            ]
+        )
         transcript.append(b"ipa:L", Lp)
         transcript.append(b"ipa:R", Rp)
         x = transcript.challenge(b"ipa:x")
@@ -144,14 +167,11 @@ def prove(
         av = [(a_lo[i] + xi * a_hi[i]) % L for i in range(m)] + a_lo[m:]
         bv = [(b_lo[i] + x * b_hi[i]) % L for i in range(m)] + b_lo[m:]
         if half > 1:  # the last fold's generators are never used
-            Gv = [add(G_lo[i], smul(x, G_hi[i])) for i in range(m)] + G_lo[m:]
-            if sv is None:
-                Hv = [add(H_lo[i], smul(xi, H_hi[i])) for i in range(m)] + H_lo[m:]
-            else:
-                Hv = [add(smul(sv[i], H_lo[i]), smul(xi * sv[half + i], H_hi[i])) for i in range(m)] + [
-                    smul(sv[i], H_lo[i]) for i in range(m, half)
-                ]
-                sv = None
+            h_coef = [xi * sv[half + i] % L * sv_inv[i] % L for i in range(m)]
+            G_new, H_new = work.folds([(Gv[:m], Gv[half:], [x] * m), (Hv[:m], Hv[half:], h_coef)])
+            Gv = G_new + Gv[m:half]
+            Hv = H_new + Hv[m:half]
+            sv, sv_inv = sv[:half], sv_inv[:half]
         n = half
     return IPAProof(L=tuple(Ls), R=tuple(Rs), a=av[0], b=bv[0])
 

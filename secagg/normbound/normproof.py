@@ -51,13 +51,14 @@ Zero-knowledge (honest-verifier, then non-interactive in the ROM): A, S, T1, T2 
 r are uniformly masked by s_L, s_R, rho, rho' before the (non-ZK) inner-product argument reveals them,
 mu by rho_S, tau_x by tau1, tau2 -- as in Bulletproofs; t0 is public and carries no witness.
 
-Costs (n = N + d = d (b + 1) + bs): the prover makes about ``2n`` (S) + ``4.5n`` (inner-product
-argument) scalar multiplications (exact count: :meth:`NormBoundParams.scalar_mults`) and about ``N + d``
-additions (A uses additions only); the verifier (:mod:`verifier`) one MSM of size about ``2n``, and m
-proofs in a batch one MSM of size about ``2n + 45 m``. Proof: ``4 + 2 ceil(log2 n)`` points, 5 scalars
-and a version byte (1,569 bytes at d = 61,706, b = 10). b comes from the fixed-point encoding,
-``b = bitlen(ceil(clip 2^f)) + 1``; each extra bit of precision adds d to n, i.e. about 6.5 d scalar
-multiplications to the prover.
+Costs (n = N + d = d (b + 1) + bs): the prover makes about ``2n`` (S) + ``6n`` (inner-product argument:
+4n for L and R, 2n for the folds) scalar multiplications (exact count:
+:meth:`NormBoundParams.scalar_mults`) and about ``N + d`` additions (A uses additions only); the verifier
+(:mod:`verifier`) one MSM of size about ``2n``, and m proofs in a batch one MSM of size about
+``2n + 45 m``. Both split their MSMs and folds over ``workers`` processes (:mod:`parallel`) with
+byte-identical results. Proof: ``4 + 2 ceil(log2 n)`` points, 5 scalars and a version byte (1,569 bytes
+at d = 61,706, b = 10). b comes from the fixed-point encoding, ``b = bitlen(ceil(clip 2^f)) + 1``; each
+extra bit of precision adds d to n, i.e. about 8 d scalar multiplications to the prover.
 
 Projection mode (``exact=False``, the default above a few entries, :mod:`projection`): the range-proven
 values are the K projections ``z_k = <R_k, x>`` shifted by ``T = isqrt(d B)`` (bp bits each) instead of
@@ -74,11 +75,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from secagg.normbound import ipa, projection
-from secagg.normbound.errors import MalformedProof, ParameterError, WitnessError
-from secagg.normbound.generators import DEFAULT_LABEL, generators
+from secagg.normbound.errors import MalformedProof, WitnessError
 from secagg.normbound.group import (
-    POINT_BYTES,
-    SCALAR_BYTES,
     L,
     add,
     decode_point,
@@ -92,155 +90,12 @@ from secagg.normbound.group import (
     sub,
     sum_points,
 )
-from secagg.normbound.pedersen import CommitmentKey
+from secagg.normbound.parallel import Workers
+from secagg.normbound.params import NormBoundParams, ProofContext, _gens
 from secagg.normbound.transcript import Transcript
 
 VERSION = 1
 PROOF_DOMAIN = b"fedsec/normbound/l2-proof/v1"
-
-
-@dataclass(frozen=True)
-class NormBoundParams:
-    """Public parameters of the norm-bound statement.
-
-    Attributes:
-        d: vector length (>= 1).
-        entry_bits: b; in the exact construction every entry must lie in [-2^(b-1), 2^(b-1));
-            2 <= b <= 32.
-        bound: B, the bound on the integer squared L2 norm (>= 0).
-        label: generator setup label (shared by every client and the server).
-        exact: True: range proof on every entry (``d b`` bit wires); False: K random-projection checks
-            (:mod:`projection`, ``K bp`` bit wires, soundness error 2^-K); None: whichever has fewer wires.
-        checks: K, the number of projection checks (1 to 256; unused when exact).
-
-    Raises:
-        ParameterError: out-of-range values, or ``d 4^(b-1) + 2^bs >= l`` (exact) or ``d 4^bp + 2^bs >= l``
-            (projections): the norm could wrap mod l.
-    """
-
-    d: int
-    entry_bits: int
-    bound: int
-    label: str = DEFAULT_LABEL
-    exact: bool | None = None
-    checks: int = projection.DEFAULT_CHECKS
-
-    def __post_init__(self) -> None:
-        for name in ("d", "entry_bits", "bound"):
-            v = getattr(self, name)
-            if not isinstance(v, int | np.integer) or isinstance(v, bool):
-                raise ParameterError(f"NormBoundParams.{name}: got {v!r}; want an int")
-        if self.d < 1:
-            raise ParameterError(f"NormBoundParams.d: got {self.d}; want >= 1")
-        if not 2 <= self.entry_bits <= 32:
-            raise ParameterError(f"NormBoundParams.entry_bits: got {self.entry_bits}; want in [2, 32]")
-        if self.bound < 0:
-            raise ParameterError(f"NormBoundParams.bound: got {self.bound}; want >= 0")
-        if not (self.exact is None or isinstance(self.exact, bool)):
-            raise ParameterError(f"NormBoundParams.exact: got {self.exact!r}; want True, False or None")
-        if isinstance(self.checks, bool) or not isinstance(self.checks, int) or not 1 <= self.checks <= 256:
-            raise ParameterError(f"NormBoundParams.checks: got {self.checks!r}; want an int in [1, 256]")
-        worst = self.d * 4 ** (self.group_bits - (1 if self.is_exact else 0)) + 2**self.slack_bits
-        if worst >= L:
-            raise ParameterError(
-                f"NormBoundParams: got d 4^(b-1) + 2^bs = 2^{worst.bit_length() - 1}.. ; want < l ~ 2^252 "
-                "(lower entry_bits or the bound)"
-            )
-        if not isinstance(self.label, str) or not self.label:
-            raise ParameterError(f"NormBoundParams.label: got {self.label!r}; want a non-empty str")
-
-    @property
-    def slack_bits(self) -> int:
-        """bs: bits of the slack B - s (B < 2^bs)."""
-        return max(1, int(self.bound).bit_length())
-
-    @property
-    def offset(self) -> int:
-        """2^(b-1): entries are shifted by it into [0, 2^b)."""
-        return 1 << (self.entry_bits - 1)
-
-    @property
-    def is_exact(self) -> bool:
-        """Whether the exact construction is used (``exact=None``: the one with fewer bit wires)."""
-        if self.exact is None:
-            return self.d * self.entry_bits <= self.checks * projection.bits(self.d, self.bound)
-        return self.exact
-
-    @property
-    def groups(self) -> int:
-        """Range-proven values: the d entries (exact) or the K projections."""
-        return self.d if self.is_exact else self.checks
-
-    @property
-    def group_bits(self) -> int:
-        """Bits per range-proven value: b (exact) or bp = bitlen(2 isqrt(d B))."""
-        return self.entry_bits if self.is_exact else projection.bits(self.d, self.bound)
-
-    @property
-    def group_offset(self) -> int:
-        """Shift of each range-proven value into [0, 2^bits): 2^(b-1) (exact) or T = isqrt(d B)."""
-        return self.offset if self.is_exact else projection.offset(self.d, self.bound)
-
-    @property
-    def n_bits(self) -> int:
-        """N = groups bits + bs (d b + bs exact)."""
-        return self.groups * self.group_bits + self.slack_bits
-
-    @property
-    def n(self) -> int:
-        """Length of the inner-product vectors, N + d."""
-        return self.n_bits + self.d
-
-    @property
-    def key(self) -> CommitmentKey:
-        """The commitment key of the updates (shared with the secure-aggregation check)."""
-        return CommitmentKey(self.d, self.label)
-
-    @property
-    def proof_size(self) -> int:
-        """Serialized proof size in bytes."""
-        return 1 + 4 * POINT_BYTES + 3 * SCALAR_BYTES + ipa.IPAProof.size(self.n)
-
-    def setup(self) -> None:
-        """Derive (or load from the disk cache) every generator family of the proofs, e.g. before
-        forking workers that then share them."""
-        _gens(self)
-
-    def scalar_mults(self) -> dict[str, int]:
-        """Scalar multiplications each step makes at most (the floor the benchmark compares with; a zero
-        or unit scalar, probability ~1/l, is skipped). ``commit`` uses additions for the small entries."""
-        n = self.n
-        k = ipa.rounds(n)
-        fold = 0
-        lr = 0
-        m = n
-        for r in range(k):
-            half = (m + 1) // 2
-            hi = m - half
-            lr += 2 * (2 * hi + 1)  # L and R: <a, G>, <b, H'> and the U term
-            if half > 1:  # G' = G_lo + x G_hi; H' likewise, with the y^-i scaling applied in round 0
-                fold += hi + (2 * hi + (half - hi) if r == 0 else hi)
-            m = half
-        # prove: S (2n + 1), alpha h, T1 and T2 (4), w_U U, then the inner-product argument; the x part
-        # of A and the bits use additions only. verify: one MSM over every generator and proof point.
-        return {"commit": 1, "prove": 2 * n + 1 + 1 + 4 + 1 + fold + lr, "verify": 2 * n + 2 * k + 10}
-
-
-@dataclass(frozen=True)
-class ProofContext:
-    """What a proof is bound to besides the statement: session id, round number and client id."""
-
-    session: bytes
-    round: int
-    client: int
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.session, bytes) or not 1 <= len(self.session) <= 64:
-            raise ParameterError(f"ProofContext.session: got {self.session!r}; want 1 to 64 bytes")
-        for name in ("round", "client"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**32:
-                raise ParameterError(f"ProofContext.{name}: got {v!r}; want an int in [0, 2^32)")
 
 
 @dataclass(frozen=True)
@@ -287,31 +142,6 @@ class NormProof:
         ]
         proof = ipa.IPAProof.from_bytes(bytes(data[225:]), params.n)
         return cls(A=pts[0], S=pts[1], T1=pts[2], T2=pts[3], tau_x=sc[0], mu=sc[1], t_hat=sc[2], ipa=proof)
-
-
-@dataclass(frozen=True)
-class _Gens:
-    G_N: list[bytes]
-    H_N: list[bytes]
-    G: list[bytes]
-    H_d: list[bytes]
-    h: bytes
-    g: bytes
-    U: bytes
-
-
-def _gens(params: NormBoundParams) -> _Gens:
-    key = params.key
-    lab = params.label
-    return _Gens(
-        G_N=generators(lab, "bits/G", params.n_bits),
-        H_N=generators(lab, "bits/H", params.n_bits),
-        G=key.G,
-        H_d=generators(lab, "update/H", params.d),
-        h=key.h,
-        g=generators(lab, "value/g", 1)[0],
-        U=generators(lab, "ipa/U", 1)[0],
-    )
 
 
 def _transcript(params: NormBoundParams, context: ProofContext, C: bytes) -> Transcript:
@@ -414,9 +244,17 @@ def check_witness(params: NormBoundParams, x: np.ndarray | Sequence[int]) -> Non
 
 
 def prove(
-    params: NormBoundParams, x: np.ndarray | Sequence[int], r: int, C: bytes, context: ProofContext
+    params: NormBoundParams,
+    x: np.ndarray | Sequence[int],
+    r: int,
+    C: bytes,
+    context: ProofContext,
+    workers: int | None = None,
 ) -> NormProof:
     """Prove that ``C = <x, G> + r h`` opens to a vector with in-range entries and ``||x||^2 <= B``.
+
+    ``workers``: processes that share the proof's scalar multiplications (:mod:`parallel`; ``None``:
+    one per CPU core, 1 inside a child process); the proof is the same for every value.
 
     Raises:
         WitnessError: the statement is false (no honest proof exists); nothing is computed.
@@ -424,18 +262,35 @@ def prove(
     check_witness(params, x)
     if not params.key.opens(C, _as_int_vector(x, params.d), r):
         raise WitnessError("commitment: got C that does not open to (x, r); want C = <x, G> + r h")
-    return _prove_unchecked(params, _as_int_vector(x, params.d), r, C, context)
+    return _prove_unchecked(params, _as_int_vector(x, params.d), r, C, context, workers=workers)
 
 
 def commit_and_prove(
-    params: NormBoundParams, x: np.ndarray | Sequence[int], context: ProofContext
+    params: NormBoundParams, x: np.ndarray | Sequence[int], context: ProofContext, workers: int | None = None
 ) -> tuple[bytes, int, NormProof]:
-    """Commit to ``x`` with a fresh blinding factor and prove the bound: ``(C, r, proof)``."""
+    """Commit to ``x`` with a fresh blinding factor and prove the bound: ``(C, r, proof)`` (``workers``
+    as in :func:`prove`)."""
     check_witness(params, x)
     v = _as_int_vector(x, params.d)
     r = random_scalar()
     C = params.key.commit(v, r)
-    return C, r, _prove_unchecked(params, v, r, C, context)
+    return C, r, _prove_unchecked(params, v, r, C, context, workers=workers)
+
+
+def _bit_vector(params: NormBoundParams, xs: list[int], xr: list[int], R: np.ndarray | None) -> np.ndarray:
+    """a_L: the bits of the range-proven values (x_i or z_k = <R_k, x>, shifted by the group offset; low
+    b bits each) and of sigma = B - <x, x_r> (low bs bits, mod l)."""
+    b, bs = params.group_bits, params.slack_bits
+    vals = xs if R is None else projection.project(R, xs)
+    if all(-(2**40) < t < 2**40 for t in vals):
+        v = (np.asarray(vals, dtype=np.int64) + params.group_offset) & ((1 << b) - 1)
+        bits_x = ((v.astype(np.uint64)[:, None] >> np.arange(b, dtype=np.uint64)) & np.uint64(1)).ravel()
+    else:
+        off = params.group_offset
+        bits_x = np.array([((t + off) % L >> k) & 1 for t in vals for k in range(b)], dtype=np.uint64)
+    sigma = (int(params.bound) - sum(t * u for t, u in zip(xs, xr))) % L
+    bits_s = np.array([(sigma >> k) & 1 for k in range(bs)], dtype=np.uint64)
+    return np.concatenate([bits_x, bits_s]).astype(np.int64)
 
 
 def _prove_unchecked(
@@ -446,34 +301,39 @@ def _prove_unchecked(
     context: ProofContext,
     x_right: Sequence[int] | None = None,
     projections: np.ndarray | None = None,
+    workers: int | None = None,
 ) -> NormProof:
     """The prover's computation without the witness check. Tests use it as a cheating prover: with a
     false statement the bits it commits cannot satisfy every constraint and the proof is rejected.
     ``x_right`` replaces x in the right-hand x block (a cheater proving <x, x'> <= B for some x' != x);
     ``projections`` replaces the Fiat-Shamir matrix R (a cheater who picked R before committing)."""
-    d, b, bs = params.d, params.group_bits, params.slack_bits
-    gens = _gens(params)
     t = _transcript(params, context, C)
     R = _projections(params, t)
     if projections is not None:
         R = projections
     xs = [int(t) for t in x]  # an object array of huge Python ints is allowed here (cheating tests)
-    small = all(-(2**40) < t < 2**40 for t in xs)
-    # Bits of the range-proven values (x_i or z_k = <R_k, x>, shifted by the group offset; low b bits)
-    # and of sigma = B - s (low bs bits, mod l).
-    vals = xs if R is None else projection.project(R, xs)
-    if all(-(2**40) < t < 2**40 for t in vals):
-        v = (np.asarray(vals, dtype=np.int64) + params.group_offset) & ((1 << b) - 1)
-        bits_x = ((v.astype(np.uint64)[:, None] >> np.arange(b, dtype=np.uint64)) & np.uint64(1)).ravel()
-    else:
-        off = params.group_offset
-        bits_x = np.array([((t + off) % L >> k) & 1 for t in vals for k in range(b)], dtype=np.uint64)
     xr = xs if x_right is None else [int(t) for t in x_right]
-    sigma = (int(params.bound) - sum(t * u for t, u in zip(xs, xr))) % L
-    bits_s = np.array([(sigma >> k) & 1 for k in range(bs)], dtype=np.uint64)
-    a_l = np.concatenate([bits_x, bits_s]).astype(np.int64)
-    n_bits = params.n_bits
+    a_l = _bit_vector(params, xs, xr, R)
+    with Workers(workers) as pool:
+        return _prove_messages(params, t, R, xs, xr, x_right is not None, a_l, r, pool)
 
+
+def _prove_messages(
+    params: NormBoundParams,
+    t: Transcript,
+    R: np.ndarray | None,
+    xs: list[int],
+    xr: list[int],
+    cheat_right: bool,
+    a_l: np.ndarray,
+    r: int,
+    pool: Workers,
+) -> NormProof:
+    """The prover's messages A, S, T1, T2, the scalars and the inner-product argument (module
+    docstring, steps 1-5), the scalar multiplications split over ``pool``."""
+    d, n_bits = params.d, params.n_bits
+    gens = _gens(params)
+    small = not cheat_right and all(-(2**40) < v < 2**40 for v in xs)
     alpha, rho_s, tau1, tau2 = random_scalars(4)
     s_l = random_scalars(n_bits)
     s_r = random_scalars(n_bits)
@@ -482,9 +342,9 @@ def _prove_unchecked(
     ones = np.flatnonzero(a_l == 1)
     zeros = np.flatnonzero(a_l == 0)
     A = sub(sum_points(gens.G_N[i] for i in ones), sum_points(gens.H_N[i] for i in zeros))
-    A = add(A, msm(xr, gens.H_d) if x_right is not None or not small else msm_small(np.asarray(xs), gens.H_d))
+    A = add(A, msm_small(np.asarray(xs), gens.H_d) if small else msm(xr, gens.H_d))
     A = add(A, smul(alpha, gens.h))
-    S = msm([*s_l, *s_r, *rho, *rho_p, rho_s], [*gens.G_N, *gens.H_N, *gens.G, *gens.H_d, gens.h])
+    S = pool.msm([*s_l, *s_r, *rho, *rho_p, rho_s], [*gens.G_N, *gens.H_N, *gens.G, *gens.H_d, gens.h])
 
     t.append(b"A", A)
     t.append(b"S", S)
@@ -517,17 +377,23 @@ def _prove_unchecked(
     w_u = t.challenge(b"w_u")
     y_inv = pow(y, -1, L)
     scale = _powers(y_inv, n_bits) + [1] * d
-    proof = ipa.prove(t, [*gens.G_N, *gens.G], [*gens.H_N, *gens.H_d], smul(w_u, gens.U), lv, rv, scale)
+    U = smul(w_u, gens.U)
+    proof = ipa.prove(t, [*gens.G_N, *gens.G], [*gens.H_N, *gens.H_d], U, lv, rv, scale, pool)
     return NormProof(A=A, S=S, T1=T1, T2=T2, tau_x=tau_x, mu=mu, t_hat=t_hat, ipa=proof)
 
 
 def forge_proof(
-    params: NormBoundParams, x: np.ndarray | Sequence[int], r: int, C: bytes, context: ProofContext
+    params: NormBoundParams,
+    x: np.ndarray | Sequence[int],
+    r: int,
+    C: bytes,
+    context: ProofContext,
+    workers: int | None = None,
 ) -> NormProof:
     """What a client whose vector violates the statement can still send: the prover's computation on its
     actual ``(x, r)`` without the witness check. Simulations use it for Byzantine clients (a scaled or
     large-norm update); :func:`verify` rejects the result whenever the statement is false (soundness)."""
-    return _prove_unchecked(params, x, r, C, context)
+    return _prove_unchecked(params, x, r, C, context, workers=workers)
 
 
 __all__ = [
