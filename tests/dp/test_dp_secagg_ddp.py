@@ -11,6 +11,7 @@ from _dp_stats import assert_gaussian_std
 
 import protocols
 from dp.distributed import rdp_epsilon
+from protocols.channel import frame_bytes
 from protocols.secagg_ddp import SecAggDDP
 from secagg import SecAggError
 
@@ -32,7 +33,9 @@ def test_registered_and_mean_without_noise() -> None:
     assert {"noisy_sum_of_survivors", "survivors", "dropped"} <= res.leakage.keys("server")
     # the secure sum's phases ran, and the rotation seed was sent to every client as bytes
     assert res.meter.total(phase="masked_input").bytes_sent > 0
-    assert res.meter.total("client", "rotation_seed").bytes_received == 5 * 32
+    # the 32-byte seed in one frame per client (header and names counted: the channel meters real bytes)
+    seed_frames = sum(frame_bytes("server", f"client[{c}]", "rotation_seed", 32) for c in range(5))
+    assert res.meter.total("client", "rotation_seed").bytes_received == seed_frames
 
 
 def test_noise_of_the_released_mean_has_the_central_std() -> None:
