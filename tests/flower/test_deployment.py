@@ -196,3 +196,40 @@ def test_a_failing_deployment_leaves_no_process_behind(tmp_path: Path) -> None:
         raise RuntimeError("deployment failed")
     time.sleep(0.5)
     assert _strays(home) == []
+
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "flower_app"
+
+
+@pytest.mark.skipif(
+    os.environ.get("FEDSEC_FLOWER_EXAMPLE") != "1",
+    reason="about 150 s on 2 cores (Ray start-up); set FEDSEC_FLOWER_EXAMPLE=1 to run it",
+)
+def test_the_example_flower_app_runs_as_documented_on_free_ports(tmp_path: Path) -> None:
+    """``flwr run examples/flower_app local --stream`` as the example documents it, with the local
+    SuperLink that ``flwr`` starts moved to free ports and its own ``FLWR_HOME`` (so concurrent runs do
+    not clash on Flower's fixed defaults 39091/39093); two rounds instead of ten. The SuperLink that
+    ``flwr`` leaves running in the background is stopped with every process of this ``FLWR_HOME``."""
+    home, out = tmp_path / "flwr-home", tmp_path / "run"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "FLWR_HOME": str(home),
+        "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
+        "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()),
+    }
+    cmd = [str(BIN / "flwr"), "run", str(EXAMPLE), "local", "--stream"]
+    cmd += ["--federation-config", "num-supernodes=10"]
+    cmd += ["--run-config", f'out="{out}" set="train.rounds=2"']
+    with _group(home):
+        run = subprocess.run(cmd, env=env, capture_output=True, timeout=DEADLINE_S, cwd=tmp_path)
+        end = time.monotonic() + 60
+        while not (out / "summary.json").exists() and time.monotonic() < end:
+            time.sleep(0.5)
+        logs = run.stdout.decode(errors="replace")[-3000:] + run.stderr.decode(errors="replace")[-3000:]
+        assert run.returncode == 0 and (out / "summary.json").exists(), logs
+    time.sleep(0.5)
+    assert not _strays(home), "processes left running"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == 2 and summary["engine"].startswith("flower/")
+    assert summary["defense"] == "multi_krum(nnm)"
