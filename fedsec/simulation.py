@@ -289,14 +289,16 @@ class RoundLoop:
     engine: str | None = None  # how the clients computed (default: the in-process computer's engine)
 
     def step(
-        self, t: int, cohort: np.ndarray, stack: torch.Tensor, extras: dict[str, Any]
+        self, t: int, cohort: np.ndarray, stack: torch.Tensor, extras: dict[str, Any], proto: Any = None
     ) -> fround.RoundRecord | None:
         """Round ``t`` on the server: its record, or ``None`` when the rule refused non-finite updates
-        (the run stops)."""
+        (the run stops). ``proto`` replaces the unit's protocol for this round (the Flower engine's
+        secure path passes the mean it obtained over messages, :mod:`fedsec.flower.secure`)."""
         p, tr = self.p, self.p.cfg.train
         try:
             record = fround.aggregate(
-                p.proto, stack, round_no=t, cohort=cohort, is_byz=p.is_byz, selector=p.rule,
+                p.proto if proto is None else proto, stack, round_no=t, cohort=cohort, is_byz=p.is_byz,
+                selector=p.rule,
                 rng=np.random.default_rng([tr.seed, 5, t]), device=p.device, dtype=p.w.dtype, extras=extras,
             )  # fmt: skip
         except robust.NonFiniteError as e:

@@ -7,6 +7,10 @@
 * :class:`FedsecStrategy`: a Flower ``Strategy`` (message API) whose ``aggregate_train`` runs the
   config's rule or mechanism x rule composition (:func:`fedsec.build.build_protocol`), reporting the
   Byzantine detection rates and the protocol meter as ``MetricRecord``.
+* :class:`SecureStrategy` (:mod:`fedsec.flower.secure`): for mechanism ``secagg`` / ``secagg_plus`` with
+  rule ``mean``, the cohort's mean by fedsec's secure aggregation over Flower messages, so the ServerApp
+  never receives an individual update; :func:`strategy_for` picks it where the composition allows
+  (other compositions run simulated: the plain updates reach the server).
 * :func:`server_app`: a ``ServerApp`` driving the strategy and writing fedsec's run directory.
 * :func:`simulate`: one unit config on Flower's simulation engine (Ray), one SuperNode per client;
   ``fedsec run --engine flower`` calls it.
@@ -39,6 +43,16 @@ def require_flwr() -> None:
 require_flwr()
 
 from fedsec.flower.client_app import client_app  # noqa: E402
+from fedsec.flower.secure import SecureStrategy, strategy_for  # noqa: E402
 from fedsec.flower.strategy import FedsecStrategy, flower_rounds, server_app, simulate  # noqa: E402
 
-__all__ = ["FedsecStrategy", "client_app", "flower_rounds", "require_flwr", "server_app", "simulate"]
+__all__ = [
+    "FedsecStrategy",
+    "SecureStrategy",
+    "client_app",
+    "flower_rounds",
+    "require_flwr",
+    "server_app",
+    "simulate",
+    "strategy_for",
+]

@@ -1,7 +1,8 @@
 """The Flower ``ClientApp`` of a fedsec config: one SuperNode is one fedsec client.
 
 A train message carries the global model (``arrays["w"]``, the flat parameter vector) and, in its
-``config`` record, the node's row ``r`` in the round's cohort of ``m`` clients and the state of the
+``config`` record, the node's row ``r`` in the round's cohort of ``m`` clients (or the cohort's client
+ids, from which the node finds its row) and the state of the
 server's minibatch generator before the round. The node draws the cohort's ``(m, B)`` uniforms per local
 step from that state and keeps row ``r`` (:meth:`_RowData.sample`), so its minibatches, and with them
 its update, are those the in-process engine computes for the same client in the same round (the
@@ -157,11 +158,21 @@ def _private_update(node: _Node, w: torch.Tensor, state: RecordDict) -> tuple[to
     return torch.as_tensor(upd, dtype=w.dtype), dict(pc.privacy_statement(cfg.dp.delta))
 
 
+def _row(client: int, conf: ConfigRecord) -> int:
+    """The node's row in the round's cohort (the ``cohort`` list of client ids, in cohort order), when
+    the message is common to the cohort (secure aggregation, :mod:`fedsec.flower.secure`)."""
+    cohort = value(conf, "cohort", list)
+    if cohort.count(client) != 1:
+        raise FlowerError(f"train config: got cohort {cohort}; want client {client} in it once")
+    return cohort.index(client)
+
+
 def train_reply(node: _Node, content: RecordDict, state: RecordDict) -> RecordDict:
     """The node's reply to a train message: its update and metrics (see the module docstring)."""
     conf = content.config_records["config"]
     w = torch.from_numpy(np.array(content.array_records["arrays"]["w"].numpy(), dtype=np.float32))
-    node.data.row, node.data.m = value(conf, "row", int), value(conf, "cohort-size", int)
+    node.data.m = value(conf, "cohort-size", int)
+    node.data.row = value(conf, "row", int) if "row" in conf else _row(node.client, conf)
     gen = torch.Generator()
     gen.set_state(torch.frombuffer(bytearray(value(conf, "generator", bytes)), dtype=torch.uint8))
     t0 = time.perf_counter()
@@ -189,9 +200,13 @@ def client_app(cfg: Config | None = None, model: torch.nn.Module | None = None) 
     """A ``ClientApp`` for one unit config ``cfg`` (one defense), or, with ``cfg=None``, for the config
     that the run config names (:func:`config_from`; ``flwr run``). ``model`` replaces ``[model] name``.
 
-    Handles ``query`` (replies with the node's client id) and ``train`` (:func:`train_reply`).
+    Handles ``query`` (replies with the node's client id) and ``train`` (:func:`train_reply`); train
+    messages of fedsec's secure aggregation are answered by :func:`fedsec.flower.secagg_mod.secagg_mod`,
+    which runs :func:`train_reply` at setup and never returns the update in the clear.
     """
-    app = ClientApp()
+    from fedsec.flower.secagg_mod import secagg_mod
+
+    app = ClientApp(mods=[secagg_mod])
 
     def resolve(context: Context) -> tuple[Config, int]:
         c = cfg if cfg is not None else config_from(context.run_config)

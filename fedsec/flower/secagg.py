@@ -11,7 +11,7 @@ uint8 array in the :data:`PAYLOAD` ``ArrayRecord``; one round trip per phase:
 phase              server -> node                          node -> server
 =================  ======================================  =====================================
 ``setup``          the round's public parameters, the      the node's Ed25519 verify key (its
-                   node's id, the server's verify key,     training metrics ride along; its
+                   node's id, the server's verify key,     training metrics and configs ride; its
                    and the training content                arrays never leave the node)
 ``advertise_keys`` the PKI: every node's verify key        ADVERTISE (two X25519 public keys)
 ``share_keys``     KEYS                                    SHARES (encrypted Shamir shares)
@@ -90,6 +90,7 @@ class SecureMean:
         dropped: the other node ids.
         rejected: ``(phase, node id or "server", reason)`` for every message a party refused or lost.
         metrics: each node's training metrics (the last MetricRecord its ``train`` function returned).
+        configs: each node's ConfigRecords from its ``train`` function (e.g. how it trained), by name.
         seconds: the server's own seconds per phase (excluding the time spent waiting for nodes).
     """
 
@@ -99,6 +100,7 @@ class SecureMean:
     rejected: list[tuple[str, str, str]] = field(default_factory=list)
     metrics: dict[int, MetricRecord] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    configs: dict[int, dict[str, ConfigRecord]] = field(default_factory=dict)
 
 
 def flatten(arrays: Iterable[ArrayRecord]) -> np.ndarray:
@@ -202,6 +204,7 @@ class _Round:
         self.cid = {v: i for i, v in enumerate(self.nodes)}
         self.rejected: list[tuple[str, str, str]] = []
         self.seconds: dict[str, float] = {}
+        self.configs: dict[int, dict[str, ConfigRecord]] = {}
 
     def exchange(self, phase: str, contents: Mapping[int, RecordDict]) -> dict[int, Message]:
         """Send one message per client id and return the valid replies by client id."""
@@ -241,6 +244,9 @@ class _Round:
             pki[i] = vk
             for rec in reply.content.metric_records.values():
                 metrics[self.nodes[i]] = rec
+            self.configs[self.nodes[i]] = {
+                k: v for k, v in reply.content.config_records.items() if k != RECORD
+            }
         return pki, metrics
 
     def factors(
@@ -366,4 +372,5 @@ def secure_mean(
         rejected=rnd.rejected,
         metrics=metrics,
         seconds=rnd.seconds,
+        configs=rnd.configs,
     )

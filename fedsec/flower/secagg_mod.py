@@ -4,7 +4,7 @@ Add it to the ClientApp (``ClientApp(mods=[secagg_mod])`` or ``@app.train(mods=[
 ``train`` message without the :data:`~fedsec.flower.secagg.RECORD` record passes through untouched. At
 ``setup`` the mod calls the app's ``train`` function on the message's other records, keeps the update
 (encoded at ``advertise_keys``, scaled by its public weight factor) and returns only the node's verify
-key and training metrics; the update's arrays never leave the node. In the later phases it hands the
+key, training metrics and config records; the update's arrays never leave the node. Later it hands the
 server's bytes to its :class:`secagg.client.SecAggClient` and returns the reply bytes. Its phase moves
 only along :data:`NODE_TRANSITIONS`; a message out of order, of another session, or one the client
 refuses is answered with an error reply naming the typed error.
@@ -68,7 +68,15 @@ class NodeState:
 
 
 def _reply(phase: str, data: bytes, extra: RecordDict | None = None) -> RecordDict:
-    rd = RecordDict({} if extra is None else dict(extra.metric_records.items()))
+    """The reply's protocol record and bytes; at setup also the train function's metric and config
+    records (never its arrays)."""
+    rd = RecordDict()
+    if extra is not None:
+        for name, metrics in extra.metric_records.items():
+            rd[name] = metrics
+        for name, conf in extra.config_records.items():
+            if name not in (RECORD, PAYLOAD):
+                rd[name] = conf
     rd[RECORD] = ConfigRecord({"phase": phase})
     return put_payload(rd, data)
 

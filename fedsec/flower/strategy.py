@@ -41,7 +41,7 @@ from fedsec.config import Config
 from fedsec.errors import ConfigError
 from fedsec.flower.client_app import FlowerError, client_app, config_from, value
 from fedsec.observers import Metrics
-from fedsec.round import MeterTotals
+from fedsec.round import MeterTotals, RoundRecord
 from fedsec.simulation import RoundLoop, UnitResult
 from fedsec.simulation import simulate as simulate_unit
 
@@ -123,18 +123,11 @@ class FedsecStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """The cohort's train messages (none once the run stops: budget spent or diverged)."""
-        self.pending = None
-        if self.loop.should_stop():
+        begun = self.begin_round(grid)
+        if begun is None:
             return []
-        p = self.loop.p
-        nodes = self.node_map(grid)
-        cohort = draw_cohort(self.sampler, p.rng)
-        state = bytes(p.gen.get_state().numpy().tobytes())
-        if len(cohort):  # consume the draws the in-process computation makes for this cohort
-            for _ in range(p.computer.draws_per_update):
-                p.computer.data.draw(len(cohort), p.cfg.train.batch_size, p.gen)
-        self.pending = _Round(cohort, time.perf_counter())
-        w = _flat(p.w)
+        cohort, state = begun
+        w, nodes = _flat(self.loop.p.w), self.node_map(grid)
         msgs = []
         for row, client in enumerate(cohort):
             conf = ConfigRecord(
@@ -143,6 +136,28 @@ class FedsecStrategy(Strategy):
             content = RecordDict({"arrays": w, "config": conf})
             msgs.append(Message(content, dst_node_id=nodes[int(client)], message_type=MessageType.TRAIN))
         return msgs
+
+    def begin_round(self, grid: Grid) -> tuple[np.ndarray, bytes] | None:
+        """Draw the round's cohort and note it in :attr:`pending`; return it with the minibatch
+        generator's state before the round (``None`` once the run stops)."""
+        self.pending = None
+        if self.loop.should_stop():
+            return None
+        p = self.loop.p
+        self.node_map(grid)
+        cohort = draw_cohort(self.sampler, p.rng)
+        state = bytes(p.gen.get_state().numpy().tobytes())
+        if len(cohort):  # consume the draws the in-process computation makes for this cohort
+            for _ in range(p.computer.draws_per_update):
+                p.computer.data.draw(len(cohort), p.cfg.train.batch_size, p.gen)
+        self.pending = _Round(cohort, time.perf_counter())
+        return cohort, state
+
+    def node_info(self, client: int, info: ConfigRecord) -> None:
+        """What a node reports besides its update: how it computed, and its DP-SGD privacy statement."""
+        self.loop.engine = f"flower/{value(info, 'engine', str)}"
+        if "privacy" in info:  # DP-SGD: the node's own accountant's statement
+            self.loop.p.privacy.clients[client] = _Reported(json.loads(value(info, "privacy", str)))
 
     def collect(self, cohort: np.ndarray, replies: list[Message]) -> torch.Tensor:
         """The ``(m, d)`` stack of the cohort's updates, row ``r`` from client ``cohort[r]``."""
@@ -156,10 +171,7 @@ class FedsecStrategy(Strategy):
                 raise FlowerError(f"reply: got row {row} from client {client}; want its cohort row")
             seen.add(row)
             stack[row] = torch.from_numpy(np.asarray(msg.content.array_records["arrays"]["update"].numpy()))
-            info = msg.content.config_records["info"]
-            self.loop.engine = f"flower/{value(info, 'engine', str)}"
-            if "privacy" in info:  # DP-SGD: the node's own accountant's statement
-                p.privacy.clients[client] = _Reported(json.loads(value(info, "privacy", str)))
+            self.node_info(client, msg.content.config_records["info"])
         return stack.to(p.device)
 
     def aggregate_train(
@@ -175,17 +187,21 @@ class FedsecStrategy(Strategy):
         record = loop.step(server_round, cohort, stack, extras)
         if record is None:
             return None, None
+        return _flat(loop.p.w), self.metrics(record)
+
+    def metrics(self, record: RoundRecord) -> MetricRecord:
+        """The round's ``MetricRecord`` (see the module docstring)."""
         metrics: dict[str, Any] = {"accepted": float(len(record.accepted)), "seconds": record.seconds}
         for key, rate in (("byz-tpr", record.tpr), ("byz-fpr", record.fpr)):
             if rate is not None:
                 metrics[key] = rate
-        for seen in loop.observers:  # the run's totals so far, as its summary will hold them
+        for seen in self.loop.observers:  # the run's totals so far, as its summary will hold them
             if isinstance(seen, Metrics):
                 metrics.update({k: v for k, v in seen.detection().items() if v is not None})
             if isinstance(seen, MeterTotals):
                 for phase, cost in seen.meter.items():
                     metrics.update({f"meter/{phase}/{k}": float(v) for k, v in cost.items()})
-        return _flat(loop.p.w), MetricRecord(metrics)
+        return MetricRecord(metrics)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -203,12 +219,19 @@ class FedsecStrategy(Strategy):
 
 
 def flower_rounds(
-    grid: Grid, strategy: Callable[[RoundLoop], FedsecStrategy] = FedsecStrategy
+    grid: Grid, strategy: Callable[[RoundLoop], FedsecStrategy] | None = None
 ) -> Callable[[RoundLoop], None]:
-    """A ``rounds`` driver for :func:`fedsec.simulation.simulate`: the unit's rounds as Flower rounds."""
+    """A ``rounds`` driver for :func:`fedsec.simulation.simulate`: the unit's rounds as Flower rounds,
+    run by ``strategy(loop)``; by default :func:`fedsec.flower.secure.strategy_for`: secure aggregation
+    over messages for mechanism secagg/secagg_plus with rule mean, the plaintext strategy otherwise."""
 
     def rounds(loop: RoundLoop) -> None:
-        strat = strategy(loop)
+        if strategy is None:  # confidential where the composition allows it (fedsec.flower.secure)
+            from fedsec.flower.secure import strategy_for
+
+            strat = strategy_for()(loop)
+        else:
+            strat = strategy(loop)
         strat.start(grid, _flat(loop.p.w), num_rounds=loop.p.cfg.train.rounds, timeout=strat.timeout)
 
     return rounds
@@ -221,12 +244,12 @@ def server_app(
     done: Callable[[UnitResult], None] | None = None,
     model: torch.nn.Module | None = None,
     progress: Callable[[int, int], None] | None = None,
-    strategy: Callable[[RoundLoop], FedsecStrategy] = FedsecStrategy,
+    strategy: Callable[[RoundLoop], FedsecStrategy] | None = None,
 ) -> ServerApp:
     """A ``ServerApp`` running unit config ``cfg`` (one defense) over its nodes and writing the run
     directory ``run_dir``; with ``cfg=None``, the config the run config names (key ``config``, first
     defense; optional key ``out``: the run directory). ``done(result)`` receives the unit's result;
-    ``strategy(loop)`` builds the strategy (a subclass may change how updates reach the server)."""
+    ``strategy(loop)`` builds the strategy (default: :func:`flower_rounds`'s choice)."""
     app = ServerApp()
 
     @app.main()
@@ -250,7 +273,7 @@ def simulate(
     model: torch.nn.Module | None = None,
     num_cpus: int = 2,
     quiet: bool = True,
-    strategy: Callable[[RoundLoop], FedsecStrategy] = FedsecStrategy,
+    strategy: Callable[[RoundLoop], FedsecStrategy] | None = None,
 ) -> UnitResult:
     """Run unit config ``cfg`` on Flower's simulation engine: one SuperNode per client, Ray with
     ``num_cpus`` CPUs (one per worker); the same run directory and result as the in-process engine.

@@ -77,9 +77,10 @@ def test_flower_engine_matches_the_in_process_engine_round_by_round(tmp_path: Pa
 
 @pytest.mark.slow
 def test_flower_engine_dpsgd_under_secagg_reports_the_in_process_epsilon() -> None:
-    """DP-SGD on the nodes, the mean under secure aggregation: the noise differs (Opacus draws it from
-    the OS), the accounting does not: the run's epsilon (the largest over honest nodes, reported by
-    the nodes themselves) and the protocol's bytes equal the in-process run's."""
+    """DP-SGD on the nodes, the mean under secure aggregation (over Flower messages: the nodes' privacy
+    statements ride in their setup replies): the noise differs (Opacus draws it from the OS), the
+    accounting does not: the run's epsilon (the largest over honest nodes, reported by the nodes
+    themselves) equals the in-process run's; the meter holds the messages' bytes per phase."""
     from fedsec.flower import simulate as flower_simulate
     from fedsec.simulation import simulate
 
@@ -97,6 +98,6 @@ def test_flower_engine_dpsgd_under_secagg_reports_the_in_process_epsilon() -> No
     pa, pb = a.summary["privacy"], b.summary["privacy"]
     assert pa["epsilon"] > 0 and pb["epsilon"] == pytest.approx(pa["epsilon"], rel=1e-9)
     assert a.summary["protocol"] == b.summary["protocol"] == "secagg"
-    sent = [{k: v["bytes_sent"] for k, v in r.summary["protocol_meter"].items()} for r in (a, b)]
-    assert sent[0] == sent[1] and sent[0]
+    sent = {k: v["bytes_sent"] for k, v in b.summary["protocol_meter"].items()}
+    assert sent["client/masked_input"] > 0 and sent["server/setup"] > 0
     assert b.summary["engine"] == "flower/dpsgd"
