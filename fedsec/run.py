@@ -67,6 +67,29 @@ class RunResult:
         return rows
 
 
+def _unit_runner(engine: str) -> Callable[..., UnitResult]:
+    """The function that runs one defense on ``engine``."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine: got {engine!r}; want one of {list(ENGINES)}")
+    if engine == "flower":
+        from fedsec.flower import simulate as flower_simulate  # MissingExtraError without flwr
+
+        return flower_simulate
+    return simulate
+
+
+def _with_progress_bar(body: Callable[[ProgressFn | None], None], description: str, total: int) -> None:
+    """Run ``body`` with a rich progress bar on stderr that it advances through its callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(description, total=total)
+        body(lambda t, _n: bar.update(task, completed=t))
+
+
 def run(
     config: Config | str | Path,
     *,
@@ -104,13 +127,7 @@ def run(
         if isinstance(config, str | Path)
         else config.with_overrides(overrides)
     )
-    if engine not in ENGINES:
-        raise ConfigError(f"engine: got {engine!r}; want one of {list(ENGINES)}")
-    unit_run: Callable[..., UnitResult] = simulate
-    if engine == "flower":
-        from fedsec.flower import simulate as flower_simulate  # MissingExtraError without flwr
-
-        unit_run = flower_simulate
+    unit_run = _unit_runner(engine)
     check_run(cfg)  # every defense and the attack are built and checked before the first trains
     root: Path | None = None
     if write:
@@ -141,14 +158,7 @@ def run(
                 on_unit(res)
 
     if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            transient=True,
-        ) as bar:  # fmt: skip
-            task = bar.add_task(f"{cfg.name}: {len(units)} defense(s)", total=total)
-            body(lambda t, _n: bar.update(task, completed=t))
+        _with_progress_bar(body, f"{cfg.name}: {len(units)} defense(s)", total)
     else:
         body(None)
 
