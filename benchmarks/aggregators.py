@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import torch
+from _bench import interleaved, median_seconds
 
 import robust
 
@@ -74,29 +73,13 @@ MUST_BEAT_3X = {"Median", "Krum", "MultiKrum", "NNM"}
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (thread pool, allocator, lazy imports)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return median_seconds(fn, repeats) * 1e3
 
 
 def paired_ms(fn: Callable[[], object], base: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median times of ``fn`` and of ``base`` measured alternately, so that both see the same load."""
-    fn()
-    base()
-    t_fn, t_base = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        base()
-        t1 = time.perf_counter()
-        fn()
-        t2 = time.perf_counter()
-        t_base.append(t1 - t0)
-        t_fn.append(t2 - t1)
-    return statistics.median(t_fn) * 1e3, statistics.median(t_base) * 1e3
+    """Median ms of ``fn`` and of ``base`` measured alternately, so that both see the same load."""
+    t_base, t_fn = interleaved([base, fn], repeats)
+    return t_fn * 1e3, t_base * 1e3
 
 
 def _status_kb(field: str) -> int:
@@ -170,27 +153,33 @@ def measure_memory(names: list[str]) -> dict[str, float | None]:
         return {}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=None, help="runs per median (default 7; 3 with --quick)")
-    ap.add_argument("--quick", action="store_true", help="3 repeats unless --repeats, no scaling table")
-    ap.add_argument("--rules", nargs="+", metavar="NAME", help="time only these rows of the main table")
-    ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    rules = RULES
-    if args.rules:
-        names = [name for name, *_ in RULES]
-        unknown = sorted(set(args.rules) - set(names))
-        if unknown:
-            ap.error(f"unknown rule(s) {unknown}; want names from {names}")
-        rules = [r for r in RULES if r[0] in args.rules]
-    if args.memory_child:
-        print(json.dumps(memory_table(rules)))
-        return
-    repeats = args.repeats or (3 if args.quick else 7)
+def byzfl_columns(
+    name: str,
+    byz: dict[str, Callable[[torch.Tensor], object]] | str,
+    t: float,
+    ratio: float,
+    byz_ms: str | None,
+    stack: torch.Tensor,
+    repeats: int,
+) -> tuple[str, str]:
+    """The ByzFL ms and ByzFL/us columns of one rule: timed here when byzfl imports, else quoted."""
+    if not isinstance(byz, str) and name in byz:
+        b = byz[name]
+        ref_ms = median_ms(lambda: b(stack), repeats)
+        return f"{ref_ms:.1f}", f"{ref_ms / t:.1f}x"
+    if name in BYZFL_MS:
+        # Compare as multiples of each machine's own mean (3.6 ms on the issue's machine).
+        speed = f"{(BYZFL_MS[name] / 3.6) / ratio:.1f}x"
+        if name in MUST_BEAT_3X:
+            speed += "" if (BYZFL_MS[name] / 3.6) / ratio >= 3 else "!"
+        return byz_ms or "", speed
+    return "", ""
 
-    memory = measure_memory([name for name, *_ in rules])
-    g = torch.Generator().manual_seed(1)
+
+def main_table(
+    rules: list[tuple[str, Factory, float, str | None]], memory: dict[str, float | None], repeats: int
+) -> None:
+    """The roofline line and the table of every rule at n = N, d = D (time, ratios, ByzFL, peak memory)."""
     stack = make_stack()
     stack_bytes = stack.numel() * stack.element_size()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, n={N}, d={D:,}, f={F}, float32")
@@ -224,18 +213,7 @@ def main() -> None:
         ratio = t / t_base
         ok = "" if target != target else ("yes" if ratio <= target else "NO")
         tgt = "" if target != target else f"{target:.0f}x"
-        if not isinstance(byz, str) and name in byz:
-            b = byz[name]
-            ref_ms = median_ms(lambda b=b: b(stack), repeats)  # type: ignore[misc]
-            byz_col, speed = f"{ref_ms:.1f}", f"{ref_ms / t:.1f}x"
-        elif name in BYZFL_MS:
-            byz_col = byz_ms or ""
-            # Compare as multiples of each machine's own mean (3.6 ms on the issue's machine).
-            speed = f"{(BYZFL_MS[name] / 3.6) / ratio:.1f}x"
-            if name in MUST_BEAT_3X:
-                speed += "" if (BYZFL_MS[name] / 3.6) / ratio >= 3 else "!"
-        else:
-            byz_col, speed = "", ""
+        byz_col, speed = byzfl_columns(name, byz, t, ratio, byz_ms, stack, repeats)
         memc = "n/a" if mem is None else f"{mem / stack_bytes:.2f}x"
         print(
             f"{name:<17}{t:9.2f}{ratio:8.1f}{tgt:>8}{ok:>4}{t / t_gram:8.2f}"
@@ -253,8 +231,10 @@ def main() -> None:
     gm(stack)
     print(f"GeometricMedian iterations on this stack: {gm.last_iterations} (converged={gm.last_converged})")
 
-    if args.quick:
-        return
+
+def scaling_table(repeats: int) -> None:
+    """Every rule's median ms at n = 25, 50, 100 and d = 100,000 (f = n // 5)."""
+    g = torch.Generator().manual_seed(1)
     print("\nscaling with n at d = 100,000 (ms, median; f = n // 5)")
     ns = (25, 50, 100)
     print(f"{'rule':<17}" + "".join(f"{'n=' + str(n):>10}" for n in ns) + f"{'x mean@100':>12}")
@@ -273,6 +253,29 @@ def main() -> None:
             agg = factory(n // 5)
             row.append(median_ms(lambda agg=agg, n=n: agg(stacks[n]), repeats))  # type: ignore[misc]
         print(f"{name:<17}" + "".join(f"{t:10.2f}" for t in row) + f"{row[-1] / means[100]:12.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=None, help="runs per median (default 7; 3 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="3 repeats unless --repeats, no scaling table")
+    ap.add_argument("--rules", nargs="+", metavar="NAME", help="time only these rows of the main table")
+    ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    rules = RULES
+    if args.rules:
+        names = [name for name, *_ in RULES]
+        unknown = sorted(set(args.rules) - set(names))
+        if unknown:
+            ap.error(f"unknown rule(s) {unknown}; want names from {names}")
+        rules = [r for r in RULES if r[0] in args.rules]
+    if args.memory_child:
+        print(json.dumps(memory_table(rules)))
+        return
+    repeats = args.repeats or (3 if args.quick else 7)
+    main_table(rules, measure_memory([name for name, *_ in rules]), repeats)
+    if not args.quick:
+        scaling_table(repeats)
 
 
 if __name__ == "__main__":

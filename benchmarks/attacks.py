@@ -11,23 +11,11 @@ may share the CPU: medians over repeats absorb most of that noise, not all.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from _bench import median_seconds
 
 from robust import attacks as A
-
-
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (allocator, lazy kernels)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _coordinate_median(stack: torch.Tensor) -> torch.Tensor:
@@ -49,8 +37,8 @@ def main() -> None:
     own, honest = stack[:f].contiguous(), stack[f:].contiguous()
     ctx = A.AttackContext(n=n, f=f, rule=_coordinate_median, generator=torch.Generator().manual_seed(1))
 
-    base_own = _median_time(lambda: own.mean(0), args.repeats)
-    base_stack = _median_time(lambda: stack.mean(0), args.repeats)
+    base_own = median_seconds(lambda: own.mean(0), args.repeats)
+    base_stack = median_seconds(lambda: stack.mean(0), args.repeats)
 
     cases: list[tuple[str, A.Attack, int]] = [
         ("none", A.NoAttack(), args.repeats),
@@ -70,7 +58,7 @@ def main() -> None:
         ("calibrated alie vs median", A.Calibrated("alie"), args.calibrated_repeats),
         ("calibrated ipm vs median, grid only", A.Calibrated("ipm", refine=0), args.calibrated_repeats),
     ]
-    rule_time = _median_time(lambda: _coordinate_median(stack), args.calibrated_repeats)
+    rule_time = median_seconds(lambda: _coordinate_median(stack), args.calibrated_repeats)
 
     print(f"attacks: n={n}, f={f}, d={d:,} float32, CPU threads={torch.get_num_threads()}; median of repeats")
     print(f"{'attack':<38}{'median ms':>11}{'x own.mean':>12}{'x stack.mean':>14}")
@@ -88,7 +76,7 @@ def main() -> None:
         def call(atk: A.Attack = atk, h: torch.Tensor | None = h) -> torch.Tensor:
             return atk(own, h, ctx=ctx)
 
-        t = _median_time(call, reps)
+        t = median_seconds(call, reps)
         print(f"{label:<38}{t * 1e3:>11.2f}{t / base_own:>12.1f}{t / base_stack:>14.2f}")
         if isinstance(atk, A.Calibrated):
             evals = len(atk.last_trace)

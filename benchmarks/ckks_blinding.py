@@ -16,13 +16,12 @@ Usage: python benchmarks/ckks_blinding.py [--repeats 9]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tenseal as ts
+from _bench import median_seconds
 
 
 def context(sizes: list[int]) -> Any:
@@ -33,12 +32,7 @@ def context(sizes: list[int]) -> Any:
 
 
 def median_ms(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_seconds(fn, repeats, warmup=0)
 
 
 def main() -> None:

@@ -21,43 +21,21 @@ Usage: python benchmarks/dp.py [--repeats 20] [--threads 1] [--quick]
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import sys
-import time
 import warnings
 from collections.abc import Callable
 
-# This file is named like the package it measures; drop its own folder from the import path so that
-# ``import dp`` finds the package, not this script.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import nacl.utils
+import torch
+from _bench import interleaved
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-import nacl.utils  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
-
-import dp  # noqa: E402
-from dp.distributed import DDGClient, DDGConfig, DDGServer  # noqa: E402
-from fedsec.models import make_model  # noqa: E402
+import dp
+from dp.distributed import DDGClient, DDGConfig, DDGServer
+from fedsec.models import make_model
 
 BATCH = 64
 MODES = ("hooks", "functorch", "ew", "ghost")
-
-
-def interleaved(cases: list[tuple[str, Callable[[], object]]], repeats: int, warmup: int = 3) -> list[float]:
-    """Median seconds of each case, timing the cases round-robin so that load drift hits all alike."""
-    for _ in range(warmup):
-        for _, fn in cases:
-            fn()
-    times: list[list[float]] = [[] for _ in cases]
-    for _ in range(repeats):
-        for i, (_, fn) in enumerate(cases):
-            t0 = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def lenet() -> nn.Module:
@@ -119,7 +97,7 @@ def local_steps(repeats: int) -> list[tuple[str, float | None, str]]:
             cases.append((f"DP-SGD {mode}", lambda c=client: c.compute(w, mode="fedavg", local_steps=1)))
         except Exception as e:  # a mode Opacus does not support for this model is reported, not hidden
             notes[f"DP-SGD {mode}"] = f"{type(e).__name__}: {str(e)[:60]}"
-    times = interleaved(cases, repeats)
+    times = interleaved([fn for _, fn in cases], repeats, warmup=3)
     rows: list[tuple[str, float | None, str]] = [(n, t, notes.get(n, "")) for (n, _), t in zip(cases, times)]
     rows += [(n, None, note) for n, note in notes.items() if n.startswith("DP-SGD")]
     return rows
@@ -143,7 +121,7 @@ def server_side(repeats: int) -> list[tuple[str, float | None, str]]:
         ("DDG encode, one client", lambda: client.encode(row, seed)),
         ("DDG decode, server", lambda: server.decode(ring, seed, n)),
     ]
-    times = interleaved(cases, repeats)
+    times = interleaved([fn for _, fn in cases], repeats, warmup=3)
     return [(name, t, "") for (name, _), t in zip(cases, times)]
 
 

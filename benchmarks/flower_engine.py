@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-# Running this file puts benchmarks/ first on sys.path, where sibling scripts (e.g. secagg.py) would
-# shadow the packages of the same name.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import _bench  # noqa: F401
 
-from fedsec.config import Config  # noqa: E402
-from fedsec.simulation import UnitResult, simulate  # noqa: E402
+from fedsec.config import Config
+from fedsec.simulation import UnitResult, simulate
 
 
 def config(rounds: int, clients: int) -> Config:

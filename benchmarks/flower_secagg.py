@@ -26,45 +26,38 @@ Usage: ``python benchmarks/flower_secagg.py [--n 10 25] [--d 10000 61706] [--rep
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable
 
-# Run as ``python benchmarks/flower_secagg.py``, this file's folder leads sys.path and benchmarks/secagg.py
-# would shadow the ``secagg`` package: drop that entry before importing.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-
-import numpy as np  # noqa: E402
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict  # noqa: E402
-from flwr.client import NumPyClient  # noqa: E402
-from flwr.client.mod import secaggplus_mod  # noqa: E402
-from flwr.clientapp import ClientApp  # noqa: E402
-from flwr.common import ndarrays_to_parameters  # noqa: E402
-from flwr.common.secure_aggregation.secaggplus_constants import (  # noqa: E402
+import _bench  # noqa: F401
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.client import NumPyClient
+from flwr.client.mod import secaggplus_mod
+from flwr.clientapp import ClientApp
+from flwr.common import ndarrays_to_parameters
+from flwr.common.secure_aggregation.secaggplus_constants import (
     RECORD_KEY_CONFIGS,
     Key,
     Stage,
 )
-from flwr.compat.common import recorddict_compat as compat  # noqa: E402
-from flwr.server import ServerConfig  # noqa: E402
-from flwr.server.compat.grid_client_proxy import GridClientProxy  # noqa: E402
-from flwr.server.compat.legacy_context import LegacyContext  # noqa: E402
-from flwr.server.strategy import FedAvg  # noqa: E402
-from flwr.server.workflow import SecAggPlusWorkflow  # noqa: E402
-from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD  # noqa: E402
-from flwr.server.workflow.constant import Key as WorkflowKey  # noqa: E402
+from flwr.compat.common import recorddict_compat as compat
+from flwr.server import ServerConfig
+from flwr.server.compat.grid_client_proxy import GridClientProxy
+from flwr.server.compat.legacy_context import LegacyContext
+from flwr.server.strategy import FedAvg
+from flwr.server.workflow import SecAggPlusWorkflow
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
+from flwr.server.workflow.constant import Key as WorkflowKey
 
-from fedsec.flower.secagg import RECORD, flatten, secure_mean  # noqa: E402
-from fedsec.flower.secagg_loopback import LoopbackGrid  # noqa: E402
-from fedsec.flower.secagg_mod import secagg_mod  # noqa: E402
-from protocols.secagg_sum import SecAggPlusSum, SecAggSum  # noqa: E402
+from fedsec.flower.secagg import RECORD, flatten, secure_mean
+from fedsec.flower.secagg_loopback import LoopbackGrid
+from fedsec.flower.secagg_mod import secagg_mod
+from protocols.secagg_sum import SecAggPlusSum, SecAggSum
 
 COLUMNS = (
     "protocol",

@@ -34,23 +34,18 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-# Run as a script, this folder heads sys.path and its dp.py would shadow the dp package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
+from _bench import interleaved, median_seconds
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import protocols  # noqa: E402
-import robust  # noqa: E402
-from protocols.base import RoundResult  # noqa: E402
-from protocols.ckks.distances import DistanceEvaluator  # noqa: E402
-from protocols.ckks.parties import chunk_rows, sq_distance  # noqa: E402
+import protocols
+import robust
+from protocols.base import RoundResult
+from protocols.ckks.distances import DistanceEvaluator
+from protocols.ckks.parties import chunk_rows, sq_distance
 
 N, D, F, CLIP = 25, 61_706, 5, 20.0
 
@@ -138,13 +133,7 @@ def median_dicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def time_plain(rule: Callable[[], Any], x: torch.Tensor, repeats: int) -> float:
     agg = rule()
-    agg(x)  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        agg(x)
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return median_seconds(lambda: agg(x), repeats)
 
 
 def run_protocol(
@@ -172,16 +161,12 @@ def pair_costs(d: int, repeats: int) -> tuple[float, float]:
     ups = [[ts.ckks_vector(ctx, c) for c in chunk_rows(r.astype(np.float64), 4096)] for r in x]
     ev = DistanceEvaluator(ctx, 2.0**40, 4096)
     raw = [ev.raw(u) for u in ups]
-    old, new = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        sq_distance(ups[0], ups[1]).serialize()
-        t1 = time.perf_counter()
-        ev.sq_distance(raw[0], raw[1])
-        t2 = time.perf_counter()
-        old.append(t1 - t0)
-        new.append(t2 - t1)
-    return statistics.median(old), statistics.median(new)
+    old, new = interleaved(
+        [lambda: sq_distance(ups[0], ups[1]).serialize(), lambda: ev.sq_distance(raw[0], raw[1])],
+        repeats,
+        warmup=0,
+    )
+    return old, new
 
 
 def mb(b: float) -> str:
@@ -194,6 +179,41 @@ def row(name: str, plain: float, s: dict[str, Any], setup_s: float, setup_b: int
         f"{s['critical_s']:>10.2f} {s['total_s']:>8.2f} {s['critical_s'] / plain:>8.0f} "
         f"{mb(s['upload_b']):>9} {mb(s['s2k_b']):>8} {mb(s['k2s_b']):>8} {setup_s:>8.2f} {mb(setup_b):>8}"
     )
+
+
+def phase_tables(details: dict[str, dict[str, Any]]) -> None:
+    """Each protocol's seconds and bytes per (party role, phase)."""
+    print()
+    print("## Per party and phase (client figures are per client)")
+    for name, s in details.items():
+        print(f"\n{name}")
+        print(f"  {'party':<11} {'phase':<10} {'seconds':>9} {'sent MB':>9} {'recv MB':>9}")
+        for (r, ph), (sec, sent, recv) in s["phases"].items():
+            print(f"  {r:<11} {ph:<10} {sec:>9.3f} {mb(sent):>9} {mb(recv):>9}")
+
+
+def scaling_table(d: int, sizes: tuple[int, ...], workers: int) -> None:
+    """ckks_multi_krum's distance phase and critical path at n in ``sizes`` (one round each)."""
+    print()
+    print(f"## ckks_multi_krum scaling with n (d = {d:,}, f = n // 5; one round each)")
+    head = (
+        f"{'n':>4} {'pairs':>6} {'distances s':>12} {'per pair ms':>12} {'critical s':>11} {'total s':>8} "
+        f"{'plain ms':>9} {'S->K MB':>8}"
+    )
+    print(head)
+    print("-" * len(head))
+    for nn in sizes:
+        ff = max(1, nn // 5)
+        xs = make_stack(nn, d, ff, seed=nn)
+        plain = time_plain(functools.partial(robust.make, "multi_krum", f=ff), torch.as_tensor(xs), 3)
+        s, _, _ = run_protocol("ckks_multi_krum", {"f": ff, "workers": workers}, xs, 1)
+        pairs = nn * (nn - 1) // 2
+        dist_s = s["phases"][("server", "distances")][0]
+        print(
+            f"{nn:>4} {pairs:>6} {dist_s:>12.2f} {dist_s / pairs * 1e3:>12.1f} {s['critical_s']:>11.2f} "
+            f"{s['total_s']:>8.2f} {plain * 1e3:>9.2f} {mb(s['s2k_b']):>8}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -257,36 +277,9 @@ def main() -> None:
     print()
     print("plain ms: the plaintext rule on the same stack (torch, 2 threads); ratio = critical s / plain s.")
     print("client s: median client; critical = slowest client + server + key holder; total = all parties.")
-    print()
-    print("## Per party and phase (client figures are per client)")
-    for name, s in details.items():
-        print(f"\n{name}")
-        print(f"  {'party':<11} {'phase':<10} {'seconds':>9} {'sent MB':>9} {'recv MB':>9}")
-        for (r, ph), (sec, sent, recv) in s["phases"].items():
-            print(f"  {r:<11} {ph:<10} {sec:>9.3f} {mb(sent):>9} {mb(recv):>9}")
-
-    if args.skip_scaling:
-        return
-    print()
-    print(f"## ckks_multi_krum scaling with n (d = {d:,}, f = n // 5; one round each)")
-    head = (
-        f"{'n':>4} {'pairs':>6} {'distances s':>12} {'per pair ms':>12} {'critical s':>11} {'total s':>8} "
-        f"{'plain ms':>9} {'S->K MB':>8}"
-    )
-    print(head)
-    print("-" * len(head))
-    for nn in scaling:
-        ff = max(1, nn // 5)
-        xs = make_stack(nn, d, ff, seed=nn)
-        plain = time_plain(functools.partial(robust.make, "multi_krum", f=ff), torch.as_tensor(xs), 3)
-        s, _, _ = run_protocol("ckks_multi_krum", {"f": ff, "workers": args.workers}, xs, 1)
-        pairs = nn * (nn - 1) // 2
-        dist_s = s["phases"][("server", "distances")][0]
-        print(
-            f"{nn:>4} {pairs:>6} {dist_s:>12.2f} {dist_s / pairs * 1e3:>12.1f} {s['critical_s']:>11.2f} "
-            f"{s['total_s']:>8.2f} {plain * 1e3:>9.2f} {mb(s['s2k_b']):>8}",
-            flush=True,
-        )
+    phase_tables(details)
+    if not args.skip_scaling:
+        scaling_table(d, scaling, args.workers)
 
 
 if __name__ == "__main__":

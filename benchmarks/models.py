@@ -15,23 +15,16 @@ load. Usage: python benchmarks/models.py [--repeats 5] [--quick]
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
+from _bench import median_seconds
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-# Scripts in benchmarks/ are named after the packages they measure (secagg.py, ...): drop this
-# directory from the import path so `import secagg` finds the package, not a sibling script.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from fedsec.data import label_histogram, label_skew, load_dataset, partition  # noqa: E402
-from fedsec.models import make_model, num_parameters  # noqa: E402
+from fedsec.data import label_histogram, label_skew, load_dataset, partition
+from fedsec.models import make_model, num_parameters
 
 # (model, input shape, options, clients)
 CASES: list[tuple[str, tuple[int, ...], dict[str, object], int]] = [
@@ -43,16 +36,6 @@ CASES: list[tuple[str, tuple[int, ...], dict[str, object], int]] = [
     ("alexnet", (3, 32, 32), {}, 4),
 ]
 BATCH = 32
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_model(name: str, shape: tuple[int, ...], opts: dict[str, object], n: int, repeats: int) -> str:

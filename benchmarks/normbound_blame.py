@@ -20,32 +20,25 @@ Other processes may share the CPU: timings are medians over repeats.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import statistics
+import time
 
-# Run as a script, this file's folder leads sys.path and benchmarks/secagg.py would shadow the
-# ``secagg`` package: drop that entry before importing.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import _bench  # noqa: F401
+import numpy as np
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from protocols import _secure_sum as ss  # noqa: E402
-from protocols import normbound_blame as nb  # noqa: E402
-from protocols.base import Meter  # noqa: E402
-from protocols.secagg_normbound import (  # noqa: E402
+from protocols import _secure_sum as ss
+from protocols import normbound_blame as nb
+from protocols.base import Meter
+from protocols.secagg_normbound import (
     NormBoundConfig,
     blinding_from_limb_sums,
     blinding_limbs,
     encode_within_bound,
 )
-from secagg.driver import run_round  # noqa: E402
-from secagg.normbound import combine  # noqa: E402
-from secagg.normbound.group import random_scalar  # noqa: E402
+from secagg.driver import run_round
+from secagg.normbound import combine
+from secagg.normbound.group import random_scalar
 
 PHASES = ("blame_commit", "blame_prove", "blame_pairs")
 

@@ -22,21 +22,13 @@ with a load average near 11 on the two cores: the wall time above 60 s is the ot
 Usage: python benchmarks/prio.py [--dims 1000 10000 61706] [--repeats 3] [--round 0] [--round-repeats 1]
 """
 
-# ruff: noqa: E402
-
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
-# Run as a script, this folder comes first on sys.path, where benchmarks/secagg.py would shadow the
-# secagg package: drop it.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-
+import _bench  # noqa: F401
 import nacl.utils
 import numpy as np
 

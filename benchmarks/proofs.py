@@ -23,8 +23,6 @@ Usage: python benchmarks/proofs.py [--d 1000 10000 61706] [--repeats 3] [--big-r
        [--exact] [--no-mask]
 """
 
-# ruff: noqa: E402
-
 from __future__ import annotations
 
 import argparse
@@ -32,18 +30,12 @@ import dataclasses
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 
-# Run as a script, this folder comes first on sys.path, where benchmarks/secagg.py would shadow the
-# secagg package: drop it.
-# The repository root goes first, so that the checkout it runs from is measured, not an installed copy.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [os.path.dirname(_here)] + [p for p in sys.path if os.path.abspath(p or ".") != _here]
-
 import nacl.bindings as nb
 import numpy as np
+from _bench import median_seconds
 
 from protocols.base import Meter
 from protocols.secagg_normbound import NormBoundConfig, encode_within_bound
@@ -52,15 +44,6 @@ from secagg.normbound import NormBoundParams, ProofContext, normproof, projectio
 from secagg.normbound import generators as gg
 from secagg.normbound.group import random_scalar
 from secagg.normbound.parallel import default_workers
-
-
-def _median_time(fn: object, repeats: int) -> float:
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()  # type: ignore[operator]
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def scalar_mult_seconds(batches: int = 9, per_batch: int = 200) -> tuple[float, float]:
@@ -77,7 +60,8 @@ def scalar_mult_seconds(batches: int = 9, per_batch: int = 200) -> tuple[float, 
         for _ in range(per_batch):
             nb.crypto_core_ed25519_add(p, q)
 
-    return _median_time(smuls, batches) / per_batch, _median_time(adds, batches) / per_batch
+    smul_s, add_s = (median_seconds(fn, batches, warmup=0) / per_batch for fn in (smuls, adds))
+    return smul_s, add_s
 
 
 def masking_seconds(d: int, n: int = 10, repeats: int = 3) -> float:

@@ -25,27 +25,20 @@ measured in the same round.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import math
+import secrets
+import statistics
+import time
+from typing import Any
 
-# Run as ``python benchmarks/secagg.py``, this file's folder leads sys.path and the file itself would
-# shadow the ``secagg`` package: drop that entry before importing.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import _bench  # noqa: F401
+import numpy as np
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import secrets  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from protocols.base import Meter  # noqa: E402
-from secagg import prg  # noqa: E402
-from secagg.driver import run_round  # noqa: E402
-from secagg.graph import choose_degree, default_threshold, neighbours  # noqa: E402
+from protocols.base import Meter
+from secagg import prg
+from secagg.driver import run_round
+from secagg.graph import choose_degree, default_threshold, neighbours
 
 
 def _prg_seconds(masks: int, d: int) -> float:

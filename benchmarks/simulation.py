@@ -17,23 +17,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-# Running this file puts benchmarks/ first on sys.path, where sibling scripts (e.g. secagg.py) would
-# shadow the packages of the same name: drop it.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
+from _bench import median_seconds
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from fedsec.cli import default_config  # noqa: E402
-from fedsec.config import Config  # noqa: E402
-from fedsec.data import load_dataset, partition  # noqa: E402
-from fedsec.models import make_model  # noqa: E402
-from fedsec.simulation import simulate  # noqa: E402
-from fedsec.training import ClientComputer, ClientData, FlatModel  # noqa: E402
+from fedsec.cli import default_config
+from fedsec.config import Config
+from fedsec.data import load_dataset, partition
+from fedsec.models import make_model
+from fedsec.simulation import simulate
+from fedsec.training import ClientComputer, ClientData, FlatModel
 
 
 def client_seconds(
@@ -52,13 +47,7 @@ def client_seconds(
     w = fm.flat()
     clients = torch.arange(n_clients)
     gen = torch.Generator().manual_seed(0)
-    cc.updates(w, clients, gen)  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        cc.updates(w, clients, gen)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), str(cc.engine)
+    return median_seconds(lambda: cc.updates(w, clients, gen), repeats), str(cc.engine)
 
 
 def main() -> None:

@@ -10,9 +10,10 @@ Public names:
                           distributed discrete Gaussian under secure aggregation (Kairouz et al. 2021).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from dp.accounting import Accountant, compose, noise_for_epsilon, statement
 from dp.central import AdaptiveClipping, DPFedAvg, LocalNoise, clip_rows, mean_rule
-from dp.client import PrivateClient
 from dp.distributed import DDGClient, DDGConfig, DDGServer
 from dp.errors import (
     AccountingError,
@@ -23,7 +24,21 @@ from dp.errors import (
     PrivacyConfigError,
 )
 
+if TYPE_CHECKING:
+    from dp.client import PrivateClient
+
 ORDERS: tuple[str, ...] = ("clip_rule_noise", "local_noise_rule")
+
+
+def __getattr__(name: str) -> Any:
+    """``PrivateClient`` on first use (PEP 562): dp.client imports Opacus, seconds of import time that
+    ``import protocols`` (every Flower ClientApp process) would otherwise pay without training privately."""
+    if name == "PrivateClient":
+        from dp.client import PrivateClient
+
+        return PrivateClient
+    raise AttributeError(f"module 'dp' has no attribute {name!r}")
+
 
 __all__ = [
     "ORDERS",

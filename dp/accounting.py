@@ -20,12 +20,10 @@ epsilon of about 1.99 at delta = 1e-5.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
-from typing import Any, Literal
-
-from opacus.accountants import PRVAccountant, RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
+from typing import TYPE_CHECKING, Any, Literal
 
 from dp.errors import AccountingError, PrivacyConfigError
 
@@ -84,19 +82,32 @@ def compose(history: list[HistoryEntry], z: float, q: float, steps: int = 1) -> 
     return out
 
 
-class _BoundedPRV(PRVAccountant):
-    """Opacus's PRV accountant with the grid size checked before anything is allocated."""
+if TYPE_CHECKING:
+    from opacus.accountants import PRVAccountant, RDPAccountant
 
-    def _get_domain(self, *args: Any, **kwargs: Any) -> Any:
-        domain = super()._get_domain(*args, **kwargs)
-        need = int(domain.size) * PRV_BYTES_PER_POINT * max(len(self.history), 1)
-        if need > PRV_MAX_BYTES:
-            raise AccountingError(
-                f"PRV accountant: got a grid of {int(domain.size):,} points (~{need / 2**30:.1f} GiB) "
-                f"for history {self.history}; want at most {PRV_MAX_BYTES / 2**30:.0f} GiB "
-                "(use the rdp accountant, or a smaller delta)"
-            )
-        return domain
+
+@functools.cache
+def _bounded_prv() -> type[PRVAccountant]:
+    """Opacus's PRV accountant with the grid size checked before anything is allocated.
+
+    Opacus is imported here, on first use, not with this module: it takes seconds to import, and
+    ``import protocols`` (every Flower ClientApp process) reaches this module without accounting.
+    """
+    from opacus.accountants import PRVAccountant
+
+    class _BoundedPRV(PRVAccountant):
+        def _get_domain(self, *args: Any, **kwargs: Any) -> Any:
+            domain = super()._get_domain(*args, **kwargs)
+            need = int(domain.size) * PRV_BYTES_PER_POINT * max(len(self.history), 1)
+            if need > PRV_MAX_BYTES:
+                raise AccountingError(
+                    f"PRV accountant: got a grid of {int(domain.size):,} points (~{need / 2**30:.1f} GiB) "
+                    f"for history {self.history}; want at most {PRV_MAX_BYTES / 2**30:.0f} GiB "
+                    "(use the rdp accountant, or a smaller delta)"
+                )
+            return domain
+
+    return _BoundedPRV
 
 
 class Accountant:
@@ -135,7 +146,9 @@ class Accountant:
             return 0.0
         if any(z < Z_MIN for z, _, _ in self.history):
             return math.inf
-        acc: RDPAccountant | PRVAccountant = RDPAccountant() if self.kind == "rdp" else _BoundedPRV()
+        from opacus.accountants import RDPAccountant  # lazy: see _bounded_prv
+
+        acc: RDPAccountant | PRVAccountant = RDPAccountant() if self.kind == "rdp" else _bounded_prv()()
         acc.history = list(self.history)
         try:
             eps = float(acc.get_epsilon(delta))
@@ -185,6 +198,8 @@ def noise_for_epsilon(
     delta = check_delta(delta)
     if math.isinf(target_epsilon):
         return 0.0  # an infinite budget needs no noise (z = 0 spends epsilon = inf)
+    from opacus.accountants.utils import get_noise_multiplier  # lazy: see _bounded_prv
+
     with warnings.catch_warnings():
         # The bisection probes tiny multipliers, where Opacus warns that the best RDP order is the
         # largest one; those probes are discarded, so the warning says nothing about the answer.

@@ -48,7 +48,6 @@ from typing import Any
 
 import nacl.utils
 import numpy as np
-from opacus.accountants.analysis.rdp import get_privacy_spent
 
 from dp.accounting import check_delta, check_noise_multiplier, statement
 from dp.discrete import UniformSource, conditional_round, rounded_norm_bound, sample_discrete_gaussian
@@ -173,6 +172,9 @@ def rdp_epsilon(rdp: np.ndarray, delta: float, orders: tuple[int, ...] = RDP_ORD
         return 0.0
     if not np.isfinite(r).any():
         return math.inf
+    # Imported here: opacus takes seconds to import, and importing this module must not pay it.
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
     eps, _ = get_privacy_spent(orders=list(orders), rdp=r, delta=delta)
     return float(eps)
 

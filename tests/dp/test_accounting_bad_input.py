@@ -54,7 +54,7 @@ def test_opacus_exceptions_are_wrapped(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(self: object, delta: float) -> float:
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr("dp.accounting.RDPAccountant.get_epsilon", boom)
+    monkeypatch.setattr("opacus.accountants.RDPAccountant.get_epsilon", boom)
     acc = Accountant("rdp")
     acc.step(1.0, 0.01, 10)
     with pytest.raises(AccountingError, match="ZeroDivisionError"):
