@@ -1,14 +1,17 @@
 """Client-batched execution: every client's forward and backward in one pass of large kernels.
 
-For a model whose parameterized layers are ``nn.Linear`` and ``nn.Conv2d`` (``groups=1``, zero
-padding) and whose other operations act on each sample on its own (activations, pooling, flatten),
-the forward of ``m`` clients with parameters ``W`` ``(m, d)`` on minibatches ``x`` ``(m, B, ...)``
-runs once on the ``(m * B, ...)`` stack of samples; only the parameterized layers differ per client:
+For a model whose parameterized layers are ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d`` (``groups=1``,
+zero padding) and ``nn.GroupNorm``, and whose other operations act on each sample on its own
+(activations, pooling, flatten), the forward of ``m`` clients with parameters ``W`` ``(m, d)`` on
+minibatches ``x`` ``(m, B, ...)`` runs once on the ``(m * B, ...)`` stack of samples; only the
+parameterized layers differ per client:
 
 * Linear: ``y_c = x_c W_c^T + b_c``, one batched matrix product (``baddbmm``) over clients;
 * Conv2d: the patches of every output position are gathered with precomputed indices (im2col as
   one ``index_select``), then ``out_c[(s, p), o] = sum_k U_c[(s, p), k] W_c[o, k] + b_c[o]`` is one
-  ``baddbmm`` over clients.
+  ``baddbmm`` over clients; a Conv1d runs as a Conv2d of height 1;
+* GroupNorm (Wu and He, ECCV 2018) normalizes each sample on its own, so only its affine map
+  ``gamma_c * y + beta_c`` differs per client.
 
 Reverse-mode autograd through this forward gives every client's gradient at once: clients share no
 parameters, so the gradient of ``sum_c L_c`` with respect to ``W_c`` is ``grad L_c``. That is what
@@ -16,7 +19,7 @@ parameters, so the gradient of ``sum_c L_c`` with respect to ``W_c`` is ``grad L
 times the three: Python loop, ``vmap`` and this).
 
 The graph is captured with ``torch.fx``. :func:`batchable` refuses a model it cannot trace or whose
-parameters live outside Linear/Conv2d layers. An operation that mixes samples (a batch mean, say)
+parameters live outside these layers. An operation that mixes samples (a batch mean, say)
 cannot be seen in the graph, so :class:`fedsec.training.ClientComputer` checks the first result
 against ``vmap`` once and keeps the batched path only when they agree.
 """
@@ -38,14 +41,25 @@ def _pair(v: int | tuple[int, ...] | str) -> tuple[int, int] | None:
     return (int(v[0]), int(v[1])) if len(v) == 2 else None
 
 
-def _conv_ok(c: nn.Conv2d) -> bool:
-    return (
-        c.groups == 1
-        and c.padding_mode == "zeros"
-        and _pair(c.padding) is not None
-        and _pair(c.stride) is not None
-        and _pair(c.dilation) is not None
-    )
+Conv = nn.Conv1d | nn.Conv2d
+#: ``(kernel, stride, padding, dilation)``, each as ``(height, width)``; a Conv1d is a Conv2d of height 1.
+Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+def _geometry(c: nn.Module) -> Geometry | None:
+    """A convolution's geometry as a 2-D one, or ``None`` when it does not run batched (groups > 1,
+    non-zero padding mode, string padding)."""
+    if not isinstance(c, Conv) or c.groups != 1 or c.padding_mode != "zeros":
+        return None
+    if isinstance(c, nn.Conv1d):
+        if isinstance(c.padding, str):
+            return None
+        return (1, c.kernel_size[0]), (1, c.stride[0]), (0, int(c.padding[0])), (1, c.dilation[0])
+    parts = [_pair(v) for v in (c.kernel_size, c.stride, c.padding, c.dilation)]
+    if any(v is None for v in parts):
+        return None
+    k, s, p, d = parts
+    return k, s, p, d  # type: ignore[return-value]
 
 
 def _trace(module: nn.Module) -> fx.GraphModule | str:
@@ -64,13 +78,13 @@ def _trace(module: nn.Module) -> fx.GraphModule | str:
         names = [n for n, _ in sub.named_parameters()]
         if not names:
             continue
-        if isinstance(sub, nn.Linear) or (isinstance(sub, nn.Conv2d) and _conv_ok(sub)):
+        if isinstance(sub, nn.Linear | nn.GroupNorm) or _geometry(sub) is not None:
             covered.update(f"{node.target}.{n}" for n in names)
         else:
             return f"its layer {node.target!r} ({type(sub).__name__}) has parameters"
     missing = [n for n, _ in module.named_parameters() if n not in covered]
     if missing:
-        return f"parameters {missing[:3]} are used outside Linear/Conv2d calls"
+        return f"parameters {missing[:3]} are used outside Linear/Conv/GroupNorm calls"
     return graph
 
 
@@ -111,8 +125,10 @@ class BatchedForward(fx.Interpreter):
         sub = self.fetch_attr(str(target))
         if isinstance(sub, nn.Linear):
             return self._linear(args[0], str(target), sub)
-        if isinstance(sub, nn.Conv2d):
+        if isinstance(sub, Conv):
             return self._conv(args[0], str(target), sub)
+        if isinstance(sub, nn.GroupNorm):
+            return self._group_norm(args[0], str(target), sub)
         return super().call_module(target, args, kwargs)
 
     def _bias(self, target: str, sub: nn.Module) -> torch.Tensor | None:
@@ -127,13 +143,23 @@ class BatchedForward(fx.Interpreter):
         y = torch.bmm(a3, wt) if b is None else torch.baddbmm(b.unsqueeze(1), a3, wt)
         return y.reshape(*lead, w.shape[1])
 
+    def _group_norm(self, a: torch.Tensor, target: str, sub: nn.GroupNorm) -> torch.Tensor:
+        """GroupNorm normalizes each sample on its own; only the affine map is per client:
+        ``y = (a - mean_g) / sqrt(var_g + eps) * gamma_c + beta_c``."""
+        y = F.group_norm(a, sub.num_groups, None, None, sub.eps)
+        if not sub.affine:
+            return y
+        view = (self.m, 1, sub.num_channels) + (1,) * (a.dim() - 2)
+        gamma = self.params[f"{target}.weight"].reshape(view)
+        beta = self.params[f"{target}.bias"].reshape(view)
+        return torch.addcmul(beta, y.reshape(self.m, -1, *a.shape[1:]), gamma).reshape(a.shape)
+
     def _patch_index(
-        self, c: int, h: int, w: int, conv: nn.Conv2d, device: torch.device, nhwc: bool
+        self, c: int, h: int, w: int, geometry: Geometry, device: torch.device, nhwc: bool
     ) -> tuple[torch.Tensor, int, int]:
         """Indices into one zero-padded sample stored ``(C, Hp, Wp)`` (or ``(Hp, Wp, C)`` when ``nhwc``),
         ordered ``(position, C * kh * kw)`` like the flattened weight."""
-        kh, kw = conv.kernel_size
-        (sh, sw), (ph, pw), (dh, dw) = _pair(conv.stride), _pair(conv.padding), _pair(conv.dilation)  # type: ignore[misc]
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = geometry
         key = (c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, str(device), nhwc)
         if key not in self._index:
             hp, wp = h + 2 * ph, w + 2 * pw
@@ -147,21 +173,28 @@ class BatchedForward(fx.Interpreter):
             self._index[key] = (idx.reshape(-1).to(device), ho, wo)
         return self._index[key]
 
-    def _conv(self, a: torch.Tensor, target: str, sub: nn.Conv2d) -> torch.Tensor:
-        w = self.params[f"{target}.weight"]  # (m, out, C, kh, kw)
+    def _conv(self, a: torch.Tensor, target: str, sub: nn.Conv1d | nn.Conv2d) -> torch.Tensor:
+        """A Conv1d runs as a Conv2d of height 1: ``(N, C, L)`` is viewed as ``(N, C, 1, L)``."""
+        one_d = isinstance(sub, nn.Conv1d)
+        if one_d:
+            a = a.unsqueeze(2)
+        geometry = _geometry(sub)
+        assert geometry is not None
+        w = self.params[f"{target}.weight"]  # (m, out, C, kh, kw) or (m, out, C, k)
         b = self._bias(target, sub)
         n, c, h, wd = a.shape
         out = int(w.shape[1])
         # Outputs of this method are NHWC in memory (a permuted view); read such inputs in place.
         nhwc = c > 1 and a.permute(0, 2, 3, 1).is_contiguous()
-        idx, ho, wo = self._patch_index(c, h, wd, sub, a.device, nhwc)
+        idx, ho, wo = self._patch_index(c, h, wd, geometry, a.device, nhwc)
         self.max_positions = max(self.max_positions, ho * wo)
-        ph, pw = _pair(sub.padding)  # type: ignore[misc]
+        ph, pw = geometry[2]
         src = a.permute(0, 2, 3, 1) if nhwc else a
         if ph or pw:
             src = F.pad(src, (0, 0, pw, pw, ph, ph) if nhwc else (pw, pw, ph, ph))
-        k = c * sub.kernel_size[0] * sub.kernel_size[1]
+        k = c * geometry[0][0] * geometry[0][1]
         patches = src.reshape(n, -1).index_select(1, idx).view(self.m, -1, k)  # (m, B * L, k)
         wt = w.reshape(self.m, out, k).transpose(1, 2)
         y = torch.bmm(patches, wt) if b is None else torch.baddbmm(b.unsqueeze(1), patches, wt)
-        return y.view(n, ho, wo, out).permute(0, 3, 1, 2)
+        y = y.view(n, ho, wo, out).permute(0, 3, 1, 2)
+        return y.squeeze(2) if one_d else y

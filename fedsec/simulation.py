@@ -208,8 +208,13 @@ class _Parts:
         byz_rows = np.flatnonzero(self.is_byz[cohort])
         if self.momentum is not None:
             beta = self.cfg.train.momentum
-            self.momentum[clients] = beta * self.momentum[clients] + (1 - beta) * stack
-            stack = self.momentum[clients].clone()
+            if len(cohort) == len(self.momentum) and bool((cohort == np.arange(len(cohort))).all()):
+                # Every client, in order: the same update in place, without gathering and scattering.
+                self.momentum.mul_(beta).add_((1 - beta) * stack)
+                stack = self.momentum.clone()
+            else:
+                self.momentum[clients] = beta * self.momentum[clients] + (1 - beta) * stack
+                stack = self.momentum[clients].clone()
         root = None
         if self.root_computer is not None:
             root = self.root_computer.updates(w, torch.zeros(1, dtype=torch.long, device=device), self.gen)[0]

@@ -62,6 +62,34 @@ def test_convolutions_match_per_client_autograd(conv: dict) -> None:
     _check(model, (2, 9, 8))
 
 
+@pytest.mark.parametrize(
+    "conv",
+    [
+        dict(kernel_size=5, stride=2, padding=2),
+        dict(kernel_size=3, dilation=2, padding=1, bias=False),
+        dict(kernel_size=2),
+    ],
+)
+@pytest.mark.parametrize("affine", [True, False])
+def test_conv1d_and_group_norm_match_per_client_autograd(conv: dict, affine: bool) -> None:
+    """Conv1d runs as a Conv2d of height 1; GroupNorm's per-client affine map after a shared
+    normalization; the second convolution reads the first one's (normalized) output."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv1d(2, 4, **conv), nn.GroupNorm(2, 4, affine=affine), nn.ReLU(), nn.Conv1d(4, 6, **conv),
+        nn.ReLU(), nn.Flatten(), nn.LazyLinear(5),
+    )  # fmt: skip
+    model(torch.zeros(1, 2, 11))
+    _check(model, (2, 11))
+
+
+def test_group_norm_on_images_matches() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.LazyLinear(5))
+    model(torch.zeros(1, 1, 6, 5))
+    _check(model, (1, 6, 5))
+
+
 def test_linear_on_extra_leading_dimensions() -> None:
     class Tokens(nn.Module):
         def __init__(self) -> None:
@@ -78,7 +106,7 @@ def test_linear_on_extra_leading_dimensions() -> None:
 
 @pytest.mark.parametrize(
     ("name", "shape"),
-    [("cnn", (1, 8, 8)), ("mlp", (1, 8, 8)), ("logreg", (4,)), ("lenet5", (1, 28, 28))],
+    [("cnn", (1, 8, 8)), ("mlp", (1, 8, 8)), ("logreg", (4,)), ("lenet5", (1, 28, 28)), ("cnn1d", (1, 40))],
 )
 def test_registered_models_match_per_client_autograd(name: str, shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
@@ -108,6 +136,9 @@ class _BatchCentered(nn.Module):
         (nn.Sequential(nn.Flatten(), nn.Linear(6, 4), nn.BatchNorm1d(4)), "BatchNorm1d"),
         (nn.Sequential(nn.Conv2d(2, 2, 1, groups=2), nn.Flatten()), "Conv2d"),
         (nn.Sequential(nn.Conv2d(1, 2, 3, padding="same"), nn.Flatten()), "Conv2d"),
+        (nn.Sequential(nn.Conv1d(2, 2, 3, groups=2), nn.Flatten()), "Conv1d"),
+        (nn.Sequential(nn.Conv1d(1, 2, 3, padding="same"), nn.Flatten()), "Conv1d"),
+        (nn.Sequential(nn.Conv1d(1, 2, 3, padding_mode="circular"), nn.Flatten()), "Conv1d"),
     ],
 )
 def test_models_outside_the_batched_form_are_refused(model: nn.Module, reason: str) -> None:
@@ -178,6 +209,9 @@ def test_auto_uses_vmap_for_large_feature_maps() -> None:
     cs, fs = _computer(make_model("cnn", (1, 8, 8), 5), "auto", (1, 8, 8))
     cs.updates(fs.flat(), torch.arange(3), torch.Generator().manual_seed(0))
     assert cs.engine == "batched"
+    c1, f1 = _computer(make_model("cnn1d", (1, 40), 5), "auto", (1, 40))
+    c1.updates(f1.flat(), torch.arange(3), torch.Generator().manual_seed(0))
+    assert c1.engine == "batched"  # 1-D feature maps of 20 and 10 positions
 
 
 def test_batched_engine_on_an_unbatchable_model_is_a_clear_error() -> None:
