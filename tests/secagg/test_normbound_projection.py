@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from normbound_cheats import cheat, sqrt_mod_l, wrapping_vector
 
 from secagg.errors import ProtocolAbort
 from secagg.normbound import (
@@ -30,15 +31,6 @@ PARAMS = NormBoundParams(d=4, entry_bits=4, bound=30, exact=False, checks=40)
 CTX = ProofContext(session=b"session-1", round=3, client=7)
 
 
-def _sqrt_mod_l(a: int) -> int | None:
-    """Square root modulo l (l = 5 mod 8, Atkin's formula), None for a non-residue."""
-    a %= g.L
-    v = pow(2 * a, (g.L - 5) // 8, g.L)
-    i = 2 * a * v * v % g.L
-    root = a * v * (i - 1) % g.L
-    return root if root * root % g.L == a else None
-
-
 def _centered(t: int) -> int:
     t %= g.L
     return t - g.L if t > g.L // 2 else t
@@ -47,9 +39,7 @@ def _centered(t: int) -> int:
 def _cheat(
     x: list[int], params: NormBoundParams = PARAMS, R: np.ndarray | None = None
 ) -> tuple[bytes, normproof.NormProof]:
-    r = g.random_scalar()
-    C = params.key.commit(np.array(x, dtype=object), r)
-    return C, normproof._prove_unchecked(params, np.array(x, dtype=object), r, C, CTX, projections=R)
+    return cheat(params, CTX, x, R)
 
 
 def test_parameters_and_layout() -> None:
@@ -92,13 +82,7 @@ def test_completeness_at_the_extreme_projection() -> None:
 
 def test_wrapping_vector_is_rejected() -> None:
     """Entries ~2^240 whose squares sum to 9 mod l (the modular norm equation alone accepts it)."""
-    rng = np.random.default_rng(1)
-    while True:
-        x0 = int(rng.integers(1, 2**62)) * 2**180 + 12345
-        x1 = _sqrt_mod_l(9 - x0 * x0)
-        if x1 is not None:
-            break
-    x = [x0, x1, 0, 0]
+    x = wrapping_vector(seed=1)
     assert sum(t * t for t in x) % g.L == 9
     C, proof = _cheat(x)
     with pytest.raises(ProofRejected):
@@ -119,7 +103,7 @@ def test_projections_chosen_before_committing_are_rejected(monkeypatch: pytest.M
     holds mod l. Verified against R', the forgery passes (the attack is real); against the Fiat-Shamir
     R it fails (a random row has R_1 + R_2 != 0 with probability 5/8)."""
     for s in range(1, 31):
-        a = _sqrt_mod_l(s * pow(2, -1, g.L))
+        a = sqrt_mod_l(s * pow(2, -1, g.L))
         if a is not None and abs(_centered(a)) > 2**200:
             break
     assert a is not None

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from normbound_cheats import cheat, wrapping_vector
 
 from secagg.errors import ProtocolAbort
 from secagg.normbound import (
@@ -36,15 +37,6 @@ X = np.array([3, -4, 2, -1])  # ||x||^2 = 30 = B: exactly at the bound
 @pytest.fixture(scope="module")
 def honest() -> tuple[bytes, int, NormProof]:
     return commit_and_prove(PARAMS, X, CTX)
-
-
-def _sqrt_mod_l(a: int) -> int | None:
-    """Square root modulo l (l = 5 mod 8, Atkin's formula), None for a non-residue."""
-    a %= g.L
-    v = pow(2 * a, (g.L - 5) // 8, g.L)
-    i = 2 * a * v * v % g.L
-    root = a * v * (i - 1) % g.L
-    return root if root * root % g.L == a else None
 
 
 def test_honest_proof_verifies_and_round_trips(honest: tuple[bytes, int, NormProof]) -> None:
@@ -101,9 +93,7 @@ def test_prover_refuses_false_statements() -> None:
 
 
 def _cheat(x: list[int], params: NormBoundParams = PARAMS) -> tuple[bytes, NormProof]:
-    r = g.random_scalar()
-    C = params.key.commit(np.array(x, dtype=object), r)
-    return C, normproof._prove_unchecked(params, np.array(x, dtype=object), r, C, CTX)
+    return cheat(params, CTX, x)
 
 
 @pytest.mark.parametrize(
@@ -138,13 +128,7 @@ def test_cheater_pairing_x_with_another_vector_is_rejected() -> None:
 def test_wrapping_entries_are_rejected() -> None:
     """Entries of size ~l whose squares sum to 9 mod l: <x, x> = 9 <= B holds modulo l, the integer
     norm is astronomically larger; the entry range proof must catch it."""
-    rng = np.random.default_rng(0)
-    while True:
-        x0 = int(rng.integers(1, 2**62)) * 2**180 + 12345
-        x1 = _sqrt_mod_l(9 - x0 * x0)
-        if x1 is not None:
-            break
-    x = [x0, x1, 0, 0]
+    x = wrapping_vector(seed=0)
     assert sum(t * t for t in x) % g.L == 9
     C, proof = _cheat(x)
     with pytest.raises(ProofRejected):
