@@ -67,6 +67,11 @@ def row_sq_norms(x: torch.Tensor) -> torch.Tensor:
     return sq
 
 
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """``x x^T``: the pairwise inner products of the rows; its diagonal doubles as the non-finite check."""
+    return x @ x.T
+
+
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
@@ -265,7 +270,9 @@ class Aggregator:
 
     def row_stat(self, x: torch.Tensor) -> Stat:
         """A per-row statistic computed in the non-finite check's pass and handed to ``_aggregate``
-        (default ``None``: the check uses the row sums)."""
+        (default ``None``: the check uses the row sums). Rules that need norms or distances declare
+        ``row_stat = staticmethod(row_sq_norms)`` or ``staticmethod(gram)``, so that one pass does the
+        non-finite check, the range bound and the rule's first statistic."""
         return None
 
     def _aggregate(

@@ -335,8 +335,7 @@ class CMLS(Aggregator):
         if n <= 2 * f:
             raise bound_error("CMLS", f, n, "n > 2f")
 
-    def row_stat(self, x: torch.Tensor) -> Stat:
-        return row_sq_norms(x)  # the non-finite check and the range bound in one pass
+    row_stat = staticmethod(row_sq_norms)
 
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any

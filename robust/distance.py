@@ -13,7 +13,17 @@ import numpy as np
 import torch
 
 from robust._network import apply_network, select_network
-from robust.base import AGGREGATORS, Aggregator, Selection, Stat, bound_error, check_f, numpy_ok, take_rows
+from robust.base import (
+    AGGREGATORS,
+    Aggregator,
+    Selection,
+    Stat,
+    bound_error,
+    check_f,
+    gram,
+    numpy_ok,
+    take_rows,
+)
 from robust.coordinate import columnwise, coordinate_median
 from robust.errors import ParameterError
 from robust.selection import (
@@ -75,8 +85,7 @@ class Krum(Aggregator):
         if n <= 2 * f + 2:
             raise bound_error(type(self).__name__, f, n, "n > 2f + 2")
 
-    def row_stat(self, x: torch.Tensor) -> Stat:
-        return x @ x.T  # the Gram matrix; its diagonal doubles as the non-finite check
+    row_stat = staticmethod(gram)
 
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
@@ -195,8 +204,7 @@ class Bulyan(Aggregator):
     def __init__(self, f: int) -> None:
         super().__init__(f)
 
-    def row_stat(self, x: torch.Tensor) -> Stat:
-        return x @ x.T
+    row_stat = staticmethod(gram)
 
     def check_bound(self, n: int, f: int | None) -> None:
         assert f is not None

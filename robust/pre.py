@@ -15,6 +15,7 @@ from robust.base import (
     Stat,
     bound_error,
     check_f,
+    gram,
     identity_sources,
     new_like,
     row_sq_norms,
@@ -77,8 +78,7 @@ class NNM(PreAggregator):
         if n <= 2 * f:
             raise bound_error("NNM", f, n, "n > 2f")
 
-    def row_stat(self, x: torch.Tensor) -> Stat:
-        return x @ x.T
+    row_stat = staticmethod(gram)
 
     def _transform(
         self, x: torch.Tensor, f: int | None, stat: Stat = None
@@ -117,8 +117,7 @@ class Bucketing(SeededGenerator, PreAggregator):
             raise ParameterError(f"s must be >= 1; got s={s}")
         self._seed_generator(seed)
 
-    def row_stat(self, x: torch.Tensor) -> Stat:
-        return row_sq_norms(x)  # the non-finite check and the range bound in one pass
+    row_stat = staticmethod(row_sq_norms)
 
     def out_rows(self, n: int) -> int:
         return math.ceil(n / self.s)
@@ -168,8 +167,7 @@ class Clip(PreAggregator):
     def tolerated(self, n: int) -> int | None:
         return None
 
-    def row_stat(self, x: torch.Tensor) -> Stat:
-        return row_sq_norms(x)
+    row_stat = staticmethod(row_sq_norms)
 
     def _transform(
         self, x: torch.Tensor, f: int | None, stat: Stat = None
@@ -212,8 +210,7 @@ class ARC(PreAggregator):
         if n <= 2 * f:
             raise bound_error("ARC", f, n, "n > 2f")
 
-    def row_stat(self, x: torch.Tensor) -> Stat:
-        return row_sq_norms(x)
+    row_stat = staticmethod(row_sq_norms)
 
     def _transform(
         self, x: torch.Tensor, f: int | None, stat: Stat = None

@@ -116,8 +116,7 @@ class DnC(SeededGenerator, Aggregator):
         if n - math.floor(self.c * f) < 1:
             raise bound_error("DnC", f, n, f"n > c*f (c={self.c})")
 
-    def row_stat(self, x: torch.Tensor) -> Stat:
-        return row_sq_norms(x)  # the non-finite check and the range bound in one pass
+    row_stat = staticmethod(row_sq_norms)
 
     def _aggregate(
         self, x: torch.Tensor, f: int | None, stat: Stat = None, **kw: Any
