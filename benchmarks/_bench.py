@@ -28,16 +28,7 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
 
     The warm-up calls absorb one-time costs (thread pools, the allocator, lazy imports and kernels).
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be positive; got {repeats}; want >= 1")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return interleaved([fn], repeats, warmup)[0]
 
 
 def interleaved(fns: Sequence[Callable[[], object]], repeats: int, warmup: int = 1) -> list[float]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from secagg.channel import reason_of
 from secagg.encoding import FixedPoint
 from secagg.errors import ProtocolAbort, SecAggError
 from secagg.normbound import (
@@ -246,7 +247,7 @@ class NormBoundServer:
                 )
             C = decode_point(message[:32], "commitment C")
         except ProtocolAbort as e:
-            self.rejected[cid] = f"{type(e).__name__}: {e}"
+            self.rejected[cid] = reason_of(e)
             return False
         self.commitments[cid] = C
         self.pending[cid] = message[32:]

@@ -310,7 +310,7 @@ class PrioPine:
                     absent.add(i)
                     continue
             reports += [(name, "leader", to_leader), (name, "helper", to_helper)]
-        index = {name: i for i, name in enumerate(f"client[{i}]" for i in range(n))}
+        index = {f"client[{i}]": i for i in range(n)}
         got = meter.channel.exchange("upload", "report", reports)
         arrived: dict[int, dict[str, bytes]] = {}
         for fr in got.frames:

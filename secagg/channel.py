@@ -179,7 +179,7 @@ class Channel:
             try:
                 frame = Frame.decode(data, signed=self.sign)
             except FrameError as e:
-                out.refused.append((data, _why(e)))
+                out.refused.append((data, reason_of(e)))
                 continue
             with self.meter.time(frame.receiver, phase):
                 why = self._refusal(frame, kind, seen)
@@ -197,11 +197,13 @@ class Channel:
 
     def _refusal(self, frame: Frame, kind: str, seen: set[tuple[str, str, str]]) -> str | None:
         if frame.round_id != self.round_id:
-            return _why(StageError(f"got round {frame.round_id}; want round {self.round_id} (a replay?)"))
+            return reason_of(
+                StageError(f"got round {frame.round_id}; want round {self.round_id} (a replay?)")
+            )
         if frame.kind != kind:
-            return _why(StageError(f"got kind {frame.kind!r}; want {kind!r}"))
+            return reason_of(StageError(f"got kind {frame.kind!r}; want {kind!r}"))
         if (frame.sender, frame.receiver, frame.kind) in seen:
-            return _why(
+            return reason_of(
                 StageError(
                     f"got a second {kind!r} from {frame.sender} to {frame.receiver}; "
                     "want one per round (a replay?)"
@@ -209,7 +211,7 @@ class Channel:
             )
         if self.sign:
             if frame.sender not in self._keys:
-                return _why(
+                return reason_of(
                     AuthenticationError(
                         f"got a frame signed as unknown party {frame.sender!r}; want a known sender"
                     )
@@ -217,7 +219,7 @@ class Channel:
             try:
                 self._keys[frame.sender].verify_key.verify(frame.body(), frame.signature)
             except nacl.exceptions.BadSignatureError:
-                return _why(
+                return reason_of(
                     AuthenticationError(
                         f"got a bad signature from {frame.sender}; want the sender's Ed25519 signature"
                     )
@@ -225,7 +227,7 @@ class Channel:
         return None
 
 
-def _why(error: Exception) -> str:
+def reason_of(error: BaseException) -> str:
     """A refusal reason that names its typed error: ``"StageError: got ...; want ..."``."""
     return f"{type(error).__name__}: {error}"
 

@@ -26,7 +26,7 @@ import numpy as np
 from fedcore.meter import Meter
 from secagg import keys
 from secagg import messages as m
-from secagg.channel import Channel, Delivery, Frame, FrameError
+from secagg.channel import Channel, Delivery, Frame, FrameError, reason_of
 from secagg.client import SecAggClient
 from secagg.config import RoundConfig
 from secagg.errors import ProtocolAbort, SecAggError
@@ -125,7 +125,7 @@ class _Round:
                 with self.ch.meter.time(fr.receiver, phase):
                     up[j] = self.clients[j].handle(fr.payload)
             except ProtocolAbort as e:
-                self.out.rejected.append((phase, fr.receiver, f"{type(e).__name__}: {e}"))
+                self.out.rejected.append((phase, fr.receiver, reason_of(e)))
         return up
 
     def up(self, phase: str, uplink: Mapping[int, bytes]) -> None:
@@ -141,7 +141,7 @@ class _Round:
                 try:
                     self.server.receive(fr.payload)
                 except ProtocolAbort as e:
-                    self.out.rejected.append((phase, "server", f"{type(e).__name__}: {e}"))
+                    self.out.rejected.append((phase, "server", reason_of(e)))
 
 
 def run_round(

@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from secagg.channel import Channel, sender_of
+from secagg.channel import Channel, reason_of, sender_of
 from secagg.errors import MalformedMessage
 from secagg.transport import HOST, MAX_FRAME, read_frame, write_frame
 
@@ -57,7 +57,7 @@ class TcpChannel(Channel):
                 while (data := await read_frame(reader, lambda: cap)) is not None:
                     arrived.append(data)
             except MalformedMessage as e:
-                lost.append((b"", f"{type(e).__name__}: {e}"))
+                lost.append((b"", reason_of(e)))
             finally:
                 writer.close()
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from secagg import keys
 from secagg import messages as m
+from secagg.channel import reason_of
 from secagg.client import CLIENT_TRANSITIONS, SecAggClient, Stage
 from secagg.config import RoundConfig
 from secagg.errors import MalformedMessage, ProtocolAbort, SecAggError
@@ -110,7 +111,7 @@ class _Serving:
             while (frame := await read_frame(reader, lambda: self.limit_for(writer))) is not None:
                 await self.queue.put((writer, frame))
         except MalformedMessage as e:
-            self.rejected.append((self.server.stage.value, f"{type(e).__name__}: {e}"))
+            self.rejected.append((self.server.stage.value, reason_of(e)))
             writer.close()
             if writer not in self.bound:
                 return  # a stranger that broke the framing: not a client that dropped
@@ -144,7 +145,7 @@ class _Serving:
                     raise MalformedMessage(f"connection of client {self.bound[writer]}: got sender {sender}")
                 self.server.receive(frame)
             except ProtocolAbort as e:
-                self.rejected.append((phase, f"{type(e).__name__}: {e}"))
+                self.rejected.append((phase, reason_of(e)))
                 continue
             self.bound[writer] = sender
             self.writers[sender] = writer

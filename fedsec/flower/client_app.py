@@ -18,6 +18,7 @@ worker process serves the node.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import sys
 import time
@@ -94,7 +95,13 @@ def config_from(run_config: Any) -> Config:
             f"flower run config: got config={path!r}; want the path of a fedsec TOML config "
             '([tool.flwr.app.config] config = "fedsec.toml")'
         )
-    overrides = [s.strip() for s in str(run_config.get("set", "")).split(";") if s.strip()]
+    return _load_config(path, str(run_config.get("set", "")))
+
+
+@functools.cache
+def _load_config(path: str, overrides_text: str) -> Config:
+    """Found and parsed once per process: a ClientApp process answers many messages of one run."""
+    overrides = [s.strip() for s in overrides_text.split(";") if s.strip()]
     # Flower puts the app's directory on sys.path when it loads the app's components.
     found = [d / path for d in (Path.cwd(), *map(Path, sys.path)) if d.is_dir() and (d / path).is_file()]
     if not found:

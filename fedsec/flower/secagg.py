@@ -212,16 +212,19 @@ class _Round:
             Message(c, self.nodes[i], MessageType.TRAIN, group_id=self.group_id) for i, c in contents.items()
         ]
         got: dict[int, Message] = {}
+        erred: set[str] = set()
         for reply in self.grid.send_and_receive(msgs, timeout=self.timeout):
             node = int(reply.metadata.src_node_id)
             if node not in self.cid or self.cid[node] not in contents:
                 self.rejected.append((phase, str(node), "reply from a node that was not asked"))
+                erred.add(str(node))
             elif reply.has_error():
                 self.rejected.append((phase, str(node), str(reply.error.reason)))
+                erred.add(str(node))
             else:
                 got[self.cid[node]] = reply
         for i in contents:
-            if i not in got and not any(r[1] == str(self.nodes[i]) and r[0] == phase for r in self.rejected):
+            if i not in got and str(self.nodes[i]) not in erred:
                 self.rejected.append((phase, str(self.nodes[i]), "no reply (dropped)"))
         return got
 

@@ -42,13 +42,12 @@ from secagg.errors import AuthenticationError, StageError
 #: the ConfigRecord of ``Context.state`` holding the node's pickled protocol state
 STATE = "fedsec.secagg.state"
 
-#: node phase -> the phase it may answer next (``masked_input`` is followed by ``consistency_check`` in
-#: the active variant and by ``unmasking`` in the passive one; checked in :func:`_check_next`)
+#: node phase -> the phase it may answer next (after ``masked_input``: ``consistency_check`` in the
+#: active variant, ``unmasking`` in the passive one; :func:`_check_next`)
 NODE_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "setup": ("advertise_keys",),
     "advertise_keys": ("share_keys",),
     "share_keys": ("masked_input",),
-    "masked_input": ("consistency_check", "unmasking"),
     "consistency_check": ("unmasking",),
 }
 
@@ -108,11 +107,10 @@ def _train(
 def _check_next(st: NodeState, phase: str, rec: ConfigRecord) -> None:
     if rec.get("session") != st.cfg.session:
         raise StageError(f"node {st.cid}: got a message of another session in phase {phase!r}")
-    allowed = NODE_TRANSITIONS.get(st.phase, ())
-    if st.cfg.active and st.phase == "masked_input":
-        allowed = ("consistency_check",)
-    elif st.phase == "masked_input":
-        allowed = ("unmasking",)
+    if st.phase == "masked_input":
+        allowed: tuple[str, ...] = ("consistency_check",) if st.cfg.active else ("unmasking",)
+    else:
+        allowed = NODE_TRANSITIONS.get(st.phase, ())
     if phase not in allowed:
         raise StageError(f"node {st.cid}: got phase {phase!r} after {st.phase!r}; want one of {allowed}")
 

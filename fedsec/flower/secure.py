@@ -82,9 +82,9 @@ def strategy_for(secure: bool | None = None) -> Callable[[RoundLoop], FedsecStra
     ``False`` always simulated."""
 
     def make(loop: RoundLoop) -> FedsecStrategy:
-        if secure is None and (loop.p.cfg.mechanism() not in SECURE_MECHANISMS or blockers(loop)):
+        if secure is False or (secure is None and blockers(loop)):
             return FedsecStrategy(loop)
-        return SecureStrategy(loop) if secure is not False else FedsecStrategy(loop)
+        return SecureStrategy(loop)
 
     return make
 
