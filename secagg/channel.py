@@ -182,7 +182,7 @@ class Channel:
                 out.refused.append((data, reason_of(e)))
                 continue
             with self.meter.time(frame.receiver, phase):
-                why = self._refusal(frame, kind, seen)
+                why = self._refusal(frame, data, kind, seen)
             self.meter.account(frame.receiver, phase, received=len(data))
             if why is not None:
                 out.refused.append((data, why))
@@ -195,7 +195,10 @@ class Channel:
             self.transcript.append(Message(frame.sender, frame.receiver, phase, frame.payload))
         return out
 
-    def _refusal(self, frame: Frame, kind: str, seen: set[tuple[str, str, str]]) -> str | None:
+    def _refusal(self, frame: Frame, data: bytes, kind: str, seen: set[tuple[str, str, str]]) -> str | None:
+        """Why ``frame`` (parsed from ``data``) is refused, or None. The signature is checked over
+        ``data`` less its last 64 bytes, which :meth:`Frame.decode` has matched field by field to
+        :meth:`Frame.body` (no second copy of the payload)."""
         if frame.round_id != self.round_id:
             return reason_of(
                 StageError(f"got round {frame.round_id}; want round {self.round_id} (a replay?)")
@@ -217,7 +220,7 @@ class Channel:
                     )
                 )
             try:
-                self._keys[frame.sender].verify_key.verify(frame.body(), frame.signature)
+                self._keys[frame.sender].verify_key.verify(data[:-SIG_BYTES], frame.signature)
             except nacl.exceptions.BadSignatureError:
                 return reason_of(
                     AuthenticationError(
