@@ -96,6 +96,20 @@ class SecAggSum:
         self.round_id = 0
         self.channel: Channel | None = None
 
+    def round_params(self, n: int) -> dict[str, Any]:
+        """The masking round's public parameters for ``n`` clients (threshold, degree, ring, variant,
+        tolerated colluders, survivor floor): the keywords of :func:`secagg.driver.run_round` and of
+        :class:`secagg.config.RoundConfig` alike."""
+        plan = self.plan(n)
+        return {
+            "t": plan.t,
+            "bits": self.encoding.bits,
+            "k": None if plan.complete else plan.k,
+            "active": self.active,
+            "corrupt": plan.corrupt,
+            "min_survivors": self.min_survivors,
+        }
+
     def plan(self, n: int) -> DegreeChoice:
         """The graph degree k, threshold t and colluders c this protocol uses for n clients."""
         return ss.complete_plan(n, self.t, self.active, self.corrupt)
@@ -124,21 +138,10 @@ class SecAggSum:
             )
         clipped = np.clip(x, -self.encoding.clip, self.encoding.clip)
         enc = np.stack([self.encoding.encode(w[i] * clipped[i], n_summands=n) for i in range(n)])
-        plan = self.plan(n)
         drops = ss.simulated_dropouts(n, self.dropout, self.active, rng, self.drop_phase)
         self.round_id += 1
         ch = self.channel = open_channel(self.transport, faults=self.faults, round_id=self.round_id)
-        out = run_round(
-            enc,
-            t=plan.t,
-            bits=self.encoding.bits,
-            k=None if plan.complete else plan.k,
-            active=self.active,
-            dropouts=drops,
-            channel=ch,
-            corrupt=plan.corrupt,
-            min_survivors=self.min_survivors,
-        )
+        out = run_round(enc, dropouts=drops, channel=ch, **self.round_params(n))
         total = self.encoding.decode_sum(out.sum, n)
         agg = ss.survivor_mean(total, w, out.survivors, xt.device)
         leak = Leakage(

@@ -287,18 +287,7 @@ class _Round:
 def plan_round(protocol: SecAggSum, n: int, d: int) -> RoundConfig:
     """The round's public parameters for n nodes: t, k and the colluders tolerated from ``protocol.plan``,
     the ring from its encoding, a fresh random session id."""
-    plan = protocol.plan(n)
-    return RoundConfig(
-        n=n,
-        t=plan.t,
-        d=d,
-        bits=protocol.encoding.bits,
-        session=secrets.token_bytes(16),
-        k=None if plan.complete else plan.k,
-        active=protocol.active,
-        corrupt=plan.corrupt,
-        min_survivors=protocol.min_survivors,
-    )
+    return RoundConfig(n=n, d=d, session=secrets.token_bytes(16), **protocol.round_params(n))
 
 
 def _record(phase: str, session: bytes, data: bytes | None = None, **values: Any) -> RecordDict:
